@@ -1,0 +1,711 @@
+#include "policy/loader.h"
+
+#include <algorithm>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/civil_time.h"
+#include "absl/time/time.h"
+#include "policy/compiled_policy.h"
+#include "policy/money.h"
+#include "policy/pricing.h"
+#include "yaml-cpp/yaml.h"
+
+namespace bursar::policy {
+namespace {
+
+constexpr absl::string_view kApiVersion = "bursar.dev/v1";
+constexpr absl::string_view kPolicyKind = "Policy";
+constexpr absl::string_view kPolicyTestKind = "PolicyTest";
+constexpr absl::string_view kTestFileSuffix = "_test.yaml";
+constexpr size_t kMaxPolicyNameLength = 63;
+constexpr size_t kMaxModelNameLength = 256;
+
+// A position in a source file; line and column are 1-based, 0 if unknown.
+struct Location {
+  std::string path;
+  int line = 0;
+  int column = 0;
+};
+
+std::string FormatLocation(const Location& location) {
+  if (location.line <= 0) return location.path;
+  if (location.column <= 0) return absl::StrCat(location.path, ":", location.line);
+  return absl::StrCat(location.path, ":", location.line, ":", location.column);
+}
+
+// `"text"`, escaped so that control characters stay visible.
+std::string Quote(absl::string_view text) {
+  return absl::StrCat("\"", absl::CHexEscape(text), "\"");
+}
+
+// What a node is, for "expected X, got Y" messages.
+std::string Describe(const YAML::Node& node) {
+  switch (node.Type()) {
+    case YAML::NodeType::Scalar:
+      return Quote(node.Scalar());
+    case YAML::NodeType::Sequence:
+      return "a list";
+    case YAML::NodeType::Map:
+      return "a mapping";
+    case YAML::NodeType::Null:
+    case YAML::NodeType::Undefined:
+      break;
+  }
+  return "nothing";
+}
+
+// yaml-cpp marks quoted (non-plain) scalars with the non-specific tag "!".
+bool IsQuoted(const YAML::Node& node) { return node.Tag() == "!"; }
+
+std::string JoinField(absl::string_view parent, absl::string_view key) {
+  return parent.empty() ? std::string(key) : absl::StrCat(parent, ".", key);
+}
+
+// One `key: value` entry of a YAML mapping.
+struct Entry {
+  std::string key;
+  YAML::Node key_node;
+  YAML::Node value;
+};
+
+// A key a mapping may hold.
+struct FieldSpec {
+  absl::string_view key;
+  bool required;
+};
+
+// FNV-1a, 64 bits.
+class Fnv1a64 {
+ public:
+  void Add(absl::string_view bytes) {
+    for (unsigned char byte : bytes) {
+      hash_ ^= byte;
+      hash_ *= 0x100000001b3ULL;
+    }
+  }
+  uint64_t hash() const { return hash_; }
+
+ private:
+  uint64_t hash_ = 0xcbf29ce484222325ULL;
+};
+
+// Compiles the `kind: Policy` documents of a set of files, in the order
+// they are added, collecting every diagnostic rather than stopping at the
+// first. Adding a top-level section takes a FieldSpec and a Compile* method
+// in kSections below.
+class PolicyCompiler {
+ public:
+  void AddFile(const SourceFile& file);
+  // Reports a path given more than once: its diagnostics would be ambiguous.
+  void AddDuplicatePath(const std::string& path) {
+    Error(Location{path}, "",
+          "this file is given twice; pass each policy file once");
+  }
+  CompileResult Finish(std::string version);
+
+ private:
+  using SectionCompiler = void (PolicyCompiler::*)(const Entry& entry);
+  struct Section {
+    absl::string_view key;
+    bool required;
+    SectionCompiler compile;
+  };
+  static const Section kSections[];
+
+  // A model's price, and where it was first written.
+  struct PricedModel {
+    Location location;
+    std::optional<ModelPrice> price;  // empty if it had errors
+  };
+
+  void CompileDocument(const YAML::Node& root);
+
+  // Top-level sections.
+  void CompileApiVersion(const Entry& entry);
+  void CompileKind(const Entry& entry);
+  void CompileMetadata(const Entry& entry);
+  void CompileTimezone(const Entry& entry);
+  void CompilePricing(const Entry& entry);
+  void CompilePricingAsOf(const Entry& entry);
+  void CompileDefaults(const Entry& entry);
+
+  void CompileModelPrice(const Entry& model);
+
+  // Reading typed values; each reports its own errors and returns nullopt.
+  std::optional<std::string> ReadString(const Entry& entry,
+                                        absl::string_view field);
+  std::optional<int64_t> ReadUsdPerMillionTokens(const Entry& entry,
+                                                 absl::string_view field);
+  std::optional<int64_t> ReadTokenCount(const Entry& entry,
+                                        absl::string_view field);
+  // The entries of a mapping, without duplicate or non-string keys (both
+  // reported). nullopt, reported, if `node` is not a mapping.
+  std::optional<std::vector<Entry>> ReadMapping(const YAML::Node& node,
+                                                const Location& where,
+                                                absl::string_view field,
+                                                absl::string_view expected);
+  // As ReadMapping, also reporting keys not in `specs` and required keys
+  // that are missing; the result is keyed by field name.
+  template <typename Spec, size_t N>
+  std::optional<absl::flat_hash_map<std::string, Entry>> ReadFields(
+      const YAML::Node& node, const Location& where, absl::string_view field,
+      const Spec (&specs)[N], absl::string_view expected);
+
+  // Reports a policy-wide setting written a second time; records the first.
+  bool ClaimOnce(std::optional<Location>& first, const Entry& entry,
+                 absl::string_view field);
+
+  Location Where(const YAML::Node& node) const;
+  // Where an entry's value is; for a missing value, where its key is.
+  Location WhereValue(const Entry& entry) const;
+  void Report(Diagnostic::Severity severity, const Location& where,
+              absl::string_view field, std::string message);
+  void Error(const Location& where, absl::string_view field,
+             std::string message) {
+    Report(Diagnostic::Severity::kError, where, field, std::move(message));
+  }
+  void Warning(const Location& where, absl::string_view field,
+               std::string message) {
+    Report(Diagnostic::Severity::kWarning, where, field, std::move(message));
+  }
+
+  const SourceFile* file_ = nullptr;  // the file being compiled
+  std::vector<Diagnostic> diagnostics_;
+  bool has_errors_ = false;
+  int unparsed_files_ = 0;
+  int models_seen_ = 0;
+  // Every model named in a pricing section, valid or not, so that pricing a
+  // model twice is reported even when one of the two has errors.
+  absl::flat_hash_map<std::string, PricedModel> models_;
+  std::optional<Location> defaults_location_;
+  Defaults defaults_;
+  std::optional<Location> timezone_location_;
+};
+
+const PolicyCompiler::Section PolicyCompiler::kSections[] = {
+    {"apiVersion", true, &PolicyCompiler::CompileApiVersion},
+    {"kind", true, &PolicyCompiler::CompileKind},
+    {"metadata", true, &PolicyCompiler::CompileMetadata},
+    {"timezone", false, &PolicyCompiler::CompileTimezone},
+    {"pricing", false, &PolicyCompiler::CompilePricing},
+    {"pricing_as_of", false, &PolicyCompiler::CompilePricingAsOf},
+    {"defaults", false, &PolicyCompiler::CompileDefaults},
+};
+
+constexpr FieldSpec kMetadataFields[] = {
+    {"name", true},
+    {"description", false},
+};
+
+constexpr FieldSpec kPriceFields[] = {
+    {"provider", false},
+    {"input", true},
+    {"cached_input", false},
+    {"output", true},
+};
+
+constexpr FieldSpec kDefaultsFields[] = {
+    {"max_output_tokens", false},
+    {"unknown_model", false},
+};
+
+void PolicyCompiler::AddFile(const SourceFile& file) {
+  file_ = &file;
+  std::vector<YAML::Node> documents;
+  try {
+    documents = YAML::LoadAll(file.content);
+  } catch (const YAML::Exception& e) {
+    ++unparsed_files_;
+    Location where{file.path};
+    if (!e.mark.is_null()) {
+      where.line = e.mark.line + 1;
+      where.column = e.mark.column + 1;
+    }
+    Error(where, "", absl::StrCat("not valid YAML: ", e.msg));
+    return;
+  }
+  for (const YAML::Node& document : documents) {
+    try {
+      CompileDocument(document);
+    } catch (const YAML::Exception& e) {
+      // Not expected: the compiler checks node types before using them.
+      Error(Where(document), "",
+            absl::StrCat("internal error reading this document: ", e.what()));
+    }
+  }
+}
+
+void PolicyCompiler::CompileDocument(const YAML::Node& root) {
+  if (root.IsNull()) return;  // an empty document, e.g. after a final `---`
+  const Location where = Where(root);
+  if (!root.IsMap()) {
+    Error(where, "",
+          absl::StrCat("expected a mapping with apiVersion, kind and "
+                       "metadata, got ",
+                       Describe(root)));
+    return;
+  }
+  // Policy tests have their own schema and are run elsewhere.
+  for (auto it = root.begin(); it != root.end(); ++it) {
+    if (it->first.IsScalar() && it->first.Scalar() == "kind" &&
+        it->second.IsScalar() && it->second.Scalar() == kPolicyTestKind) {
+      return;
+    }
+  }
+  auto fields = ReadFields(root, where, "", kSections,
+                           "a mapping with apiVersion, kind and metadata");
+  if (!fields.has_value()) return;
+  for (const Section& section : kSections) {
+    auto it = fields->find(section.key);
+    if (it != fields->end()) (this->*section.compile)(it->second);
+  }
+}
+
+void PolicyCompiler::CompileApiVersion(const Entry& entry) {
+  std::optional<std::string> version = ReadString(entry, "apiVersion");
+  if (version.has_value() && *version != kApiVersion) {
+    Error(WhereValue(entry), "apiVersion",
+          absl::StrCat("expected ", kApiVersion, ", got ", Quote(*version)));
+  }
+}
+
+void PolicyCompiler::CompileKind(const Entry& entry) {
+  std::optional<std::string> kind = ReadString(entry, "kind");
+  if (kind.has_value() && *kind != kPolicyKind) {
+    Error(WhereValue(entry), "kind",
+          absl::StrCat("expected ", kPolicyKind, " (or ", kPolicyTestKind,
+                       " for a policy test), got ", Quote(*kind)));
+  }
+}
+
+void PolicyCompiler::CompileMetadata(const Entry& entry) {
+  auto fields = ReadFields(entry.value, WhereValue(entry), "metadata",
+                           kMetadataFields,
+                           "a mapping with a name and optional description");
+  if (!fields.has_value()) return;
+  if (auto it = fields->find("name"); it != fields->end()) {
+    std::optional<std::string> name = ReadString(it->second, "metadata.name");
+    if (name.has_value()) {
+      const bool valid =
+          !name->empty() && name->size() <= kMaxPolicyNameLength &&
+          std::all_of(name->begin(), name->end(), [](char c) {
+            return absl::ascii_islower(c) || absl::ascii_isdigit(c) ||
+                   c == '-';
+          });
+      if (!valid) {
+        Error(WhereValue(it->second), "metadata.name",
+              absl::StrCat("expected 1 to ", kMaxPolicyNameLength,
+                           " lowercase letters, digits or '-', e.g. "
+                           "\"northstar-prod\", got ",
+                           Quote(*name)));
+      }
+    }
+  }
+  if (auto it = fields->find("description"); it != fields->end()) {
+    ReadString(it->second, "metadata.description");
+  }
+}
+
+void PolicyCompiler::CompileTimezone(const Entry& entry) {
+  if (!ClaimOnce(timezone_location_, entry, "timezone")) return;
+  std::optional<std::string> name = ReadString(entry, "timezone");
+  if (!name.has_value()) return;
+  absl::TimeZone zone;
+  if (!absl::LoadTimeZone(*name, &zone)) {
+    Error(WhereValue(entry), "timezone",
+          absl::StrCat("expected an IANA time zone name such as "
+                       "\"America/New_York\" or \"UTC\", got ",
+                       Quote(*name)));
+  }
+  // Calendar periods will use the zone; this slice only validates it.
+}
+
+void PolicyCompiler::CompilePricingAsOf(const Entry& entry) {
+  std::optional<std::string> text = ReadString(entry, "pricing_as_of");
+  if (!text.has_value()) return;
+  absl::CivilDay day;
+  // ParseCivilTime also accepts e.g. "2025-6-1"; insist on the canonical
+  // form by formatting the result back.
+  if (!absl::ParseCivilTime(*text, &day) || absl::FormatCivilTime(day) != *text) {
+    Error(WhereValue(entry), "pricing_as_of",
+          absl::StrCat("expected a date written YYYY-MM-DD, e.g. "
+                       "\"2025-06-01\", got ",
+                       Quote(*text)));
+  }
+}
+
+void PolicyCompiler::CompilePricing(const Entry& entry) {
+  auto models = ReadMapping(
+      entry.value, WhereValue(entry), "pricing",
+      "a mapping of model name to prices, e.g. gpt-4.1: { input: \"2.00\", "
+      "output: \"8.00\" }");
+  if (!models.has_value()) return;
+  for (const Entry& model : *models) CompileModelPrice(model);
+}
+
+void PolicyCompiler::CompileModelPrice(const Entry& model) {
+  ++models_seen_;
+  const std::string field = JoinField("pricing", model.key);
+  const Location where = Where(model.key_node);
+  bool ok = true;
+
+  const bool printable_name =
+      !model.key.empty() && model.key.size() <= kMaxModelNameLength &&
+      std::all_of(model.key.begin(), model.key.end(), [](char c) {
+        return absl::ascii_isgraph(c);
+      });
+  if (!printable_name) {
+    Error(where, field,
+          absl::StrCat("expected a model name of 1 to ", kMaxModelNameLength,
+                       " printable characters without spaces, got ",
+                       Quote(model.key)));
+    ok = false;
+  }
+
+  auto [seen, first_time] = models_.try_emplace(model.key);
+  if (first_time) {
+    seen->second.location = where;
+  } else {
+    Error(where, field,
+          absl::StrCat("model ", Quote(model.key), " is already priced at ",
+                       FormatLocation(seen->second.location),
+                       "; price each model once"));
+    ok = false;
+  }
+
+  auto fields = ReadFields(
+      model.value, WhereValue(model), field, kPriceFields,
+      "a mapping with input, output and optional cached_input and provider");
+  if (!fields.has_value()) return;
+  // ReadFields has reported a missing required price.
+  if (!fields->contains("input") || !fields->contains("output")) ok = false;
+
+  ModelPrice price;
+  auto read_price = [&](absl::string_view key, int64_t& nanos) -> bool {
+    auto it = fields->find(key);
+    if (it == fields->end()) return false;
+    std::optional<int64_t> value =
+        ReadUsdPerMillionTokens(it->second, JoinField(field, key));
+    if (!value.has_value()) {
+      ok = false;
+      return false;
+    }
+    nanos = *value;
+    return true;
+  };
+  const bool has_input = read_price("input", price.input_nanos_per_mtok);
+  read_price("output", price.output_nanos_per_mtok);
+  if (!read_price("cached_input", price.cached_input_nanos_per_mtok)) {
+    price.cached_input_nanos_per_mtok = price.input_nanos_per_mtok;
+  } else if (has_input &&
+             price.cached_input_nanos_per_mtok > price.input_nanos_per_mtok) {
+    const Entry& cached = fields->at("cached_input");
+    Warning(WhereValue(cached), JoinField(field, "cached_input"),
+            absl::StrCat("cached input (",
+                         FormatUsdNanos(price.cached_input_nanos_per_mtok),
+                         " USD per 1M tokens) costs more than input (",
+                         FormatUsdNanos(price.input_nanos_per_mtok),
+                         "); providers discount cached input, so check the "
+                         "price"));
+  }
+  if (auto it = fields->find("provider"); it != fields->end()) {
+    std::optional<std::string> provider =
+        ReadString(it->second, JoinField(field, "provider"));
+    if (!provider.has_value()) {
+      ok = false;
+    } else if (provider->empty()) {
+      Error(WhereValue(it->second), JoinField(field, "provider"),
+            "expected a provider name such as \"openai\", got \"\"");
+      ok = false;
+    } else {
+      price.provider = *std::move(provider);
+    }
+  }
+  if (ok && first_time) seen->second.price = std::move(price);
+}
+
+void PolicyCompiler::CompileDefaults(const Entry& entry) {
+  if (!ClaimOnce(defaults_location_, entry, "defaults")) return;
+  auto fields = ReadFields(
+      entry.value, WhereValue(entry), "defaults", kDefaultsFields,
+      "a mapping with max_output_tokens and unknown_model, e.g. "
+      "{ max_output_tokens: 4096, unknown_model: reject }");
+  if (!fields.has_value()) return;
+  if (auto it = fields->find("max_output_tokens"); it != fields->end()) {
+    std::optional<int64_t> tokens =
+        ReadTokenCount(it->second, "defaults.max_output_tokens");
+    if (tokens.has_value()) defaults_.max_output_tokens = *tokens;
+  }
+  if (auto it = fields->find("unknown_model"); it != fields->end()) {
+    std::optional<std::string> action =
+        ReadString(it->second, "defaults.unknown_model");
+    if (!action.has_value()) return;
+    if (*action == "reject") {
+      defaults_.unknown_model = UnknownModelAction::kReject;
+    } else if (*action == "deny") {
+      defaults_.unknown_model = UnknownModelAction::kDeny;
+    } else {
+      Error(WhereValue(it->second), "defaults.unknown_model",
+            absl::StrCat("expected reject or deny, got ", Quote(*action)));
+    }
+  }
+}
+
+bool PolicyCompiler::ClaimOnce(std::optional<Location>& first,
+                               const Entry& entry, absl::string_view field) {
+  if (!first.has_value()) {
+    first = Where(entry.key_node);
+    return true;
+  }
+  Error(Where(entry.key_node), field,
+        absl::StrCat(field, " is already set at ", FormatLocation(*first),
+                     "; set it once across all policy files"));
+  return false;
+}
+
+std::optional<std::string> PolicyCompiler::ReadString(
+    const Entry& entry, absl::string_view field) {
+  if (!entry.value.IsScalar()) {
+    Error(WhereValue(entry), field,
+          absl::StrCat("expected a string, got ", Describe(entry.value)));
+    return std::nullopt;
+  }
+  return entry.value.Scalar();
+}
+
+std::optional<int64_t> PolicyCompiler::ReadUsdPerMillionTokens(
+    const Entry& entry, absl::string_view field) {
+  if (!entry.value.IsScalar()) {
+    Error(WhereValue(entry), field,
+          absl::StrCat("expected USD per 1M tokens as a decimal string such "
+                       "as \"2.00\", got ",
+                       Describe(entry.value)));
+    return std::nullopt;
+  }
+  // Scalar() is the source text, so an unquoted 2.00 is read exactly too.
+  absl::StatusOr<int64_t> nanos = ParseUsdNanos(entry.value.Scalar());
+  if (!nanos.ok()) {
+    Error(WhereValue(entry), field,
+          absl::StrCat("expected USD per 1M tokens: ", nanos.status().message()));
+    return std::nullopt;
+  }
+  return *nanos;
+}
+
+std::optional<int64_t> PolicyCompiler::ReadTokenCount(
+    const Entry& entry, absl::string_view field) {
+  const std::string expected =
+      absl::StrCat("expected a whole number of tokens from 1 to ",
+                   kMaxTokensPerCall, ", got ");
+  if (!entry.value.IsScalar()) {
+    Error(WhereValue(entry), field,
+          absl::StrCat(expected, Describe(entry.value)));
+    return std::nullopt;
+  }
+  const std::string& text = entry.value.Scalar();
+  if (IsQuoted(entry.value)) {
+    Error(WhereValue(entry), field,
+          absl::StrCat(expected, "the quoted string ", Quote(text),
+                       "; write the number without quotes"));
+    return std::nullopt;
+  }
+  int64_t tokens = 0;
+  const bool digits_only =
+      !text.empty() && std::all_of(text.begin(), text.end(),
+                                   [](char c) { return absl::ascii_isdigit(c); });
+  if (!digits_only || !absl::SimpleAtoi(text, &tokens) || tokens < 1 ||
+      tokens > kMaxTokensPerCall) {
+    Error(WhereValue(entry), field, absl::StrCat(expected, Quote(text)));
+    return std::nullopt;
+  }
+  return tokens;
+}
+
+std::optional<std::vector<Entry>> PolicyCompiler::ReadMapping(
+    const YAML::Node& node, const Location& where, absl::string_view field,
+    absl::string_view expected) {
+  if (!node.IsMap()) {
+    Error(where, field,
+          absl::StrCat("expected ", expected, ", got ", Describe(node)));
+    return std::nullopt;
+  }
+  std::vector<Entry> entries;
+  absl::flat_hash_map<std::string, YAML::Node> first_keys;
+  for (auto it = node.begin(); it != node.end(); ++it) {
+    const YAML::Node& key = it->first;
+    if (!key.IsScalar()) {
+      Error(Where(key), field,
+            absl::StrCat("expected a string key, got ", Describe(key)));
+      continue;
+    }
+    auto [first, inserted] = first_keys.try_emplace(key.Scalar(), key);
+    if (!inserted) {
+      // yaml-cpp keeps both entries of a duplicated key; YAML forbids it.
+      Error(Where(key), JoinField(field, key.Scalar()),
+            absl::StrCat("duplicate key ", Quote(key.Scalar()),
+                         "; it is first written at ",
+                         FormatLocation(Where(first->second))));
+      continue;
+    }
+    entries.push_back(Entry{key.Scalar(), key, it->second});
+  }
+  return entries;
+}
+
+template <typename Spec, size_t N>
+std::optional<absl::flat_hash_map<std::string, Entry>>
+PolicyCompiler::ReadFields(const YAML::Node& node, const Location& where,
+                           absl::string_view field, const Spec (&specs)[N],
+                           absl::string_view expected) {
+  std::optional<std::vector<Entry>> entries =
+      ReadMapping(node, where, field, expected);
+  if (!entries.has_value()) return std::nullopt;
+  absl::flat_hash_map<std::string, Entry> fields;
+  for (Entry& entry : *entries) {
+    const bool known = std::any_of(
+        std::begin(specs), std::end(specs),
+        [&](const Spec& spec) { return spec.key == entry.key; });
+    if (!known) {
+      Error(Where(entry.key_node), JoinField(field, entry.key),
+            absl::StrCat("unknown field ", Quote(entry.key),
+                         "; expected one of: ",
+                         absl::StrJoin(specs, ", ",
+                                       [](std::string* out, const Spec& spec) {
+                                         absl::StrAppend(out, spec.key);
+                                       })));
+      continue;
+    }
+    std::string key = entry.key;
+    fields.emplace(std::move(key), std::move(entry));
+  }
+  for (const Spec& spec : specs) {
+    if (spec.required && !fields.contains(spec.key)) {
+      Error(where, JoinField(field, spec.key),
+            absl::StrCat("missing required field ", Quote(spec.key)));
+    }
+  }
+  return fields;
+}
+
+Location PolicyCompiler::Where(const YAML::Node& node) const {
+  Location location;
+  location.path = file_ == nullptr ? "" : file_->path;
+  if (!node.IsDefined()) return location;
+  const YAML::Mark mark = node.Mark();
+  if (!mark.is_null() && mark.line >= 0 && mark.column >= 0) {
+    location.line = mark.line + 1;
+    location.column = mark.column + 1;
+  }
+  return location;
+}
+
+Location PolicyCompiler::WhereValue(const Entry& entry) const {
+  // yaml-cpp places an empty value (`key:` and nothing) at the next token,
+  // often on the next line; the key is the better place to point at.
+  if (!entry.value.IsDefined() || entry.value.IsNull()) {
+    return Where(entry.key_node);
+  }
+  return Where(entry.value);
+}
+
+void PolicyCompiler::Report(Diagnostic::Severity severity,
+                            const Location& where, absl::string_view field,
+                            std::string message) {
+  Diagnostic diagnostic;
+  diagnostic.severity = severity;
+  diagnostic.path = where.path;
+  diagnostic.line = where.line;
+  diagnostic.column = where.column;
+  diagnostic.field = std::string(field);
+  diagnostic.message = std::move(message);
+  diagnostics_.push_back(std::move(diagnostic));
+  if (severity == Diagnostic::Severity::kError) has_errors_ = true;
+}
+
+CompileResult PolicyCompiler::Finish(std::string version) {
+  file_ = nullptr;
+  if (models_seen_ == 0 && unparsed_files_ == 0) {
+    Error(Location{}, "pricing",
+          "no model is priced; a policy needs a pricing section such as "
+          "pricing: { gpt-4.1: { input: \"2.00\", output: \"8.00\" } }");
+  }
+  CompileResult result;
+  result.diagnostics = std::move(diagnostics_);
+  if (has_errors_) return result;
+  absl::flat_hash_map<std::string, ModelPrice> prices;
+  prices.reserve(models_.size());
+  for (auto& [name, model] : models_) {
+    // Without errors, every model has a price.
+    if (model.price.has_value()) prices.emplace(name, *std::move(model.price));
+  }
+  result.policy = std::make_shared<const CompiledPolicy>(
+      std::move(version), std::move(prices), defaults_);
+  return result;
+}
+
+}  // namespace
+
+std::string FormatDiagnostic(const Diagnostic& diagnostic) {
+  std::string out;
+  if (!diagnostic.path.empty()) {
+    out = FormatLocation(
+        Location{diagnostic.path, diagnostic.line, diagnostic.column});
+    out.append(": ");
+  }
+  if (diagnostic.severity == Diagnostic::Severity::kWarning) {
+    out.append("warning: ");
+  }
+  if (!diagnostic.field.empty()) absl::StrAppend(&out, diagnostic.field, ": ");
+  out.append(diagnostic.message);
+  return out;
+}
+
+CompileResult CompilePolicy(const std::vector<SourceFile>& files) {
+  // Sorted by path, so the version and the diagnostics do not depend on the
+  // order the caller lists the files in.
+  std::vector<const SourceFile*> sorted;
+  sorted.reserve(files.size());
+  for (const SourceFile& file : files) {
+    if (!absl::EndsWith(file.path, kTestFileSuffix)) sorted.push_back(&file);
+  }
+  std::sort(sorted.begin(), sorted.end(),
+            [](const SourceFile* a, const SourceFile* b) {
+              return std::tie(a->path, a->content) <
+                     std::tie(b->path, b->content);
+            });
+
+  PolicyCompiler compiler;
+  Fnv1a64 hash;
+  constexpr char kSeparator[] = {'\0'};
+  const absl::string_view separator(kSeparator, 1);
+  const SourceFile* previous = nullptr;
+  for (const SourceFile* file : sorted) {
+    hash.Add(file->path);
+    hash.Add(separator);
+    hash.Add(file->content);
+    hash.Add(separator);
+    if (previous != nullptr && previous->path == file->path) {
+      compiler.AddDuplicatePath(file->path);
+    }
+    compiler.AddFile(*file);
+    previous = file;
+  }
+  return compiler.Finish(absl::StrFormat("%016x", hash.hash()));
+}
+
+}  // namespace bursar::policy

@@ -1,0 +1,169 @@
+#ifndef BURSAR_STORAGE_LEDGER_H_
+#define BURSAR_STORAGE_LEDGER_H_
+
+// The budget ledger: budgets, their spend per instance and period, and the
+// holds (reservations) that Check places and Report settles.
+//
+// Memory is authoritative for decisions; RocksDB makes every change durable
+// before it is acknowledged (see storage/README.md for the key layout). All
+// time comes in as arguments, so the ledger is deterministic given its
+// inputs. Thread-safe: every method may be called concurrently.
+//
+// Exactness: Reserve checks `spent + held + estimate <= amount` for every
+// matching budget and places the hold on all of them in one critical
+// section, so concurrent Reserves never overshoot a budget.
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "storage/budget.h"
+#include "storage/labels.h"
+
+namespace bursar::storage {
+
+enum class SyncMode {
+  // Acknowledge after the write reaches the OS (the WAL is written, not
+  // fsynced): survives a process crash, not a power loss.
+  kNone,
+  // Acknowledge after an fsync that covers the write; concurrent writes
+  // share fsyncs (at most one every `group_window`).
+  kGroup,
+  // fsync each write before the next one starts.
+  kAlways,
+};
+
+absl::StatusOr<SyncMode> ParseSyncMode(absl::string_view text);
+
+// Where one budget instance stands in its current period.
+struct Standing {
+  std::string budget;
+  std::string instance;
+  Period period = Period::kNone;
+  absl::Time period_start = absl::InfinitePast();
+  absl::Time period_end = absl::InfiniteFuture();
+  int64_t amount_nanos = 0;
+  int64_t spent_nanos = 0;
+  int64_t held_nanos = 0;
+  int64_t unreported_nanos = 0;
+  // max(0, amount - spent - held).
+  int64_t remaining_nanos() const;
+};
+
+struct ReserveRequest {
+  const LabelSet* labels = nullptr;
+  int64_t estimate_nanos = 0;
+  // Empty: not idempotent.
+  absl::string_view request_id;
+  // Stored with the hold and handed back by Settle and on replay.
+  absl::string_view terms;
+  absl::Duration ttl = absl::Minutes(10);
+  bool dry_run = false;
+};
+
+struct ReserveResult {
+  enum class Kind {
+    kReserved,  // a new hold; reservation_id is set
+    kReplayed,  // request_id seen before: the earlier hold, unchanged
+    kDenied,    // some budget cannot fit the estimate; see `exceeded`
+    kDryRun,    // every budget fits; nothing reserved
+  };
+  Kind kind = Kind::kDenied;
+  std::string reservation_id;
+  absl::Time expires_at;
+  // For kReplayed: the terms stored with the earlier hold.
+  std::string terms;
+  // Every matching budget instance (after the hold, for kReserved).
+  std::vector<Standing> standings;
+  // For kDenied: the budgets that cannot fit the estimate, tightest first.
+  std::vector<Standing> exceeded;
+};
+
+enum class HoldState { kOpen, kSettled, kExpired };
+
+struct HoldView {
+  std::string reservation_id;
+  HoldState state = HoldState::kOpen;
+  int64_t estimate_nanos = 0;
+  int64_t cost_nanos = 0;
+  absl::Time expires_at;
+  std::string terms;
+};
+
+struct SettleResult {
+  int64_t cost_nanos = 0;
+  bool already_reported = false;
+  bool after_expiry = false;
+};
+
+struct AuditEntry {
+  absl::Time time;
+  std::string actor;
+  std::string action;  // "budget.set", "budget.delete"
+  std::string target;  // "budget:<name>"
+  std::optional<BudgetSpec> before;
+  std::optional<BudgetSpec> after;
+  std::string reason;
+};
+
+struct Actor {
+  std::string name;
+  std::string reason;
+};
+
+// The ledger's contract; RocksLedger (rocks_ledger.h) is the embedded
+// implementation, and a shared-counter one can slot in behind it.
+class Ledger {
+ public:
+  virtual ~Ledger() = default;
+
+  // Budgets. SetBudget normalizes and validates the spec (see budget.h),
+  // stamps updated_at/updated_by, and audits old -> new. Returns the stored
+  // spec and whether it was created.
+  virtual absl::StatusOr<std::pair<BudgetSpec, bool>> SetBudget(
+      BudgetSpec spec, const Actor& actor, absl::Time now) = 0;
+  // NotFound if there is no such budget.
+  virtual absl::Status DeleteBudget(absl::string_view name, const Actor& actor,
+                                    absl::Time now) = 0;
+  virtual std::optional<BudgetSpec> GetBudget(absl::string_view name) const = 0;
+  virtual std::vector<BudgetSpec> ListBudgets() const = 0;
+  // The budget's instances in the period containing `now`: the one named by
+  // `instance`, or (when empty) every instance with spend or holds in it
+  // (a budget without per_label always has its one instance).
+  virtual absl::StatusOr<std::vector<Standing>> Standings(
+      absl::string_view budget, absl::string_view instance,
+      absl::Time now) const = 0;
+  // Newest first.
+  virtual std::vector<AuditEntry> ListAudit(size_t limit) const = 0;
+
+  // The hot path. Errors only for I/O (Unavailable); a budget that cannot
+  // fit is a kDenied result.
+  virtual absl::StatusOr<ReserveResult> Reserve(const ReserveRequest& request,
+                                                absl::Time now) = 0;
+  // NotFound if the ledger has no such hold (never issued, or pruned).
+  virtual absl::StatusOr<HoldView> GetHold(
+      absl::string_view reservation_id) const = 0;
+  // Replaces the hold with the actual cost on every budget it was charged
+  // to, in the period it was reserved in. Idempotent: a second Settle
+  // changes nothing and returns the first cost with already_reported. A
+  // hold that had expired (charged its estimate) is corrected to the cost.
+  virtual absl::StatusOr<SettleResult> Settle(absl::string_view reservation_id,
+                                              int64_t cost_nanos,
+                                              absl::Time now) = 0;
+  // Charges every open hold whose TTL has passed at its estimate (flagged as
+  // unreported) and forgets settled holds older than the retention. Returns
+  // how many holds expired.
+  virtual absl::StatusOr<int> ExpireHolds(absl::Time now) = 0;
+  // Open holds right now.
+  virtual size_t open_holds() const = 0;
+};
+
+}  // namespace bursar::storage
+
+#endif  // BURSAR_STORAGE_LEDGER_H_

@@ -1,0 +1,34 @@
+#ifndef BURSAR_STORAGE_ROCKS_LEDGER_H_
+#define BURSAR_STORAGE_ROCKS_LEDGER_H_
+
+// The embedded ledger: memory-authoritative counters made durable in one
+// RocksDB database (column families and keys in storage/README.md).
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "storage/ledger.h"
+
+namespace bursar::storage {
+
+struct RocksLedgerOptions {
+  std::string path;
+  SyncMode sync = SyncMode::kGroup;
+  // kGroup: at most one fsync per window; writes in between share it.
+  absl::Duration group_window = absl::Milliseconds(1);
+  // How long a settled or expired hold is kept: Check retries with its
+  // request_id replay it, and late Reports still find it.
+  absl::Duration settled_retention = absl::Hours(1);
+};
+
+// Opens (creating if needed) the database at options.path and rebuilds
+// memory from it. DataLoss for corrupt records or a schema newer than this
+// binary; Unavailable for I/O errors (e.g. another process holds the lock).
+absl::StatusOr<std::unique_ptr<Ledger>> OpenRocksLedger(
+    const RocksLedgerOptions& options);
+
+}  // namespace bursar::storage
+
+#endif  // BURSAR_STORAGE_ROCKS_LEDGER_H_

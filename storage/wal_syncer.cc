@@ -1,0 +1,70 @@
+#include "storage/wal_syncer.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace bursar::storage {
+
+WalSyncer::WalSyncer(rocksdb::DB* db, absl::Duration window)
+    : db_(db), window_(window), thread_([this] { Run(); }) {}
+
+WalSyncer::~WalSyncer() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  thread_.join();
+}
+
+uint64_t WalSyncer::NoteWrite() {
+  absl::MutexLock lock(&mu_);
+  return ++written_;
+}
+
+absl::Status WalSyncer::AwaitDurable(uint64_t ticket) {
+  struct Covered {
+    const WalSyncer* syncer;
+    uint64_t ticket;
+    bool Done() const ABSL_NO_THREAD_SAFETY_ANALYSIS {
+      return syncer->synced_ >= ticket;
+    }
+  };
+  const Covered covered{this, ticket};
+  absl::MutexLock lock(&mu_);
+  mu_.Await(absl::Condition(&covered, &Covered::Done));
+  if (ticket <= failed_up_to_) return last_error_;
+  return absl::OkStatus();
+}
+
+void WalSyncer::Run() {
+  absl::Time last_sync = absl::InfinitePast();
+  while (true) {
+    uint64_t target;
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.Await(absl::Condition(
+          +[](WalSyncer* self) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+            return self->stopping_ || self->written_ > self->synced_;
+          },
+          this));
+      if (written_ == synced_) return;  // stopping, nothing pending
+    }
+    const absl::Time next = last_sync + window_;
+    if (absl::Now() < next) absl::SleepFor(next - absl::Now());
+    {
+      absl::MutexLock lock(&mu_);
+      target = written_;
+    }
+    last_sync = absl::Now();
+    const rocksdb::Status status = db_->SyncWAL();
+    absl::MutexLock lock(&mu_);
+    if (!status.ok()) {
+      last_error_ = absl::UnavailableError(
+          absl::StrCat("fsync of the write-ahead log failed: ",
+                       status.ToString()));
+      failed_up_to_ = target;
+    }
+    synced_ = target;
+  }
+}
+
+}  // namespace bursar::storage

@@ -1,0 +1,50 @@
+#ifndef BURSAR_STORAGE_WAL_SYNCER_H_
+#define BURSAR_STORAGE_WAL_SYNCER_H_
+
+// Group commit for RocksDB's write-ahead log: writers write without fsync,
+// then wait for one background fsync that covers every write made before
+// it began. Thread-safe.
+
+#include <cstdint>
+#include <thread>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "rocksdb/db.h"
+
+namespace bursar::storage {
+
+class WalSyncer {
+ public:
+  // `db` must outlive the syncer. At most one fsync starts per `window`.
+  WalSyncer(rocksdb::DB* db, absl::Duration window);
+  ~WalSyncer();  // finishes pending syncs, then stops the thread
+
+  WalSyncer(const WalSyncer&) = delete;
+  WalSyncer& operator=(const WalSyncer&) = delete;
+
+  // Call right after a write reached the WAL; returns its ticket.
+  uint64_t NoteWrite();
+  // Blocks until an fsync covering `ticket` finished; Unavailable if it
+  // failed.
+  absl::Status AwaitDurable(uint64_t ticket);
+
+ private:
+  void Run();
+
+  rocksdb::DB* const db_;
+  const absl::Duration window_;
+  absl::Mutex mu_;
+  uint64_t written_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t synced_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Status last_error_ ABSL_GUARDED_BY(mu_);
+  uint64_t failed_up_to_ ABSL_GUARDED_BY(mu_) = 0;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread thread_;
+};
+
+}  // namespace bursar::storage
+
+#endif  // BURSAR_STORAGE_WAL_SYNCER_H_

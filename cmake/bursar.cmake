@@ -7,11 +7,12 @@ function(bursar_cc_test name)
   gtest_discover_tests(${name} DISCOVERY_TIMEOUT 30)
 endfunction()
 
-# bursar_proto_library(NAME PROTOS... [GRPC] [DEPS ...]): C++ code generated
-# from .proto files under the current source dir; the include root is that
-# dir's parent tree as given by IMPORT_ROOT.
+# bursar_proto_library(NAME IMPORT_ROOT DIR PROTOS... [GRPC] [IMPORT_DIRS ...]
+# [DEPS ...]): C++ code generated from .proto files of the current source dir;
+# their import paths are relative to IMPORT_ROOT, and imports may also come
+# from IMPORT_DIRS.
 function(bursar_proto_library name)
-  cmake_parse_arguments(ARG "GRPC" "IMPORT_ROOT" "PROTOS;DEPS" ${ARGN})
+  cmake_parse_arguments(ARG "GRPC" "IMPORT_ROOT" "PROTOS;DEPS;IMPORT_DIRS" ${ARGN})
   set(out_dir ${CMAKE_CURRENT_BINARY_DIR}/gen)
   file(MAKE_DIRECTORY ${out_dir})
   set(srcs)
@@ -20,6 +21,9 @@ function(bursar_proto_library name)
     string(REGEX REPLACE "\\.proto$" "" stem ${rel})
     set(outs ${out_dir}/${stem}.pb.cc ${out_dir}/${stem}.pb.h)
     set(args --cpp_out=${out_dir})
+    foreach(dir ${ARG_IMPORT_DIRS})
+      list(APPEND args -I${dir})
+    endforeach()
     if(ARG_GRPC)
       list(APPEND outs ${out_dir}/${stem}.grpc.pb.cc ${out_dir}/${stem}.grpc.pb.h)
       list(APPEND args --grpc_out=${out_dir}

@@ -42,7 +42,8 @@ std::string SomePricedModels(const CompiledPolicy& policy) {
   for (const auto& [name, price] : policy.prices()) models.push_back(name);
   std::sort(models.begin(), models.end());
   const size_t shown = std::min(models.size(), kModelsToList);
-  std::string list = absl::StrJoin(models.begin(), models.begin() + shown, ", ");
+  std::string list =
+      absl::StrJoin(models.begin(), models.begin() + shown, ", ");
   if (models.size() > shown) {
     absl::StrAppend(&list, " (", models.size() - shown, " more)");
   }

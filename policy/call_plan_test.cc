@@ -100,21 +100,21 @@ TEST(PlanCallTest, TokenCountsOutOfRangeNameTheField) {
     int64_t max_output_tokens;
     const char* field;
   };
-  for (const Case& c : {Case{-1, 10, "input_tokens: "},
-                        Case{kMaxTokensPerCall + 1, 10, "input_tokens: "},
-                        Case{10, -1, "max_output_tokens: "},
-                        Case{10, kMaxTokensPerCall + 1, "max_output_tokens: "}}) {
+  for (const Case& c :
+       {Case{-1, 10, "input_tokens: "},
+        Case{kMaxTokensPerCall + 1, 10, "input_tokens: "},
+        Case{10, -1, "max_output_tokens: "},
+        Case{10, kMaxTokensPerCall + 1, "max_output_tokens: "}}) {
     absl::StatusOr<CallPlan> plan = PlanCall(
         policy, Request("gpt-4.1", c.input_tokens, c.max_output_tokens));
     EXPECT_EQ(plan.status().code(), absl::StatusCode::kInvalidArgument);
-    EXPECT_THAT(plan.status().message(), StartsWith(c.field));
+    EXPECT_THAT(std::string(plan.status().message()), StartsWith(c.field));
   }
   // The bounds themselves are fine.
   absl::StatusOr<CallPlan> plan = PlanCall(
       policy, Request("gpt-4.1", kMaxTokensPerCall, kMaxTokensPerCall));
   ASSERT_TRUE(plan.ok()) << plan.status();
-  EXPECT_EQ(plan->estimated_cost_nanos,
-            kMaxTokensPerCall * (2000 + 8000));
+  EXPECT_EQ(plan->estimated_cost_nanos, kMaxTokensPerCall * (2000 + 8000));
 }
 
 TEST(PlanCallTest, UnknownModelIsRejectedWithSomePricedModels) {

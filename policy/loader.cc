@@ -44,7 +44,8 @@ struct Location {
 
 std::string FormatLocation(const Location& location) {
   if (location.line <= 0) return location.path;
-  if (location.column <= 0) return absl::StrCat(location.path, ":", location.line);
+  if (location.column <= 0)
+    return absl::StrCat(location.path, ":", location.line);
   return absl::StrCat(location.path, ":", location.line, ":", location.column);
 }
 
@@ -187,7 +188,9 @@ class PolicyCompiler {
   const SourceFile* file_ = nullptr;  // the file being compiled
   std::vector<Diagnostic> diagnostics_;
   bool has_errors_ = false;
-  int unparsed_files_ = 0;
+  // Files or documents whose content could not be read at all; while there
+  // are any, "no model is priced" would be noise.
+  int unreadable_ = 0;
   int models_seen_ = 0;
   // Every model named in a pricing section, valid or not, so that pricing a
   // model twice is reported even when one of the two has errors.
@@ -230,7 +233,7 @@ void PolicyCompiler::AddFile(const SourceFile& file) {
   try {
     documents = YAML::LoadAll(file.content);
   } catch (const YAML::Exception& e) {
-    ++unparsed_files_;
+    ++unreadable_;
     Location where{file.path};
     if (!e.mark.is_null()) {
       where.line = e.mark.line + 1;
@@ -239,6 +242,7 @@ void PolicyCompiler::AddFile(const SourceFile& file) {
     Error(where, "", absl::StrCat("not valid YAML: ", e.msg));
     return;
   }
+  const size_t first_diagnostic = diagnostics_.size();
   for (const YAML::Node& document : documents) {
     try {
       CompileDocument(document);
@@ -248,12 +252,20 @@ void PolicyCompiler::AddFile(const SourceFile& file) {
             absl::StrCat("internal error reading this document: ", e.what()));
     }
   }
+  // A file's diagnostics in the order of its lines, whatever order the
+  // checks ran in.
+  std::stable_sort(diagnostics_.begin() + first_diagnostic, diagnostics_.end(),
+                   [](const Diagnostic& a, const Diagnostic& b) {
+                     return std::tie(a.line, a.column) <
+                            std::tie(b.line, b.column);
+                   });
 }
 
 void PolicyCompiler::CompileDocument(const YAML::Node& root) {
   if (root.IsNull()) return;  // an empty document, e.g. after a final `---`
   const Location where = Where(root);
   if (!root.IsMap()) {
+    ++unreadable_;
     Error(where, "",
           absl::StrCat("expected a mapping with apiVersion, kind and "
                        "metadata, got ",
@@ -294,9 +306,9 @@ void PolicyCompiler::CompileKind(const Entry& entry) {
 }
 
 void PolicyCompiler::CompileMetadata(const Entry& entry) {
-  auto fields = ReadFields(entry.value, WhereValue(entry), "metadata",
-                           kMetadataFields,
-                           "a mapping with a name and optional description");
+  auto fields =
+      ReadFields(entry.value, WhereValue(entry), "metadata", kMetadataFields,
+                 "a mapping with a name and optional description");
   if (!fields.has_value()) return;
   if (auto it = fields->find("name"); it != fields->end()) {
     std::optional<std::string> name = ReadString(it->second, "metadata.name");
@@ -304,8 +316,7 @@ void PolicyCompiler::CompileMetadata(const Entry& entry) {
       const bool valid =
           !name->empty() && name->size() <= kMaxPolicyNameLength &&
           std::all_of(name->begin(), name->end(), [](char c) {
-            return absl::ascii_islower(c) || absl::ascii_isdigit(c) ||
-                   c == '-';
+            return absl::ascii_islower(c) || absl::ascii_isdigit(c) || c == '-';
           });
       if (!valid) {
         Error(WhereValue(it->second), "metadata.name",
@@ -341,7 +352,8 @@ void PolicyCompiler::CompilePricingAsOf(const Entry& entry) {
   absl::CivilDay day;
   // ParseCivilTime also accepts e.g. "2025-6-1"; insist on the canonical
   // form by formatting the result back.
-  if (!absl::ParseCivilTime(*text, &day) || absl::FormatCivilTime(day) != *text) {
+  if (!absl::ParseCivilTime(*text, &day) ||
+      absl::FormatCivilTime(day) != *text) {
     Error(WhereValue(entry), "pricing_as_of",
           absl::StrCat("expected a date written YYYY-MM-DD, e.g. "
                        "\"2025-06-01\", got ",
@@ -366,9 +378,8 @@ void PolicyCompiler::CompileModelPrice(const Entry& model) {
 
   const bool printable_name =
       !model.key.empty() && model.key.size() <= kMaxModelNameLength &&
-      std::all_of(model.key.begin(), model.key.end(), [](char c) {
-        return absl::ascii_isgraph(c);
-      });
+      std::all_of(model.key.begin(), model.key.end(),
+                  [](char c) { return absl::ascii_isgraph(c); });
   if (!printable_name) {
     Error(where, field,
           absl::StrCat("expected a model name of 1 to ", kMaxModelNameLength,
@@ -441,10 +452,10 @@ void PolicyCompiler::CompileModelPrice(const Entry& model) {
 
 void PolicyCompiler::CompileDefaults(const Entry& entry) {
   if (!ClaimOnce(defaults_location_, entry, "defaults")) return;
-  auto fields = ReadFields(
-      entry.value, WhereValue(entry), "defaults", kDefaultsFields,
-      "a mapping with max_output_tokens and unknown_model, e.g. "
-      "{ max_output_tokens: 4096, unknown_model: reject }");
+  auto fields =
+      ReadFields(entry.value, WhereValue(entry), "defaults", kDefaultsFields,
+                 "a mapping with max_output_tokens and unknown_model, e.g. "
+                 "{ max_output_tokens: 4096, unknown_model: reject }");
   if (!fields.has_value()) return;
   if (auto it = fields->find("max_output_tokens"); it != fields->end()) {
     std::optional<int64_t> tokens =
@@ -478,8 +489,8 @@ bool PolicyCompiler::ClaimOnce(std::optional<Location>& first,
   return false;
 }
 
-std::optional<std::string> PolicyCompiler::ReadString(
-    const Entry& entry, absl::string_view field) {
+std::optional<std::string> PolicyCompiler::ReadString(const Entry& entry,
+                                                      absl::string_view field) {
   if (!entry.value.IsScalar()) {
     Error(WhereValue(entry), field,
           absl::StrCat("expected a string, got ", Describe(entry.value)));
@@ -500,15 +511,16 @@ std::optional<int64_t> PolicyCompiler::ReadUsdPerMillionTokens(
   // Scalar() is the source text, so an unquoted 2.00 is read exactly too.
   absl::StatusOr<int64_t> nanos = ParseUsdNanos(entry.value.Scalar());
   if (!nanos.ok()) {
-    Error(WhereValue(entry), field,
-          absl::StrCat("expected USD per 1M tokens: ", nanos.status().message()));
+    Error(
+        WhereValue(entry), field,
+        absl::StrCat("expected USD per 1M tokens: ", nanos.status().message()));
     return std::nullopt;
   }
   return *nanos;
 }
 
-std::optional<int64_t> PolicyCompiler::ReadTokenCount(
-    const Entry& entry, absl::string_view field) {
+std::optional<int64_t> PolicyCompiler::ReadTokenCount(const Entry& entry,
+                                                      absl::string_view field) {
   const std::string expected =
       absl::StrCat("expected a whole number of tokens from 1 to ",
                    kMaxTokensPerCall, ", got ");
@@ -526,8 +538,9 @@ std::optional<int64_t> PolicyCompiler::ReadTokenCount(
   }
   int64_t tokens = 0;
   const bool digits_only =
-      !text.empty() && std::all_of(text.begin(), text.end(),
-                                   [](char c) { return absl::ascii_isdigit(c); });
+      !text.empty() && std::all_of(text.begin(), text.end(), [](char c) {
+        return absl::ascii_isdigit(c);
+      });
   if (!digits_only || !absl::SimpleAtoi(text, &tokens) || tokens < 1 ||
       tokens > kMaxTokensPerCall) {
     Error(WhereValue(entry), field, absl::StrCat(expected, Quote(text)));
@@ -577,9 +590,9 @@ PolicyCompiler::ReadFields(const YAML::Node& node, const Location& where,
   if (!entries.has_value()) return std::nullopt;
   absl::flat_hash_map<std::string, Entry> fields;
   for (Entry& entry : *entries) {
-    const bool known = std::any_of(
-        std::begin(specs), std::end(specs),
-        [&](const Spec& spec) { return spec.key == entry.key; });
+    const bool known =
+        std::any_of(std::begin(specs), std::end(specs),
+                    [&](const Spec& spec) { return spec.key == entry.key; });
     if (!known) {
       Error(Where(entry.key_node), JoinField(field, entry.key),
             absl::StrCat("unknown field ", Quote(entry.key),
@@ -639,7 +652,7 @@ void PolicyCompiler::Report(Diagnostic::Severity severity,
 
 CompileResult PolicyCompiler::Finish(std::string version) {
   file_ = nullptr;
-  if (models_seen_ == 0 && unparsed_files_ == 0) {
+  if (models_seen_ == 0 && unreadable_ == 0) {
     Error(Location{}, "pricing",
           "no model is priced; a policy needs a pricing section such as "
           "pricing: { gpt-4.1: { input: \"2.00\", output: \"8.00\" } }");

@@ -60,7 +60,12 @@ absl::StatusOr<int64_t> ParseUsdNanos(absl::string_view text) {
                      "uses an exponent; write the plain decimal, e.g. "
                      "\"1000\" rather than \"1e3\"");
     }
-    if (c == ',' || c == '_' || c == '\'' || c == ' ') {
+    if (c == ' ' || c == '\t') {
+      return Invalid(text,
+                     "has a space; write the number alone, without spaces "
+                     "or a currency name, e.g. \"1000\" or \"$1000\"");
+    }
+    if (c == ',' || c == '_' || c == '\'') {
       return Invalid(text,
                      "has a thousands separator; write the digits alone, "
                      "e.g. \"1000\" rather than \"1,000\"");
@@ -91,10 +96,10 @@ absl::StatusOr<int64_t> ParseUsdNanos(absl::string_view text) {
   if (frac_digits.size() > kFractionDigits) {
     absl::string_view extra = frac_digits.substr(kFractionDigits);
     if (extra.find_first_not_of('0') != absl::string_view::npos) {
-      return Invalid(
-          text, absl::StrFormat("has %d fractional digits; at most %d "
-                                "(nano-USD) are representable",
-                                frac_digits.size(), kFractionDigits));
+      return Invalid(text,
+                     absl::StrFormat("has %d fractional digits; at most %d "
+                                     "(nano-USD) are representable",
+                                     frac_digits.size(), kFractionDigits));
     }
     frac_digits = frac_digits.substr(0, kFractionDigits);
   }

@@ -16,9 +16,8 @@ constexpr int64_t kTokensPerMillion = 1'000'000;
 
 absl::Status CheckCount(absl::string_view field, int64_t count) {
   if (count < 0 || count > kMaxTokensPerCall) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(field, ": must be between 0 and ", kMaxTokensPerCall,
-                     ", got ", count));
+    return absl::InvalidArgumentError(absl::StrCat(
+        field, ": must be between 0 and ", kMaxTokensPerCall, ", got ", count));
   }
   return absl::OkStatus();
 }

@@ -66,7 +66,7 @@ TEST(CostNanosTest, SubNanoPricesPerTokenAreExact) {
 TEST(CostNanosTest, FractionOfANanoRoundsUpOnceForTheWholeCall) {
   // $0.0000015 per 1M tokens is 0.0015 nanos per token.
   const ModelPrice tiny = Price("0.0000015", "0.0000015", "0.0000015");
-  EXPECT_EQ(CostOrDie(tiny, Tokens(1, 0, 0)), 1);  // 0.0015 -> 1
+  EXPECT_EQ(CostOrDie(tiny, Tokens(1, 0, 0)), 1);     // 0.0015 -> 1
   EXPECT_EQ(CostOrDie(tiny, Tokens(1000, 0, 0)), 2);  // 1.5 -> 2
   // 2000 * 0.0015 = 3 exactly: no rounding.
   EXPECT_EQ(CostOrDie(tiny, Tokens(1000, 0, 1000)), 3);
@@ -145,7 +145,7 @@ TEST(CostNanosTest, InvalidCountsNameTheField) {
     absl::StatusOr<int64_t> cost = CostNanos(price, c.tokens);
     EXPECT_EQ(cost.status().code(), absl::StatusCode::kInvalidArgument)
         << c.field;
-    EXPECT_THAT(cost.status().message(), HasSubstr(c.field));
+    EXPECT_THAT(std::string(cost.status().message()), HasSubstr(c.field));
   }
   EXPECT_EQ(CostOrDie(price, Tokens(kMaxTokensPerCall, 0, 0)),
             kMaxTokensPerCall * 2000);

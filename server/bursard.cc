@@ -1,0 +1,196 @@
+// bursard: the Bursar decision service.
+
+#include <pthread.h>
+#include <signal.h>
+
+#include <fstream>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/grpcpp.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "server/budget_admin.h"
+#include "server/clock.h"
+#include "server/decider.h"
+#include "server/grpc_services.h"
+#include "server/log.h"
+#include "server/policy_registry.h"
+#include "storage/rocks_ledger.h"
+
+ABSL_FLAG(std::string, listen, "127.0.0.1:8081",
+          "host:port for the gRPC API (Decision, Admin, health, reflection). "
+          "Port 0 picks a free port (see --ready_file).");
+ABSL_FLAG(std::string, data_dir, "./data",
+          "Directory of the embedded RocksDB ledger; created if missing. One "
+          "bursard per directory.");
+ABSL_FLAG(std::string, policy_dir, "policies/example",
+          "Directory of policy YAML files (pricing, defaults) loaded at start.");
+ABSL_FLAG(std::string, sync, "group",
+          "Durability of acknowledged writes: none (WAL written, not fsynced: "
+          "survives a crash of bursard, not of the machine), group (fsync "
+          "shared by concurrent writes, acknowledged after it), always (fsync "
+          "every write on its own).");
+ABSL_FLAG(absl::Duration, reservation_ttl, absl::Minutes(10),
+          "How long a Check's reservation waits for its Report; after it the "
+          "hold is charged at its estimate and flagged unreported.");
+ABSL_FLAG(absl::Duration, settled_retention, absl::Hours(1),
+          "How long settled reservations are remembered for idempotent "
+          "retries of Check (same request_id) and Report.");
+ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(10),
+          "On SIGTERM/SIGINT: how long in-flight calls may take to finish.");
+ABSL_FLAG(std::string, ready_file, "",
+          "If set, bursard writes the address it listens on to this file once "
+          "it serves (for scripts and tests that start it on port 0).");
+ABSL_FLAG(std::string, testing_clock_file, "",
+          "Testing only: read the current time (RFC 3339) from this file "
+          "instead of the system clock.");
+
+namespace bursar::server {
+namespace {
+
+using LF = LogField;
+
+int Run() {
+  // Signals go to the main thread's sigwait only; block them before any
+  // thread starts so every thread inherits the mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  absl::StatusOr<storage::SyncMode> sync =
+      storage::ParseSyncMode(absl::GetFlag(FLAGS_sync));
+  if (!sync.ok()) {
+    Log(LogLevel::kError, "bad flag", {LF{"flag", "--sync"},
+                                       LF{"error", std::string(sync.status().message())}});
+    return 2;
+  }
+  const absl::Duration ttl = absl::GetFlag(FLAGS_reservation_ttl);
+  if (ttl <= absl::ZeroDuration()) {
+    Log(LogLevel::kError, "bad flag",
+        {LF{"flag", "--reservation_ttl"}, LF{"error", "must be positive"}});
+    return 2;
+  }
+
+  std::unique_ptr<Clock> clock;
+  if (absl::GetFlag(FLAGS_testing_clock_file).empty()) {
+    clock = std::make_unique<SystemClock>();
+  } else {
+    clock = std::make_unique<FileClock>(absl::GetFlag(FLAGS_testing_clock_file));
+    Log(LogLevel::kWarning, "using the testing clock",
+        {LF{"file", absl::GetFlag(FLAGS_testing_clock_file)}});
+  }
+
+  absl::StatusOr<std::shared_ptr<const policy::CompiledPolicy>> initial =
+      LoadPolicyDir(absl::GetFlag(FLAGS_policy_dir));
+  if (!initial.ok()) {
+    Log(LogLevel::kError, "cannot load policies",
+        {LF{"dir", absl::GetFlag(FLAGS_policy_dir)},
+         LF{"error", std::string(initial.status().message())}});
+    return 1;
+  }
+  PolicyRegistry policies(*initial);
+  Log(LogLevel::kInfo, "policy loaded",
+      {LF{"dir", absl::GetFlag(FLAGS_policy_dir)},
+       LF{"version", (*initial)->version()},
+       LF{"models", absl::StrCat((*initial)->prices().size())}});
+
+  storage::RocksLedgerOptions ledger_options;
+  ledger_options.path = absl::GetFlag(FLAGS_data_dir);
+  ledger_options.sync = *sync;
+  ledger_options.settled_retention = absl::GetFlag(FLAGS_settled_retention);
+  const absl::Time open_started = absl::Now();
+  absl::StatusOr<std::unique_ptr<storage::Ledger>> ledger =
+      storage::OpenRocksLedger(ledger_options);
+  if (!ledger.ok()) {
+    Log(LogLevel::kError, "cannot open the ledger",
+        {LF{"data_dir", ledger_options.path},
+         LF{"error", std::string(ledger.status().message())}});
+    return 1;
+  }
+  Log(LogLevel::kInfo, "ledger open",
+      {LF{"data_dir", ledger_options.path},
+       LF{"sync", absl::GetFlag(FLAGS_sync)},
+       LF{"open_holds", absl::StrCat((*ledger)->open_holds())},
+       LF{"took", absl::FormatDuration(absl::Now() - open_started)}});
+
+  Decider decider(ledger->get(), &policies, clock.get(),
+                  DeciderOptions{.reservation_ttl = ttl});
+  BudgetAdmin budget_admin(ledger->get(), clock.get());
+  DecisionService decision_service(&decider);
+  AdminService admin_service(&budget_admin);
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(absl::GetFlag(FLAGS_listen),
+                           grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(&decision_service);
+  builder.RegisterService(&admin_service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr || port == 0) {
+    Log(LogLevel::kError, "cannot listen",
+        {LF{"addr", absl::GetFlag(FLAGS_listen)}});
+    return 1;
+  }
+  const std::string listen = absl::GetFlag(FLAGS_listen);
+  const std::string bound =
+      absl::StrCat(listen.substr(0, listen.rfind(':')), ":", port);
+  Log(LogLevel::kInfo, "serving", {LF{"addr", bound}});
+  if (!absl::GetFlag(FLAGS_ready_file).empty()) {
+    const std::string path = absl::GetFlag(FLAGS_ready_file);
+    {
+      std::ofstream out(path + ".tmp");
+      out << bound << "\n";
+    }
+    std::rename((path + ".tmp").c_str(), path.c_str());
+  }
+
+  absl::Notification stopping;
+  std::thread expirer([&] {
+    while (!stopping.WaitForNotificationWithTimeout(absl::Seconds(1))) {
+      absl::StatusOr<int> expired = (*ledger)->ExpireHolds(clock->Now());
+      if (!expired.ok()) {
+        Log(LogLevel::kError, "expiring holds failed",
+            {LF{"error", std::string(expired.status().message())}});
+      } else if (*expired > 0) {
+        Log(LogLevel::kInfo, "reservations expired unreported",
+            {LF{"count", absl::StrCat(*expired)}});
+      }
+    }
+  });
+
+  int signal_number = 0;
+  sigwait(&signals, &signal_number);
+  Log(LogLevel::kInfo, "draining", {LF{"signal", strsignal(signal_number)}});
+  server->Shutdown(std::chrono::system_clock::now() +
+                   absl::ToChronoSeconds(absl::GetFlag(FLAGS_shutdown_grace)));
+  server->Wait();
+  stopping.Notify();
+  expirer.join();
+  ledger->reset();  // closes RocksDB after the last write
+  Log(LogLevel::kInfo, "stopped");
+  return 0;
+}
+
+}  // namespace
+}  // namespace bursar::server
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "Bursar decision service: budgets and policies for LLM calls.\n"
+      "Usage: bursard [--listen=127.0.0.1:8081] [--data_dir=./data] "
+      "[--policy_dir=policies/example] [--sync=none|group|always]");
+  absl::ParseCommandLine(argc, argv);
+  return bursar::server::Run();
+}

@@ -1,0 +1,284 @@
+#include "server/decider.h"
+
+#include <string>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "policy/call_plan.h"
+#include "policy/money.h"
+#include "policy/pricing.h"
+#include "server/hold_terms.pb.h"
+#include "server/time_format.h"
+#include "storage/labels.h"
+
+namespace bursar::server {
+namespace {
+
+absl::Status Invalid(absl::string_view field, absl::string_view problem) {
+  return absl::InvalidArgumentError(absl::StrCat(field, ": ", problem));
+}
+
+absl::Status CheckTokens(absl::string_view field, int64_t tokens) {
+  if (tokens < 0 || tokens > policy::kMaxTokensPerCall) {
+    return Invalid(field, absl::StrFormat("%d is outside 0..%d", tokens,
+                                          policy::kMaxTokensPerCall));
+  }
+  return absl::OkStatus();
+}
+
+void FillStanding(const storage::Standing& s, v1::BudgetStanding* out) {
+  out->set_budget(s.budget);
+  out->set_instance(s.instance);
+  out->set_period_start(FormatRfc3339(s.period_start));
+  out->set_amount_nanos(s.amount_nanos);
+  out->set_spent_nanos(s.spent_nanos);
+  out->set_held_nanos(s.held_nanos);
+  out->set_remaining_nanos(s.remaining_nanos());
+}
+
+std::string DenialMessage(const storage::Standing& s, int64_t estimate_nanos) {
+  const std::string who =
+      s.instance.empty() ? absl::StrCat("budget \"", s.budget, "\"")
+                         : absl::StrCat("budget \"", s.budget, "\" for \"",
+                                        s.instance, "\"");
+  const std::string period =
+      s.period == storage::Period::kNone
+          ? std::string()
+          : absl::StrCat(" this ", storage::PeriodName(s.period), " (since ",
+                         FormatRfc3339(s.period_start), ")");
+  return absl::StrCat(who, " has $", policy::FormatUsdNanos(s.remaining_nanos()),
+                      " of $", policy::FormatUsdNanos(s.amount_nanos), " left",
+                      period, "; the call may cost up to $",
+                      policy::FormatUsdNanos(estimate_nanos));
+}
+
+}  // namespace
+
+absl::Status ValidateCheckRequest(const v1::CheckRequest& request) {
+  if (request.request_id().size() > kMaxRequestIdBytes) {
+    return Invalid("request_id", absl::StrFormat("%d bytes; at most %d",
+                                                 request.request_id().size(),
+                                                 kMaxRequestIdBytes));
+  }
+  if (request.model().empty()) {
+    return Invalid("model", "must name the model to call, e.g. \"gpt-4.1\"");
+  }
+  if (request.model().size() > kMaxModelBytes) {
+    return Invalid("model", absl::StrFormat("%d bytes; at most %d",
+                                            request.model().size(),
+                                            kMaxModelBytes));
+  }
+  if (request.provider().size() > kMaxLabelValueBytes) {
+    return Invalid("provider", absl::StrFormat("%d bytes; at most %d",
+                                               request.provider().size(),
+                                               kMaxLabelValueBytes));
+  }
+  if (request.labels_size() > kMaxLabels) {
+    return Invalid("labels", absl::StrFormat("%d labels; at most %d",
+                                             request.labels_size(), kMaxLabels));
+  }
+  for (const auto& [key, value] : request.labels()) {
+    if (key.empty() || key.size() > kMaxLabelKeyBytes) {
+      return Invalid("labels",
+                     absl::StrFormat("key \"%s\" must be 1..%d bytes",
+                                     absl::CHexEscape(key.substr(0, 80)),
+                                     kMaxLabelKeyBytes));
+    }
+    if (value.size() > kMaxLabelValueBytes) {
+      return Invalid(absl::StrCat("labels[", key, "]"),
+                     absl::StrFormat("value is %d bytes; at most %d",
+                                     value.size(), kMaxLabelValueBytes));
+    }
+    if (key.find('\0') != key.npos || value.find('\0') != value.npos) {
+      return Invalid(absl::StrCat("labels[", absl::CHexEscape(key), "]"),
+                     "NUL bytes are not allowed");
+    }
+  }
+  if (absl::Status s = CheckTokens("input_tokens", request.input_tokens());
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s =
+          CheckTokens("max_output_tokens", request.max_output_tokens());
+      !s.ok()) {
+    return s;
+  }
+  if (request.priority().size() > kMaxLabelKeyBytes) {
+    return Invalid("priority", absl::StrFormat("%d bytes; at most %d",
+                                               request.priority().size(),
+                                               kMaxLabelKeyBytes));
+  }
+  if (request.attempt() < 0) {
+    return Invalid("attempt", absl::StrCat(request.attempt(),
+                                           " is negative; the first try is 1"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateReportRequest(const v1::ReportRequest& request) {
+  if (request.reservation_id().empty()) {
+    return Invalid("reservation_id",
+                   "must be the reservation_id that Check returned");
+  }
+  if (request.reservation_id().size() > kMaxRequestIdBytes) {
+    return Invalid("reservation_id", "is longer than any id Check returns");
+  }
+  const v1::Usage& usage = request.usage();
+  if (absl::Status s = CheckTokens("usage.input_tokens", usage.input_tokens());
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = CheckTokens("usage.cached_input_tokens",
+                                   usage.cached_input_tokens());
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s =
+          CheckTokens("usage.output_tokens", usage.output_tokens());
+      !s.ok()) {
+    return s;
+  }
+  if (usage.cached_input_tokens() > usage.input_tokens()) {
+    return Invalid("usage.cached_input_tokens",
+                   absl::StrFormat("%d exceeds input_tokens %d; input_tokens "
+                                   "counts all prompt tokens, cached included",
+                                   usage.cached_input_tokens(),
+                                   usage.input_tokens()));
+  }
+  if (!v1::Outcome_IsValid(request.outcome())) {
+    return Invalid("outcome", absl::StrCat(request.outcome(),
+                                           " is not a known Outcome"));
+  }
+  if (request.latency().seconds() < 0 || request.latency().nanos() < 0) {
+    return Invalid("latency", "must not be negative");
+  }
+  if (request.has_quality_score() &&
+      !(request.quality_score() >= 0.0 && request.quality_score() <= 1.0)) {
+    return Invalid("quality_score",
+                   absl::StrFormat("%g is outside 0..1", request.quality_score()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Decider::Check(const v1::CheckRequest& request,
+                            v1::CheckResponse* response) {
+  if (absl::Status s = ValidateCheckRequest(request); !s.ok()) return s;
+  const absl::Time now = clock_->Now();
+  const std::shared_ptr<const policy::CompiledPolicy> active =
+      policies_->Active();
+  absl::StatusOr<policy::CallPlan> plan = policy::PlanCall(
+      *active, {request.model(), request.input_tokens(),
+                request.max_output_tokens()});
+  if (!plan.ok()) return plan.status();
+
+  response->set_policy_version(active->version());
+  response->set_model(plan->model);
+  response->set_max_output_tokens(plan->max_output_tokens);
+  response->set_estimated_cost_nanos(plan->estimated_cost_nanos);
+  if (!plan->allowed) {
+    response->set_verdict(v1::VERDICT_DENY);
+    v1::Reason* reason = response->add_reasons();
+    reason->set_rule(plan->deny_rule);
+    reason->set_message(plan->deny_message);
+    return absl::OkStatus();
+  }
+
+  storage::LabelSet labels;
+  for (const auto& [key, value] : request.labels()) labels.Add(key, value);
+  labels.Add("model", plan->model);
+  labels.Add("provider", request.provider().empty() ? plan->price->provider
+                                                    : request.provider());
+
+  HoldTerms terms;
+  std::string terms_bytes;
+  if (!request.dry_run()) {
+    terms.set_model(plan->model);
+    terms.set_policy_version(active->version());
+    terms.set_input_nanos_per_mtok(plan->price->input_nanos_per_mtok);
+    terms.set_cached_input_nanos_per_mtok(
+        plan->price->cached_input_nanos_per_mtok);
+    terms.set_output_nanos_per_mtok(plan->price->output_nanos_per_mtok);
+    *terms.mutable_answer() = *response;
+    terms.mutable_answer()->set_verdict(v1::VERDICT_ALLOW);
+    terms_bytes = terms.SerializeAsString();
+  }
+
+  storage::ReserveRequest reserve;
+  reserve.labels = &labels;
+  reserve.estimate_nanos = plan->estimated_cost_nanos;
+  reserve.request_id = request.request_id();
+  reserve.terms = terms_bytes;
+  reserve.ttl = options_.reservation_ttl;
+  reserve.dry_run = request.dry_run();
+  absl::StatusOr<storage::ReserveResult> reserved =
+      ledger_->Reserve(reserve, now);
+  if (!reserved.ok()) return reserved.status();
+
+  switch (reserved->kind) {
+    case storage::ReserveResult::Kind::kReplayed: {
+      HoldTerms earlier;
+      if (!earlier.ParseFromString(reserved->terms)) {
+        return absl::DataLossError(absl::StrCat(
+            "reservation ", reserved->reservation_id, " has unreadable terms"));
+      }
+      *response = earlier.answer();
+      break;
+    }
+    case storage::ReserveResult::Kind::kDenied:
+      response->set_verdict(v1::VERDICT_DENY);
+      for (const storage::Standing& s : reserved->exceeded) {
+        v1::Reason* reason = response->add_reasons();
+        reason->set_rule(absl::StrCat("budget:", s.budget));
+        reason->set_message(DenialMessage(s, plan->estimated_cost_nanos));
+      }
+      break;
+    case storage::ReserveResult::Kind::kDryRun:
+      response->set_verdict(v1::VERDICT_ALLOW);
+      break;
+    case storage::ReserveResult::Kind::kReserved:
+      response->set_verdict(v1::VERDICT_ALLOW);
+      break;
+  }
+  if (!reserved->reservation_id.empty()) {
+    response->set_reservation_id(reserved->reservation_id);
+    response->set_reservation_expires_at(FormatRfc3339(reserved->expires_at));
+  }
+  for (const storage::Standing& s : reserved->standings) {
+    FillStanding(s, response->add_budgets());
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Decider::Report(const v1::ReportRequest& request,
+                             v1::ReportResponse* response) {
+  if (absl::Status s = ValidateReportRequest(request); !s.ok()) return s;
+  const absl::Time now = clock_->Now();
+  absl::StatusOr<storage::HoldView> hold =
+      ledger_->GetHold(request.reservation_id());
+  if (!hold.ok()) return hold.status();
+  HoldTerms terms;
+  if (!terms.ParseFromString(hold->terms)) {
+    return absl::DataLossError(absl::StrCat(
+        "reservation ", request.reservation_id(), " has unreadable terms"));
+  }
+  policy::ModelPrice price;
+  price.input_nanos_per_mtok = terms.input_nanos_per_mtok();
+  price.cached_input_nanos_per_mtok = terms.cached_input_nanos_per_mtok();
+  price.output_nanos_per_mtok = terms.output_nanos_per_mtok();
+  const v1::Usage& usage = request.usage();
+  absl::StatusOr<int64_t> cost = policy::CostNanos(
+      price, {usage.input_tokens(), usage.cached_input_tokens(),
+              usage.output_tokens()});
+  if (!cost.ok()) return cost.status();
+
+  absl::StatusOr<storage::SettleResult> settled =
+      ledger_->Settle(request.reservation_id(), *cost, now);
+  if (!settled.ok()) return settled.status();
+  response->set_cost_nanos(settled->cost_nanos);
+  response->set_already_reported(settled->already_reported);
+  response->set_reported_after_expiry(settled->after_expiry);
+  return absl::OkStatus();
+}
+
+}  // namespace bursar::server

@@ -1,0 +1,54 @@
+#ifndef BURSAR_SERVER_DECIDER_H_
+#define BURSAR_SERVER_DECIDER_H_
+
+// Check and Report as plain calls: validates the request, plans the call
+// under the active policy, and reserves or settles in the ledger. The gRPC
+// (and later HTTP) handlers are thin adapters over this. Thread-safe.
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "bursar/v1/decision.pb.h"
+#include "server/clock.h"
+#include "server/policy_registry.h"
+#include "storage/ledger.h"
+
+namespace bursar::server {
+
+// Bounds on what a request may carry; over them is INVALID_ARGUMENT.
+inline constexpr int kMaxLabels = 32;
+inline constexpr size_t kMaxLabelKeyBytes = 64;
+inline constexpr size_t kMaxLabelValueBytes = 256;
+inline constexpr size_t kMaxRequestIdBytes = 128;
+inline constexpr size_t kMaxModelBytes = 256;
+
+struct DeciderOptions {
+  absl::Duration reservation_ttl = absl::Minutes(10);
+};
+
+class Decider {
+ public:
+  // All pointers must outlive the Decider.
+  Decider(storage::Ledger* ledger, const PolicyRegistry* policies,
+          Clock* clock, DeciderOptions options)
+      : ledger_(ledger), policies_(policies), clock_(clock), options_(options) {}
+
+  // A budget denial is an OK status with VERDICT_DENY.
+  absl::Status Check(const v1::CheckRequest& request,
+                     v1::CheckResponse* response);
+  absl::Status Report(const v1::ReportRequest& request,
+                      v1::ReportResponse* response);
+
+ private:
+  storage::Ledger* const ledger_;
+  const PolicyRegistry* const policies_;
+  Clock* const clock_;
+  const DeciderOptions options_;
+};
+
+// INVALID_ARGUMENT naming the first bad field.
+absl::Status ValidateCheckRequest(const v1::CheckRequest& request);
+absl::Status ValidateReportRequest(const v1::ReportRequest& request);
+
+}  // namespace bursar::server
+
+#endif  // BURSAR_SERVER_DECIDER_H_

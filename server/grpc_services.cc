@@ -1,0 +1,73 @@
+#include "server/grpc_services.h"
+
+#include <string>
+
+namespace bursar::server {
+namespace {
+
+// Runs `call` and finishes the RPC with its status.
+template <typename Call>
+grpc::ServerUnaryReactor* Unary(grpc::CallbackServerContext* context,
+                                Call&& call) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(ToGrpcStatus(call()));
+  return reactor;
+}
+
+}  // namespace
+
+grpc::Status ToGrpcStatus(const absl::Status& status) {
+  if (status.ok()) return grpc::Status::OK;
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()),
+                      std::string(status.message()));
+}
+
+grpc::ServerUnaryReactor* DecisionService::Check(
+    grpc::CallbackServerContext* context, const v1::CheckRequest* request,
+    v1::CheckResponse* response) {
+  return Unary(context, [&] { return decider_->Check(*request, response); });
+}
+
+grpc::ServerUnaryReactor* DecisionService::Report(
+    grpc::CallbackServerContext* context, const v1::ReportRequest* request,
+    v1::ReportResponse* response) {
+  return Unary(context, [&] { return decider_->Report(*request, response); });
+}
+
+grpc::ServerUnaryReactor* AdminService::SetBudget(
+    grpc::CallbackServerContext* context, const v1::SetBudgetRequest* request,
+    v1::SetBudgetResponse* response) {
+  return Unary(context,
+               [&] { return budgets_->SetBudget(*request, response); });
+}
+
+grpc::ServerUnaryReactor* AdminService::GetBudget(
+    grpc::CallbackServerContext* context, const v1::GetBudgetRequest* request,
+    v1::GetBudgetResponse* response) {
+  return Unary(context,
+               [&] { return budgets_->GetBudget(*request, response); });
+}
+
+grpc::ServerUnaryReactor* AdminService::ListBudgets(
+    grpc::CallbackServerContext* context,
+    const v1::ListBudgetsRequest* request, v1::ListBudgetsResponse* response) {
+  return Unary(context,
+               [&] { return budgets_->ListBudgets(*request, response); });
+}
+
+grpc::ServerUnaryReactor* AdminService::DeleteBudget(
+    grpc::CallbackServerContext* context,
+    const v1::DeleteBudgetRequest* request,
+    v1::DeleteBudgetResponse* response) {
+  return Unary(context,
+               [&] { return budgets_->DeleteBudget(*request, response); });
+}
+
+grpc::ServerUnaryReactor* AdminService::ListAudit(
+    grpc::CallbackServerContext* context, const v1::ListAuditRequest* request,
+    v1::ListAuditResponse* response) {
+  return Unary(context,
+               [&] { return budgets_->ListAudit(*request, response); });
+}
+
+}  // namespace bursar::server

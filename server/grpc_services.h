@@ -1,0 +1,63 @@
+#ifndef BURSAR_SERVER_GRPC_SERVICES_H_
+#define BURSAR_SERVER_GRPC_SERVICES_H_
+
+// The gRPC face of bursard (callback API). Each handler adapts one RPC to a
+// plain call of Decider or BudgetAdmin and maps its absl::Status.
+
+#include "absl/status/status.h"
+#include "bursar/v1/admin.grpc.pb.h"
+#include "bursar/v1/decision.grpc.pb.h"
+#include "grpcpp/grpcpp.h"
+#include "server/budget_admin.h"
+#include "server/decider.h"
+
+namespace bursar::server {
+
+// The one mapping from absl::Status to grpc::Status (codes are the same
+// numbers; the message is kept).
+grpc::Status ToGrpcStatus(const absl::Status& status);
+
+class DecisionService final : public v1::Decision::CallbackService {
+ public:
+  explicit DecisionService(Decider* decider) : decider_(decider) {}
+
+  grpc::ServerUnaryReactor* Check(grpc::CallbackServerContext* context,
+                                  const v1::CheckRequest* request,
+                                  v1::CheckResponse* response) override;
+  grpc::ServerUnaryReactor* Report(grpc::CallbackServerContext* context,
+                                   const v1::ReportRequest* request,
+                                   v1::ReportResponse* response) override;
+
+ private:
+  Decider* const decider_;
+};
+
+class AdminService final : public v1::Admin::CallbackService {
+ public:
+  explicit AdminService(BudgetAdmin* budgets) : budgets_(budgets) {}
+
+  grpc::ServerUnaryReactor* SetBudget(grpc::CallbackServerContext* context,
+                                      const v1::SetBudgetRequest* request,
+                                      v1::SetBudgetResponse* response) override;
+  grpc::ServerUnaryReactor* GetBudget(grpc::CallbackServerContext* context,
+                                      const v1::GetBudgetRequest* request,
+                                      v1::GetBudgetResponse* response) override;
+  grpc::ServerUnaryReactor* ListBudgets(
+      grpc::CallbackServerContext* context,
+      const v1::ListBudgetsRequest* request,
+      v1::ListBudgetsResponse* response) override;
+  grpc::ServerUnaryReactor* DeleteBudget(
+      grpc::CallbackServerContext* context,
+      const v1::DeleteBudgetRequest* request,
+      v1::DeleteBudgetResponse* response) override;
+  grpc::ServerUnaryReactor* ListAudit(grpc::CallbackServerContext* context,
+                                      const v1::ListAuditRequest* request,
+                                      v1::ListAuditResponse* response) override;
+
+ private:
+  BudgetAdmin* const budgets_;
+};
+
+}  // namespace bursar::server
+
+#endif  // BURSAR_SERVER_GRPC_SERVICES_H_

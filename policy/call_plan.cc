@@ -41,11 +41,11 @@ std::string SomePricedModels(const CompiledPolicy& policy) {
   models.reserve(policy.prices().size());
   for (const auto& [name, price] : policy.prices()) models.push_back(name);
   std::sort(models.begin(), models.end());
-  const size_t shown = std::min(models.size(), kModelsToList);
-  std::string list =
-      absl::StrJoin(models.begin(), models.begin() + shown, ", ");
-  if (models.size() > shown) {
-    absl::StrAppend(&list, " (", models.size() - shown, " more)");
+  const size_t total = models.size();
+  if (total > kModelsToList) models.resize(kModelsToList);
+  std::string list = absl::StrJoin(models, ", ");
+  if (total > models.size()) {
+    absl::StrAppend(&list, " (", total - models.size(), " more)");
   }
   return list;
 }

@@ -1,6 +1,7 @@
 #include "policy/loader.h"
 
 #include <algorithm>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -107,8 +108,9 @@ class Fnv1a64 {
 
 // Compiles the `kind: Policy` documents of a set of files, in the order
 // they are added, collecting every diagnostic rather than stopping at the
-// first. Adding a top-level section takes a FieldSpec and a Compile* method
-// in kSections below.
+// first. Adding a top-level section takes an entry in kSections below and
+// the Compile* method it names; sections that merge across files keep their
+// state here (see models_ and ClaimOnce).
 class PolicyCompiler {
  public:
   void AddFile(const SourceFile& file);
@@ -242,7 +244,8 @@ void PolicyCompiler::AddFile(const SourceFile& file) {
     Error(where, "", absl::StrCat("not valid YAML: ", e.msg));
     return;
   }
-  const size_t first_diagnostic = diagnostics_.size();
+  const auto first_diagnostic =
+      static_cast<std::ptrdiff_t>(diagnostics_.size());
   for (const YAML::Node& document : documents) {
     try {
       CompileDocument(document);
@@ -714,6 +717,7 @@ CompileResult CompilePolicy(const std::vector<SourceFile>& files) {
     hash.Add(separator);
     if (previous != nullptr && previous->path == file->path) {
       compiler.AddDuplicatePath(file->path);
+      continue;  // compiling it again would only repeat its diagnostics
     }
     compiler.AddFile(*file);
     previous = file;

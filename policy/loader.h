@@ -23,13 +23,15 @@ struct Diagnostic {
   enum class Severity { kError, kWarning };
   Severity severity = Severity::kError;
   std::string path;
-  int line = 0;    // 1-based; 0 when unknown
-  int column = 0;  // 1-based; 0 when unknown
+  int line = 0;         // 1-based; 0 when unknown
+  int column = 0;       // 1-based; 0 when unknown
   std::string field;    // e.g. "pricing.gpt-4.1.output"
   std::string message;  // what was expected and the offending text
 };
 
-// "pricing.yaml:12:5: pricing.gpt-4.1.output: <message>"
+// "pricing.yaml:12:5: pricing.gpt-4.1.output: <message>". A warning reads
+// "pricing.yaml:12:5: warning: pricing.gpt-4.1.output: <message>"; parts
+// that are unknown (empty path or field, line or column 0) are left out.
 std::string FormatDiagnostic(const Diagnostic& diagnostic);
 
 struct CompileResult {
@@ -39,7 +41,11 @@ struct CompileResult {
 };
 
 // Compiles every `kind: Policy` document in `files` into one policy. Files
-// whose path ends in "_test.yaml" are policy tests and are skipped here.
+// whose path ends in "_test.yaml", and `kind: PolicyTest` documents, are
+// policy tests and are skipped here; "_test.yaml" files do not count towards
+// the version either.
+// Files are compiled in path order, so the result does not depend on the
+// order of `files`. The schema is documented in docs/pricing.md.
 CompileResult CompilePolicy(const std::vector<SourceFile>& files);
 
 }  // namespace bursar::policy

@@ -53,6 +53,9 @@ TEST(CostNanosTest, Gpt41Call) {
   const ModelPrice gpt41 = Price("2.00", "0.50", "8.00");
   EXPECT_EQ(CostOrDie(gpt41, Tokens(1200, 0, 2000)), 18'400'000);
   EXPECT_EQ(FormatUsdNanos(18'400'000), "0.0184");
+  // The actual call (docs/pricing.md): 1,000 of the 1,200 input tokens
+  // cached, 350 output.
+  EXPECT_EQ(CostOrDie(gpt41, Tokens(1200, 1000, 350)), 3'700'000);
 }
 
 TEST(CostNanosTest, SubNanoPricesPerTokenAreExact) {

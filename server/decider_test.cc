@@ -1,0 +1,239 @@
+#include "server/decider.h"
+
+#include <filesystem>
+#include <memory>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "policy/loader.h"
+#include "storage/rocks_ledger.h"
+
+namespace bursar::server {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr char kPolicy[] = R"yaml(
+apiVersion: bursar.dev/v1
+kind: Policy
+metadata: { name: test }
+pricing:
+  gpt-4.1:      { provider: openai, input: "2.00", cached_input: "0.50", output: "8.00" }
+  gpt-4.1-mini: { provider: openai, input: "0.40", cached_input: "0.10", output: "1.60" }
+defaults: { max_output_tokens: 1000, unknown_model: UNKNOWN_ACTION }
+)yaml";
+
+std::shared_ptr<const policy::CompiledPolicy> Compile(
+    absl::string_view unknown_action, absl::string_view gpt41_output = "8.00") {
+  std::string text = kPolicy;
+  text.replace(text.find("UNKNOWN_ACTION"), 14, std::string(unknown_action));
+  text.replace(text.find("\"8.00\""), 6, absl::StrCat("\"", gpt41_output, "\""));
+  policy::CompileResult result = policy::CompilePolicy({{"p.yaml", text}});
+  EXPECT_NE(result.policy, nullptr)
+      << (result.diagnostics.empty()
+              ? ""
+              : policy::FormatDiagnostic(result.diagnostics.front()));
+  return result.policy;
+}
+
+class DeciderTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           absl::StrCat("decider_test_", getpid(), "_",
+                        ::testing::UnitTest::GetInstance()
+                            ->current_test_info()
+                            ->name());
+    std::filesystem::remove_all(dir_);
+    storage::RocksLedgerOptions options;
+    options.path = dir_.string();
+    options.sync = storage::SyncMode::kNone;
+    auto ledger = storage::OpenRocksLedger(options);
+    ASSERT_TRUE(ledger.ok()) << ledger.status();
+    ledger_ = *std::move(ledger);
+    policies_ = std::make_unique<PolicyRegistry>(Compile("reject"));
+    decider_ = std::make_unique<Decider>(ledger_.get(), policies_.get(),
+                                         &clock_, DeciderOptions{});
+  }
+  void TearDown() override {
+    decider_.reset();
+    ledger_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  void SetBudget(const std::string& name, int64_t amount_nanos,
+                 std::vector<std::pair<std::string, std::string>> selector) {
+    storage::BudgetSpec spec;
+    spec.name = name;
+    spec.amount_nanos = amount_nanos;
+    spec.period = storage::Period::kMonth;
+    spec.selector = std::move(selector);
+    ASSERT_TRUE(ledger_->SetBudget(spec, {"test", ""}, clock_.Now()).ok());
+  }
+
+  v1::CheckRequest Request(const std::string& model, int64_t input,
+                           int64_t max_output) {
+    v1::CheckRequest request;
+    request.set_model(model);
+    request.set_input_tokens(input);
+    request.set_max_output_tokens(max_output);
+    (*request.mutable_labels())["team"] = "search";
+    return request;
+  }
+
+  std::filesystem::path dir_;
+  FakeClock clock_{absl::FromUnixSeconds(1'790'000'000)};
+  std::unique_ptr<storage::Ledger> ledger_;
+  std::unique_ptr<PolicyRegistry> policies_;
+  std::unique_ptr<Decider> decider_;
+};
+
+TEST_F(DeciderTest, AllowsWithWorstCaseEstimateAndDefaultMaxOutput) {
+  SetBudget("search", 1'000'000'000, {{"team", "search"}});
+  v1::CheckResponse response;
+  ASSERT_TRUE(decider_->Check(Request("gpt-4.1", 1200, 0), &response).ok());
+  EXPECT_EQ(response.verdict(), v1::VERDICT_ALLOW);
+  EXPECT_EQ(response.model(), "gpt-4.1");
+  EXPECT_EQ(response.max_output_tokens(), 1000);  // the policy default
+  // 1200 x $2.00/1M + 1000 x $8.00/1M = $0.0024 + $0.008
+  EXPECT_EQ(response.estimated_cost_nanos(), 10'400'000);
+  EXPECT_FALSE(response.reservation_id().empty());
+  EXPECT_EQ(response.policy_version(), policies_->Active()->version());
+  ASSERT_EQ(response.budgets_size(), 1);
+  EXPECT_EQ(response.budgets(0).held_nanos(), 10'400'000);
+  EXPECT_EQ(response.budgets(0).remaining_nanos(), 1'000'000'000 - 10'400'000);
+}
+
+TEST_F(DeciderTest, DenialNamesTheBudgetAndWhatIsLeft) {
+  SetBudget("search", 10'000'000, {{"team", "search"}});
+  v1::CheckResponse response;
+  ASSERT_TRUE(decider_->Check(Request("gpt-4.1", 1200, 1000), &response).ok());
+  EXPECT_EQ(response.verdict(), v1::VERDICT_DENY);
+  EXPECT_TRUE(response.reservation_id().empty());
+  ASSERT_EQ(response.reasons_size(), 1);
+  EXPECT_EQ(response.reasons(0).rule(), "budget:search");
+  EXPECT_THAT(response.reasons(0).message(), HasSubstr("$0.01 of $0.01 left"));
+  EXPECT_THAT(response.reasons(0).message(), HasSubstr("up to $0.0104"));
+}
+
+TEST_F(DeciderTest, ModelAndProviderArePseudoLabelsForSelectors) {
+  SetBudget("gpt41-only", 0, {{"model", "gpt-4.1"}});
+  SetBudget("openai", 1'000'000'000, {{"provider", "openai"}});
+  v1::CheckResponse denied;
+  ASSERT_TRUE(decider_->Check(Request("gpt-4.1", 10, 10), &denied).ok());
+  EXPECT_EQ(denied.verdict(), v1::VERDICT_DENY);
+  v1::CheckResponse allowed;
+  ASSERT_TRUE(decider_->Check(Request("gpt-4.1-mini", 10, 10), &allowed).ok());
+  EXPECT_EQ(allowed.verdict(), v1::VERDICT_ALLOW);
+  ASSERT_EQ(allowed.budgets_size(), 1);
+  EXPECT_EQ(allowed.budgets(0).budget(), "openai");
+}
+
+TEST_F(DeciderTest, UnknownModelIsRejectedOrDeniedNeverFree) {
+  v1::CheckResponse response;
+  absl::Status status = decider_->Check(Request("gpt-9", 10, 10), &response);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(status.message(), HasSubstr("gpt-9"));
+
+  policies_->Activate(Compile("deny"));
+  v1::CheckResponse denied;
+  ASSERT_TRUE(decider_->Check(Request("gpt-9", 10, 10), &denied).ok());
+  EXPECT_EQ(denied.verdict(), v1::VERDICT_DENY);
+  ASSERT_EQ(denied.reasons_size(), 1);
+  EXPECT_EQ(denied.reasons(0).rule(), "unknown-model");
+}
+
+TEST_F(DeciderTest, RetryWithSameRequestIdReplaysTheAnswer) {
+  SetBudget("search", 1'000'000'000, {{"team", "search"}});
+  v1::CheckRequest request = Request("gpt-4.1", 100, 100);
+  request.set_request_id("req-1");
+  v1::CheckResponse first;
+  v1::CheckResponse second;
+  ASSERT_TRUE(decider_->Check(request, &first).ok());
+  ASSERT_TRUE(decider_->Check(request, &second).ok());
+  EXPECT_EQ(second.verdict(), v1::VERDICT_ALLOW);
+  EXPECT_EQ(second.reservation_id(), first.reservation_id());
+  EXPECT_EQ(second.estimated_cost_nanos(), first.estimated_cost_nanos());
+  auto standings = ledger_->Standings("search", "", clock_.Now());
+  ASSERT_TRUE(standings.ok());
+  EXPECT_EQ((*standings)[0].held_nanos, first.estimated_cost_nanos());
+}
+
+TEST_F(DeciderTest, ReportChargesThePricesTheCheckSaw) {
+  SetBudget("search", 1'000'000'000, {{"team", "search"}});
+  v1::CheckResponse check;
+  ASSERT_TRUE(decider_->Check(Request("gpt-4.1", 1200, 2000), &check).ok());
+  policies_->Activate(Compile("reject", "80.00"));  // a price change
+
+  v1::ReportRequest report;
+  report.set_reservation_id(check.reservation_id());
+  report.mutable_usage()->set_input_tokens(1200);
+  report.mutable_usage()->set_cached_input_tokens(200);
+  report.mutable_usage()->set_output_tokens(2000);
+  v1::ReportResponse response;
+  ASSERT_TRUE(decider_->Report(report, &response).ok());
+  // 1000 x $2.00 + 200 x $0.50 + 2000 x $8.00, per 1M tokens.
+  EXPECT_EQ(response.cost_nanos(), 2'000'000 + 100'000 + 16'000'000);
+  EXPECT_FALSE(response.already_reported());
+
+  v1::ReportResponse again;
+  report.mutable_usage()->set_output_tokens(1);
+  ASSERT_TRUE(decider_->Report(report, &again).ok());
+  EXPECT_TRUE(again.already_reported());
+  EXPECT_EQ(again.cost_nanos(), response.cost_nanos());
+}
+
+TEST_F(DeciderTest, BadRequestsNameTheField) {
+  struct Case {
+    std::function<void(v1::CheckRequest&)> spoil;
+    std::string field;
+  };
+  const std::vector<Case> cases = {
+      {[](auto& r) { r.set_model(""); }, "model"},
+      {[](auto& r) { r.set_input_tokens(-1); }, "input_tokens"},
+      {[](auto& r) { r.set_max_output_tokens(100'000'001); },
+       "max_output_tokens"},
+      {[](auto& r) { r.set_request_id(std::string(129, 'x')); }, "request_id"},
+      {[](auto& r) {
+         for (int i = 0; i < 33; ++i) {
+           (*r.mutable_labels())[absl::StrCat("k", i)] = "v";
+         }
+       },
+       "labels"},
+      {[](auto& r) { (*r.mutable_labels())[std::string(65, 'k')] = "v"; },
+       "labels"},
+      {[](auto& r) { (*r.mutable_labels())["team"] = std::string(257, 'v'); },
+       "labels[team]"},
+      {[](auto& r) { r.set_attempt(-1); }, "attempt"},
+  };
+  for (const Case& c : cases) {
+    v1::CheckRequest request = Request("gpt-4.1", 10, 10);
+    c.spoil(request);
+    v1::CheckResponse response;
+    absl::Status status = decider_->Check(request, &response);
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << c.field;
+    EXPECT_THAT(status.message(), HasSubstr(c.field + ":"));
+  }
+  EXPECT_EQ(ledger_->open_holds(), 0u);
+}
+
+TEST_F(DeciderTest, BadReportsNameTheField) {
+  v1::ReportRequest report;
+  v1::ReportResponse response;
+  EXPECT_THAT(decider_->Report(report, &response).message(),
+              HasSubstr("reservation_id:"));
+  report.set_reservation_id("r-unknown");
+  report.mutable_usage()->set_input_tokens(10);
+  report.mutable_usage()->set_cached_input_tokens(11);
+  EXPECT_THAT(decider_->Report(report, &response).message(),
+              HasSubstr("usage.cached_input_tokens:"));
+  report.mutable_usage()->set_cached_input_tokens(0);
+  absl::Status unknown = decider_->Report(report, &response);
+  EXPECT_EQ(unknown.code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(unknown.message(), HasSubstr("r-unknown"));
+}
+
+}  // namespace
+}  // namespace bursar::server

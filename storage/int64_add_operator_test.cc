@@ -55,7 +55,8 @@ TEST(Int64AddOperatorTest, EncodeDecodeRoundTrip) {
 TEST(Int64AddOperatorTest, EncodingIsLittleEndianTwosComplement) {
   EXPECT_EQ(EncodeInt64(0x0102030405060708),
             std::string("\x08\x07\x06\x05\x04\x03\x02\x01", 8));
-  EXPECT_EQ(EncodeInt64(-2), std::string("\xfe\xff\xff\xff\xff\xff\xff\xff", 8));
+  EXPECT_EQ(EncodeInt64(-2),
+            std::string("\xfe\xff\xff\xff\xff\xff\xff\xff", 8));
 }
 
 TEST(Int64AddOperatorTest, DecodeRejectsWrongSize) {
@@ -78,7 +79,8 @@ class Int64AddOperatorDbTest : public ::testing::Test {
     options.create_if_missing = true;
     options.merge_operator = NewInt64AddOperator();
     rocksdb::DB* raw = nullptr;
-    const rocksdb::Status status = rocksdb::DB::Open(options, dir_.path(), &raw);
+    const rocksdb::Status status =
+        rocksdb::DB::Open(options, dir_.path(), &raw);
     ASSERT_TRUE(status.ok()) << status.ToString();
     db_.reset(raw);
   }
@@ -122,9 +124,8 @@ TEST_F(Int64AddOperatorDbTest, MergesOntoAPutBaseAndSurviveFlush) {
   Merge("k", -30);
   ASSERT_TRUE(db_->Flush(rocksdb::FlushOptions()).ok());
   Merge("k", -80);
-  ASSERT_TRUE(db_->CompactRange(rocksdb::CompactRangeOptions(), nullptr,
-                                nullptr)
-                  .ok());
+  ASSERT_TRUE(
+      db_->CompactRange(rocksdb::CompactRangeOptions(), nullptr, nullptr).ok());
   Merge("k", 5);
   int64_t value = 0;
   ASSERT_TRUE(Get("k", &value).ok());

@@ -65,12 +65,10 @@ TEST(PeriodTest, BoundsInNewYork) {
   const absl::Time now = Utc(2026, 3, 18, 18, 37, 12);
   ExpectBounds(Period::kHour, now, ny, Utc(2026, 3, 18, 18),
                Utc(2026, 3, 18, 19));
-  ExpectBounds(Period::kDay, now, ny, Utc(2026, 3, 18, 4),
-               Utc(2026, 3, 19, 4));
+  ExpectBounds(Period::kDay, now, ny, Utc(2026, 3, 18, 4), Utc(2026, 3, 19, 4));
   ExpectBounds(Period::kWeek, now, ny, Utc(2026, 3, 16, 4),
                Utc(2026, 3, 23, 4));
-  ExpectBounds(Period::kMonth, now, ny, Utc(2026, 3, 1, 5),
-               Utc(2026, 4, 1, 4));
+  ExpectBounds(Period::kMonth, now, ny, Utc(2026, 3, 1, 5), Utc(2026, 4, 1, 4));
 }
 
 TEST(PeriodTest, BoundsInBerlin) {
@@ -133,8 +131,7 @@ TEST(PeriodTest, DayBoundaryAtLocalMidnightInBerlin) {
 TEST(PeriodTest, SpringForwardDayIs23HoursAndFallBackDayIs25) {
   const absl::TimeZone ny = Zone("America/New_York");
   // 2026-03-08: 02:00 EST jumps to 03:00 EDT.
-  const PeriodBounds spring =
-      PeriodAt(Period::kDay, Utc(2026, 3, 8, 12), ny);
+  const PeriodBounds spring = PeriodAt(Period::kDay, Utc(2026, 3, 8, 12), ny);
   EXPECT_EQ(spring.start, Utc(2026, 3, 8, 5));
   EXPECT_EQ(spring.end, Utc(2026, 3, 9, 4));
   EXPECT_EQ(spring.end - spring.start, absl::Hours(23));
@@ -203,15 +200,15 @@ TEST(PeriodTest, WeekStartsMondayAtLocalMidnight) {
   EXPECT_EQ(sunday.end, monday.start);
   EXPECT_EQ(monday.start, Utc(2026, 3, 23, 4));
   EXPECT_EQ(monday.end, Utc(2026, 3, 30, 4));
-  EXPECT_EQ(absl::GetWeekday(absl::CivilDay(absl::ToCivilSecond(
-                monday.start, ny))),
-            absl::Weekday::monday);
+  EXPECT_EQ(
+      absl::GetWeekday(absl::CivilDay(absl::ToCivilSecond(monday.start, ny))),
+      absl::Weekday::monday);
 
   // In UTC, a Monday instant begins its own week.
   ExpectBounds(Period::kWeek, Utc(2026, 3, 16), absl::UTCTimeZone(),
                Utc(2026, 3, 16), Utc(2026, 3, 23));
-  ExpectBounds(Period::kWeek, Utc(2026, 3, 15, 23, 59, 59),
-               absl::UTCTimeZone(), Utc(2026, 3, 9), Utc(2026, 3, 16));
+  ExpectBounds(Period::kWeek, Utc(2026, 3, 15, 23, 59, 59), absl::UTCTimeZone(),
+               Utc(2026, 3, 9), Utc(2026, 3, 16));
 }
 
 // A zone whose DST change skips midnight, if the tz database on this machine
@@ -254,7 +251,8 @@ TEST(PeriodTest, DayWhoseMidnightIsSkippedStartsAfterTheGapHavana) {
   EXPECT_EQ(day.end - day.start, absl::Hours(23));
   // 2026-11-01: 01:00 CDT falls back to 00:00 CST, so midnight happens
   // twice; the day starts at the first one and lasts 25 hours.
-  const PeriodBounds fall = PeriodAt(Period::kDay, Utc(2026, 11, 1, 15), havana);
+  const PeriodBounds fall =
+      PeriodAt(Period::kDay, Utc(2026, 11, 1, 15), havana);
   if (havana.At(absl::CivilSecond(2026, 11, 1, 0, 0, 0)).kind ==
       absl::TimeZone::TimeInfo::REPEATED) {
     EXPECT_EQ(fall.start, Utc(2026, 11, 1, 4));

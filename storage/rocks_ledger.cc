@@ -318,15 +318,22 @@ absl::Status RocksLedger::LoadBudgets() {
     return s;
   }
 
+  // The next audit sequence must exceed every stored one. The newest entry
+  // by time need not carry the largest (the caller's clock may have gone
+  // back), so look at all of them; the audit log is small.
   std::unique_ptr<rocksdb::Iterator> audit(
       db_->NewIterator(rocksdb::ReadOptions(), cfs_[kAuditCf]));
-  audit->SeekToLast();
-  if (audit->Valid() && audit->key().size() == 16) {
+  for (audit->SeekToFirst(); audit->Valid(); audit->Next()) {
+    if (audit->key().size() != 16) continue;
     uint64_t seq = 0;
     for (int i = 8; i < 16; ++i) {
       seq = (seq << 8) | static_cast<unsigned char>(audit->key()[i]);
     }
-    audit_seq_ = seq;
+    audit_seq_ = std::max(audit_seq_, seq);
+  }
+  if (absl::Status s = FromRocks(audit->status(), "reading the audit log");
+      !s.ok()) {
+    return s;
   }
   RebuildIndex();
   return absl::OkStatus();
@@ -467,6 +474,24 @@ absl::StatusOr<std::pair<BudgetSpec, bool>> RocksLedger::SetBudget(
   absl::MutexLock lock(&mu_);
   auto existing = budgets_.find(spec.name);
   const bool created = existing == budgets_.end();
+  BudgetEntry fresh;
+  if (created) {
+    // Holds still open on an earlier budget of this name settle against
+    // this one, so they count as held here (as LoadHolds does at start-up).
+    fresh.spec = spec;
+    fresh.tz = tz;
+    for (const auto& [expires_at, id] : expiry_queue_) {
+      const HoldRecord& hold = holds_.at(id);
+      for (const ChargeRecord& charge : hold.charges()) {
+        if (charge.budget() != spec.name) continue;
+        absl::Status error;
+        PeriodState* state = PeriodFor(fresh, charge.instance(),
+                                       charge.period_start(), &error);
+        if (state == nullptr) return error;
+        state->held_nanos += hold.estimate_nanos();
+      }
+    }
+  }
   rocksdb::WriteBatch batch;
   batch.Put(cfs_[kBudgetsCf], spec.name, ToRecord(spec).SerializeAsString());
   AddAudit(batch, now, "budget.set", spec.name, actor,
@@ -474,6 +499,7 @@ absl::StatusOr<std::pair<BudgetSpec, bool>> RocksLedger::SetBudget(
   uint64_t ticket = 0;
   if (absl::Status s = WriteLocked(batch, &ticket); !s.ok()) return s;
 
+  if (created) budgets_.emplace(spec.name, std::move(fresh));
   BudgetEntry& entry = budgets_[spec.name];
   if (!created && (entry.spec.per_label != spec.per_label ||
                    entry.spec.period != spec.period ||

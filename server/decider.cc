@@ -184,11 +184,14 @@ absl::Status Decider::Check(const v1::CheckRequest& request,
     return absl::OkStatus();
   }
 
+  // The model priced is the model budgets see; a caller's "model" label
+  // cannot disguise it. The provider field, else a "provider" label, else
+  // the catalog's provider.
   storage::LabelSet labels;
-  for (const auto& [key, value] : request.labels()) labels.Add(key, value);
   labels.Add("model", plan->model);
-  labels.Add("provider", request.provider().empty() ? plan->price->provider
-                                                    : request.provider());
+  if (!request.provider().empty()) labels.Add("provider", request.provider());
+  for (const auto& [key, value] : request.labels()) labels.Add(key, value);
+  labels.Add("provider", plan->price->provider);
 
   HoldTerms terms;
   std::string terms_bytes;

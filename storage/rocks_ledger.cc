@@ -177,6 +177,10 @@ class RocksLedger final : public Ledger {
   absl::Status WriteLocked(rocksdb::WriteBatch& batch, uint64_t* ticket)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status AwaitDurable(uint64_t ticket) ABSL_LOCKS_EXCLUDED(mu_);
+  // The ticket that covers every write made so far (0 without a syncer).
+  uint64_t LatestTicket() const {
+    return syncer_ != nullptr ? syncer_->LatestTicket() : 0;
+  }
 
   absl::Status LoadBudgets() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status LoadHolds() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -713,6 +717,12 @@ absl::StatusOr<ReserveResult> RocksLedger::Reserve(
       result.reservation_id = hold.reservation_id();
       result.expires_at = absl::FromUnixMicros(hold.expires_at_micros());
       result.terms = hold.terms();
+      // The first Check may not be durable yet; neither is its replay.
+      const uint64_t ticket = LatestTicket();
+      mu_.Unlock();
+      absl::Status durable = AwaitDurable(ticket);
+      mu_.Lock();
+      if (!durable.ok()) return durable;
       return result;
     }
   }
@@ -862,6 +872,12 @@ absl::StatusOr<SettleResult> RocksLedger::Settle(
     result.cost_nanos = hold.cost_nanos();
     result.already_reported = true;
     result.after_expiry = hold.reported_after_expiry();
+    // The first Report may not be durable yet; neither is this answer.
+    const uint64_t ticket = LatestTicket();
+    mu_.Unlock();
+    absl::Status durable = AwaitDurable(ticket);
+    mu_.Lock();
+    if (!durable.ok()) return durable;
     return result;
   }
   const bool expired = hold.state() == HoldRecord::STATE_EXPIRED;

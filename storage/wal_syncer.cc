@@ -20,6 +20,11 @@ uint64_t WalSyncer::NoteWrite() {
   return ++written_;
 }
 
+uint64_t WalSyncer::LatestTicket() {
+  absl::MutexLock lock(&mu_);
+  return written_;
+}
+
 absl::Status WalSyncer::AwaitDurable(uint64_t ticket) {
   struct Covered {
     const WalSyncer* syncer;

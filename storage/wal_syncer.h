@@ -27,6 +27,9 @@ class WalSyncer {
 
   // Call right after a write reached the WAL; returns its ticket.
   uint64_t NoteWrite();
+  // The ticket of the newest write so far: awaiting it waits for every
+  // write made before this call.
+  uint64_t LatestTicket();
   // Blocks until an fsync covering `ticket` finished; Unavailable if it
   // failed.
   absl::Status AwaitDurable(uint64_t ticket);

@@ -14,6 +14,7 @@ std::string BudgetJson(const std::optional<storage::BudgetSpec>& spec) {
   std::string json;
   google::protobuf::util::JsonPrintOptions options;
   options.always_print_primitive_fields = true;
+  options.preserve_proto_field_names = true;
   if (!google::protobuf::util::MessageToJsonString(BudgetToProto(*spec),
                                                    &json, options)
            .ok()) {

@@ -1,6 +1,5 @@
 #include "server/decider.h"
 
-#include <filesystem>
 #include <memory>
 #include <string>
 
@@ -9,6 +8,7 @@
 #include "gtest/gtest.h"
 #include "policy/loader.h"
 #include "storage/rocks_ledger.h"
+#include "tests/support/temp_dir.h"
 
 namespace bursar::server {
 namespace {
@@ -29,7 +29,8 @@ std::shared_ptr<const policy::CompiledPolicy> Compile(
     absl::string_view unknown_action, absl::string_view gpt41_output = "8.00") {
   std::string text = kPolicy;
   text.replace(text.find("UNKNOWN_ACTION"), 14, std::string(unknown_action));
-  text.replace(text.find("\"8.00\""), 6, absl::StrCat("\"", gpt41_output, "\""));
+  text.replace(text.find("\"8.00\""), 6,
+               absl::StrCat("\"", gpt41_output, "\""));
   policy::CompileResult result = policy::CompilePolicy({{"p.yaml", text}});
   EXPECT_NE(result.policy, nullptr)
       << (result.diagnostics.empty()
@@ -41,14 +42,8 @@ std::shared_ptr<const policy::CompiledPolicy> Compile(
 class DeciderTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           absl::StrCat("decider_test_", getpid(), "_",
-                        ::testing::UnitTest::GetInstance()
-                            ->current_test_info()
-                            ->name());
-    std::filesystem::remove_all(dir_);
     storage::RocksLedgerOptions options;
-    options.path = dir_.string();
+    options.path = dir_.path();
     options.sync = storage::SyncMode::kNone;
     auto ledger = storage::OpenRocksLedger(options);
     ASSERT_TRUE(ledger.ok()) << ledger.status();
@@ -60,7 +55,6 @@ class DeciderTest : public ::testing::Test {
   void TearDown() override {
     decider_.reset();
     ledger_.reset();
-    std::filesystem::remove_all(dir_);
   }
 
   void SetBudget(const std::string& name, int64_t amount_nanos,
@@ -83,7 +77,7 @@ class DeciderTest : public ::testing::Test {
     return request;
   }
 
-  std::filesystem::path dir_;
+  bursar::testing::TempDir dir_;
   FakeClock clock_{absl::FromUnixSeconds(1'790'000'000)};
   std::unique_ptr<storage::Ledger> ledger_;
   std::unique_ptr<PolicyRegistry> policies_;

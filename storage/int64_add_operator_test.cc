@@ -11,32 +11,12 @@
 #include "gtest/gtest.h"
 #include "rocksdb/db.h"
 #include "rocksdb/options.h"
+#include "tests/support/temp_dir.h"
 
 namespace bursar::storage {
 namespace {
 
-// A fresh directory under the system temp dir, removed with everything in
-// it when the object goes away.
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern =
-        (std::filesystem::temp_directory_path() / "bursar_int64_test_XXXXXX")
-            .string();
-    if (mkdtemp(pattern.data()) == nullptr) {
-      ADD_FAILURE() << "mkdtemp failed for " << pattern;
-    }
-    path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using ::bursar::testing::TempDir;
 
 TEST(Int64AddOperatorTest, EncodeDecodeRoundTrip) {
   for (int64_t value :

@@ -25,6 +25,7 @@
 #include "rocksdb/db.h"
 #include "rocksdb/options.h"
 #include "storage/ledger.h"
+#include "tests/support/temp_dir.h"
 
 namespace bursar::storage {
 namespace {
@@ -38,28 +39,7 @@ using ::testing::SizeIs;
 const absl::Time kT0 = absl::FromCivil(absl::CivilSecond(2026, 3, 18, 12, 0, 0),
                                        absl::UTCTimeZone());
 
-// A fresh directory under the system temp dir, removed with everything in
-// it when the object goes away.
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern =
-        (std::filesystem::temp_directory_path() / "bursar_ledger_test_XXXXXX")
-            .string();
-    if (mkdtemp(pattern.data()) == nullptr) {
-      ADD_FAILURE() << "mkdtemp failed for " << pattern;
-    }
-    path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using ::bursar::testing::TempDir;
 
 // Labels from string literals (LabelSet only views its strings).
 LabelSet Labels(

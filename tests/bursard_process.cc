@@ -48,24 +48,6 @@ void SetDeadline(grpc::ClientContext& context) {
 
 }  // namespace
 
-TempDir::TempDir() {
-  std::string pattern =
-      (std::filesystem::temp_directory_path() / "bursar_it_XXXXXX").string();
-  if (mkdtemp(pattern.data()) == nullptr) {
-    ADD_FAILURE() << "mkdtemp failed for " << pattern;
-  }
-  path_ = pattern;
-}
-
-TempDir::~TempDir() {
-  std::error_code ignored;
-  std::filesystem::remove_all(path_, ignored);
-}
-
-std::string TempDir::Sub(const std::string& name) const {
-  return (std::filesystem::path(path_) / name).string();
-}
-
 ClockFile::ClockFile(std::string path, absl::Time start)
     : path_(std::move(path)) {
   Set(start);

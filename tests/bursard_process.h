@@ -19,25 +19,11 @@
 #include "bursar/v1/decision.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
+#include "tests/support/temp_dir.h"
 
 namespace bursar::testing {
 
-// A fresh directory under the system temp dir, removed with everything in it
-// when the object goes away.
-class TempDir {
- public:
-  TempDir();
-  ~TempDir();
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-
-  const std::string& path() const { return path_; }
-  // path()/name.
-  std::string Sub(const std::string& name) const;
-
- private:
-  std::string path_;
-};
+using ::bursar::testing::TempDir;
 
 // The file bursard reads its time from (--testing_clock_file). Set() replaces
 // it atomically, so the server never reads half a timestamp.

@@ -196,6 +196,11 @@ class RocksLedger final : public Ledger {
   absl::Status CollectMatches(const LabelSet& labels, absl::Time now,
                               absl::InlinedVector<Match, 8>& matches)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Appends `entry` to `matches` if its selector (and per_label) match.
+  absl::Status MatchBudget(BudgetEntry* entry, const LabelSet& labels,
+                           absl::Time now,
+                           absl::InlinedVector<Match, 8>& matches)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   Standing MakeStanding(const BudgetEntry& entry, absl::string_view instance,
                         const PeriodBounds& bounds,
                         const PeriodState& state) const;
@@ -661,30 +666,35 @@ std::vector<AuditEntry> RocksLedger::ListAudit(size_t limit) const {
   return entries;
 }
 
-absl::Status RocksLedger::CollectMatches(const LabelSet& labels,
-                                         absl::Time now,
-                                         absl::InlinedVector<Match, 8>& matches) {
-  auto consider = [&](BudgetEntry* entry) -> absl::Status {
-    for (const auto& [key, value] : entry->spec.selector) {
-      const std::optional<absl::string_view> got = labels.Find(key);
-      if (!got.has_value() || *got != value) return absl::OkStatus();
-    }
-    absl::string_view instance;
-    if (!entry->spec.per_label.empty()) {
-      const std::optional<absl::string_view> got =
-          labels.Find(entry->spec.per_label);
-      if (!got.has_value()) return absl::OkStatus();
-      instance = *got;
-    }
-    const PeriodBounds bounds = PeriodAt(entry->spec.period, now, entry->tz);
-    absl::Status error;
-    PeriodState* state = PeriodFor(*entry, instance, bounds.start_key(), &error);
-    if (state == nullptr) return error;
-    matches.push_back({entry, instance, bounds, state});
-    return absl::OkStatus();
-  };
+absl::Status RocksLedger::MatchBudget(BudgetEntry* entry,
+                                      const LabelSet& labels, absl::Time now,
+                                      absl::InlinedVector<Match, 8>& matches) {
+  for (const auto& [key, value] : entry->spec.selector) {
+    const std::optional<absl::string_view> got = labels.Find(key);
+    if (!got.has_value() || *got != value) return absl::OkStatus();
+  }
+  absl::string_view instance;
+  if (!entry->spec.per_label.empty()) {
+    const std::optional<absl::string_view> got =
+        labels.Find(entry->spec.per_label);
+    if (!got.has_value()) return absl::OkStatus();
+    instance = *got;
+  }
+  const PeriodBounds bounds = PeriodAt(entry->spec.period, now, entry->tz);
+  absl::Status error;
+  PeriodState* state = PeriodFor(*entry, instance, bounds.start_key(), &error);
+  if (state == nullptr) return error;
+  matches.push_back({entry, instance, bounds, state});
+  return absl::OkStatus();
+}
+
+absl::Status RocksLedger::CollectMatches(
+    const LabelSet& labels, absl::Time now,
+    absl::InlinedVector<Match, 8>& matches) {
   for (BudgetEntry* entry : match_all_) {
-    if (absl::Status s = consider(entry); !s.ok()) return s;
+    if (absl::Status s = MatchBudget(entry, labels, now, matches); !s.ok()) {
+      return s;
+    }
   }
   for (const auto& [key, value] : labels.entries()) {
     auto by_key = index_.find(key);
@@ -692,7 +702,9 @@ absl::Status RocksLedger::CollectMatches(const LabelSet& labels,
     auto by_value = by_key->second.find(value);
     if (by_value == by_key->second.end()) continue;
     for (BudgetEntry* entry : by_value->second) {
-      if (absl::Status s = consider(entry); !s.ok()) return s;
+      if (absl::Status s = MatchBudget(entry, labels, now, matches); !s.ok()) {
+        return s;
+      }
     }
   }
   // Each budget is indexed once, so no instance is matched twice and the

@@ -1,0 +1,689 @@
+#include "policy/expr/program.h"
+
+#include <cmath>
+#include <cstdint>
+#include <deque>
+#include <limits>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "policy/expr/ast.h"
+#include "policy/expr/checker.h"
+#include "policy/expr/expr.h"
+#include "re2/re2.h"
+
+namespace bursar::policy::expr {
+namespace {
+
+enum class Op : uint8_t {
+  kConst,
+  kVar,
+  kNot,
+  kNegInt64,  // int, money, duration
+  kNegDouble,
+  kIntToDouble,
+  kAnd,  // operands_[first, first + count)
+  kOr,
+  kAddInt64,  // int, money, duration
+  kSubInt64,
+  kMulInt64,  // int * int, money * int (a is the money)
+  kDivInt64,  // int / int, truncating
+  kAddDouble,
+  kSubDouble,
+  kMulDouble,
+  kDivDouble,
+  kMulMoneyDouble,  // a is the money, b the double
+  kDivMoney,        // money / money -> double
+  kCmpBool,
+  kCmpInt64,  // int, money, duration
+  kCmpDouble,
+  kCmpString,
+  kInBool,  // a in operands_[first, first + count)
+  kInInt64,
+  kInDouble,
+  kInString,
+  kMatches,  // a.matches(re)
+  kStartsWith,
+  kEndsWith,
+  kContains,
+};
+
+enum class Cmp : uint8_t { kEq, kNe, kLt, kLe, kGt, kGe };
+
+enum class RuntimeError : uint8_t { kNone, kDivisionByZero, kOverflow };
+
+struct Instr {
+  Op op = Op::kConst;
+  Cmp cmp = Cmp::kEq;
+  Type type = Type::kBool;  // of the result
+  int32_t a = -1;
+  int32_t b = -1;
+  int32_t first = 0;
+  int32_t count = 0;
+  Value value;                       // kConst
+  const VariableRef* var = nullptr;  // kVar
+  const RE2* re = nullptr;           // kMatches
+};
+
+template <typename T>
+bool Compare(Cmp cmp, const T& a, const T& b) {
+  switch (cmp) {
+    case Cmp::kEq:
+      return a == b;
+    case Cmp::kNe:
+      return a != b;
+    case Cmp::kLt:
+      return a < b;
+    case Cmp::kLe:
+      return a <= b;
+    case Cmp::kGt:
+      return a > b;
+    case Cmp::kGe:
+      return a >= b;
+  }
+  return false;
+}
+
+Cmp ToCmp(BinaryOp op) {
+  switch (op) {
+    case BinaryOp::kNe:
+      return Cmp::kNe;
+    case BinaryOp::kLt:
+      return Cmp::kLt;
+    case BinaryOp::kLe:
+      return Cmp::kLe;
+    case BinaryOp::kGt:
+      return Cmp::kGt;
+    case BinaryOp::kGe:
+      return Cmp::kGe;
+    default:
+      return Cmp::kEq;
+  }
+}
+
+Value Int64Of(Type type, int64_t v) {
+  Value value;
+  value.type = type;
+  value.int_value = v;
+  return value;
+}
+
+// nanos * factor to the nearest nano, ties away from zero. The product is
+// formed in long double, which holds every int64 exactly on x86-64.
+bool MulMoneyDouble(int64_t nanos, double factor, int64_t* out) {
+  const long double product =
+      static_cast<long double>(nanos) * static_cast<long double>(factor);
+  const long double rounded = std::round(product);
+  constexpr long double kLimit = 9223372036854775808.0L;        // 2^63
+  if (!(rounded >= -kLimit && rounded < kLimit)) return false;  // NaN too
+  *out = static_cast<int64_t>(rounded);
+  return true;
+}
+
+class CompiledProgram final : public Program {
+ public:
+  Type result_type() const override { return result_type_; }
+
+  Value Eval(const Activation& activation, bool* ok) const override {
+    RuntimeError error = RuntimeError::kNone;
+    Value value = EvalAt(root_, activation, &error);
+    if (ok != nullptr) *ok = error == RuntimeError::kNone;
+    return value;
+  }
+
+  int instruction_count() const { return static_cast<int>(instrs_.size()); }
+
+ private:
+  friend class Builder;
+
+  Value EvalAt(int32_t index, const Activation& activation,
+               RuntimeError* error) const;
+  // The value of instruction `index`: constants are read in place and
+  // variables fetched directly, which spares most leaves a call of EvalAt;
+  // other instructions are evaluated into *storage.
+  const Value& Operand(int32_t index, const Activation& activation,
+                       RuntimeError* error, Value* storage) const {
+    const Instr& in = instrs_[index];
+    if (in.op == Op::kConst) return in.value;
+    if (in.op == Op::kVar) {
+      *storage = activation.Get(*in.var);
+    } else {
+      *storage = EvalAt(index, activation, error);
+    }
+    return *storage;
+  }
+  bool EvalIn(const Instr& in, const Activation& activation,
+              RuntimeError* error) const;
+
+  std::vector<Instr> instrs_;
+  std::vector<int32_t> operands_;
+  int32_t root_ = 0;
+  Type result_type_ = Type::kBool;
+  // Storage that instructions point into; filled before any instruction
+  // refers to it and never resized afterwards (strings_ is a deque, whose
+  // elements stay put as it grows).
+  std::vector<VariableRef> variables_;
+  std::vector<std::unique_ptr<RE2>> regexes_;
+  std::deque<std::string> strings_;
+};
+
+#define BURSAR_EVAL_OPERAND(name, index)                                    \
+  Value name##_storage;                                                     \
+  const Value& name = Operand((index), activation, error, &name##_storage); \
+  if (*error != RuntimeError::kNone) return Value()
+
+Value CompiledProgram::EvalAt(int32_t index, const Activation& activation,
+                              RuntimeError* error) const {
+  const Instr& in = instrs_[index];
+  switch (in.op) {
+    case Op::kConst:
+      return in.value;
+    case Op::kVar:
+      return activation.Get(*in.var);
+    case Op::kNot: {
+      BURSAR_EVAL_OPERAND(x, in.a);
+      return Value::Bool(!x.bool_value);
+    }
+    case Op::kNegInt64: {
+      BURSAR_EVAL_OPERAND(x, in.a);
+      if (x.int_value == std::numeric_limits<int64_t>::min()) {
+        *error = RuntimeError::kOverflow;
+        return Value();
+      }
+      return Int64Of(in.type, -x.int_value);
+    }
+    case Op::kNegDouble: {
+      BURSAR_EVAL_OPERAND(x, in.a);
+      return Value::Double(-x.double_value);
+    }
+    case Op::kIntToDouble: {
+      BURSAR_EVAL_OPERAND(x, in.a);
+      return Value::Double(static_cast<double>(x.int_value));
+    }
+    case Op::kAnd:
+    case Op::kOr: {
+      // Left to right; stops at the first operand that decides.
+      const bool decisive = in.op == Op::kOr;
+      for (int32_t i = in.first; i < in.first + in.count; ++i) {
+        BURSAR_EVAL_OPERAND(x, operands_[i]);
+        if (x.bool_value == decisive) return Value::Bool(decisive);
+      }
+      return Value::Bool(!decisive);
+    }
+    case Op::kAddInt64:
+    case Op::kSubInt64:
+    case Op::kMulInt64: {
+      BURSAR_EVAL_OPERAND(x, in.a);
+      BURSAR_EVAL_OPERAND(y, in.b);
+      int64_t result = 0;
+      bool overflow = false;
+      if (in.op == Op::kAddInt64) {
+        overflow = __builtin_add_overflow(x.int_value, y.int_value, &result);
+      } else if (in.op == Op::kSubInt64) {
+        overflow = __builtin_sub_overflow(x.int_value, y.int_value, &result);
+      } else {
+        overflow = __builtin_mul_overflow(x.int_value, y.int_value, &result);
+      }
+      if (overflow) {
+        *error = RuntimeError::kOverflow;
+        return Value();
+      }
+      return Int64Of(in.type, result);
+    }
+    case Op::kDivInt64: {
+      BURSAR_EVAL_OPERAND(x, in.a);
+      BURSAR_EVAL_OPERAND(y, in.b);
+      if (y.int_value == 0) {
+        *error = RuntimeError::kDivisionByZero;
+        return Value();
+      }
+      if (y.int_value == -1 &&
+          x.int_value == std::numeric_limits<int64_t>::min()) {
+        *error = RuntimeError::kOverflow;
+        return Value();
+      }
+      return Value::Int(x.int_value / y.int_value);
+    }
+    case Op::kAddDouble: {
+      BURSAR_EVAL_OPERAND(x, in.a);
+      BURSAR_EVAL_OPERAND(y, in.b);
+      return Value::Double(x.double_value + y.double_value);
+    }
+    case Op::kSubDouble: {
+      BURSAR_EVAL_OPERAND(x, in.a);
+      BURSAR_EVAL_OPERAND(y, in.b);
+      return Value::Double(x.double_value - y.double_value);
+    }
+    case Op::kMulDouble: {
+      BURSAR_EVAL_OPERAND(x, in.a);
+      BURSAR_EVAL_OPERAND(y, in.b);
+      return Value::Double(x.double_value * y.double_value);
+    }
+    case Op::kDivDouble: {
+      BURSAR_EVAL_OPERAND(x, in.a);
+      BURSAR_EVAL_OPERAND(y, in.b);
+      return Value::Double(x.double_value / y.double_value);
+    }
+    case Op::kMulMoneyDouble: {
+      BURSAR_EVAL_OPERAND(x, in.a);
+      BURSAR_EVAL_OPERAND(y, in.b);
+      int64_t nanos = 0;
+      if (!MulMoneyDouble(x.int_value, y.double_value, &nanos)) {
+        *error = RuntimeError::kOverflow;
+        return Value();
+      }
+      return Value::Money(nanos);
+    }
+    case Op::kDivMoney: {
+      BURSAR_EVAL_OPERAND(x, in.a);
+      BURSAR_EVAL_OPERAND(y, in.b);
+      if (y.int_value == 0) {
+        *error = RuntimeError::kDivisionByZero;
+        return Value();
+      }
+      return Value::Double(static_cast<double>(x.int_value) /
+                           static_cast<double>(y.int_value));
+    }
+    case Op::kCmpBool: {
+      BURSAR_EVAL_OPERAND(x, in.a);
+      BURSAR_EVAL_OPERAND(y, in.b);
+      return Value::Bool(Compare(in.cmp, x.bool_value, y.bool_value));
+    }
+    case Op::kCmpInt64: {
+      BURSAR_EVAL_OPERAND(x, in.a);
+      BURSAR_EVAL_OPERAND(y, in.b);
+      return Value::Bool(Compare(in.cmp, x.int_value, y.int_value));
+    }
+    case Op::kCmpDouble: {
+      BURSAR_EVAL_OPERAND(x, in.a);
+      BURSAR_EVAL_OPERAND(y, in.b);
+      return Value::Bool(Compare(in.cmp, x.double_value, y.double_value));
+    }
+    case Op::kCmpString: {
+      BURSAR_EVAL_OPERAND(x, in.a);
+      BURSAR_EVAL_OPERAND(y, in.b);
+      return Value::Bool(Compare(in.cmp, x.string_value, y.string_value));
+    }
+    case Op::kInBool:
+    case Op::kInInt64:
+    case Op::kInDouble:
+    case Op::kInString: {
+      const bool found = EvalIn(in, activation, error);
+      if (*error != RuntimeError::kNone) return Value();
+      return Value::Bool(found);
+    }
+    case Op::kMatches: {
+      BURSAR_EVAL_OPERAND(x, in.a);
+      return Value::Bool(RE2::PartialMatch(
+          re2::StringPiece(x.string_value.data(), x.string_value.size()),
+          *in.re));
+    }
+    case Op::kStartsWith: {
+      BURSAR_EVAL_OPERAND(x, in.a);
+      BURSAR_EVAL_OPERAND(y, in.b);
+      return Value::Bool(absl::StartsWith(x.string_value, y.string_value));
+    }
+    case Op::kEndsWith: {
+      BURSAR_EVAL_OPERAND(x, in.a);
+      BURSAR_EVAL_OPERAND(y, in.b);
+      return Value::Bool(absl::EndsWith(x.string_value, y.string_value));
+    }
+    case Op::kContains: {
+      BURSAR_EVAL_OPERAND(x, in.a);
+      BURSAR_EVAL_OPERAND(y, in.b);
+      return Value::Bool(absl::StrContains(x.string_value, y.string_value));
+    }
+  }
+  return Value();
+}
+
+// `a in [...]`: the elements left to right, stopping at the first equal
+// one.
+bool CompiledProgram::EvalIn(const Instr& in, const Activation& activation,
+                             RuntimeError* error) const {
+  Value x_storage;
+  const Value& x = Operand(in.a, activation, error, &x_storage);
+  if (*error != RuntimeError::kNone) return false;
+  for (int32_t i = in.first; i < in.first + in.count; ++i) {
+    Value y_storage;
+    const Value& y = Operand(operands_[i], activation, error, &y_storage);
+    if (*error != RuntimeError::kNone) return false;
+    bool equal = false;
+    switch (in.op) {
+      case Op::kInBool:
+        equal = x.bool_value == y.bool_value;
+        break;
+      case Op::kInInt64:
+        equal = x.int_value == y.int_value;
+        break;
+      case Op::kInDouble:
+        equal = x.double_value == y.double_value;
+        break;
+      default:
+        equal = x.string_value == y.string_value;
+        break;
+    }
+    if (equal) return true;
+  }
+  return false;
+}
+
+#undef BURSAR_EVAL_OPERAND
+
+// Answers nothing: folding evaluates only instructions without variables.
+class NoVariables final : public Activation {
+ public:
+  Value Get(const VariableRef& /*ref*/) const override { return Value(); }
+};
+
+class Builder {
+ public:
+  explicit Builder(CheckedAst checked)
+      : checked_(std::move(checked)),
+        program_(std::make_unique<CompiledProgram>()) {
+    program_->variables_ = std::move(checked_.variables);
+    program_->regexes_ = std::move(checked_.regexes);
+  }
+
+  CompileResult Run() {
+    CompileResult result;
+    const int32_t root = BuildAs(checked_.ast.root, checked_.result_type);
+    if (!errors_.empty()) {
+      result.errors = std::move(errors_);
+      return result;
+    }
+    program_->root_ = root;
+    program_->result_type_ = checked_.result_type;
+    program_->instrs_.shrink_to_fit();
+    program_->operands_.shrink_to_fit();
+    result.program = std::move(program_);
+    return result;
+  }
+
+ private:
+  const Node& node(int index) const { return checked_.ast.nodes[index]; }
+  Type type(int index) const { return *checked_.types[index]; }
+  std::vector<Instr>& instrs() { return program_->instrs_; }
+  std::vector<int32_t>& operands() { return program_->operands_; }
+
+  int32_t Emit(const Instr& instr) {
+    instrs().push_back(instr);
+    return static_cast<int32_t>(instrs().size()) - 1;
+  }
+
+  int32_t EmitConst(Value value) {
+    Instr instr;
+    instr.op = Op::kConst;
+    instr.type = value.type;
+    instr.value = value;
+    return Emit(instr);
+  }
+
+  bool IsConst(int32_t index) const {
+    return program_->instrs_[index].op == Op::kConst;
+  }
+
+  // Builds `node`, converted to double when `as` is double and the node is
+  // an int.
+  int32_t BuildAs(int node_index, Type as) {
+    const int32_t index = Build(node_index);
+    if (index < 0 || !(as == Type::kDouble && type(node_index) == Type::kInt)) {
+      return index;
+    }
+    if (IsConst(index)) {
+      Instr& instr = instrs()[index];
+      instr.value = Value::Double(static_cast<double>(instr.value.int_value));
+      instr.type = Type::kDouble;
+      return index;
+    }
+    Instr instr;
+    instr.op = Op::kIntToDouble;
+    instr.type = Type::kDouble;
+    instr.a = index;
+    return Emit(instr);
+  }
+
+  // Emits the instructions of `node_index` in post-order; returns the index
+  // of its last instruction (its result), or -1 after an error.
+  int32_t Build(int node_index) {
+    const Node& n = node(node_index);
+    const size_t instr_mark = instrs().size();
+    const size_t operand_mark = operands().size();
+
+    if (checked_.variable[node_index] >= 0) {
+      Instr instr;
+      instr.op = Op::kVar;
+      instr.type = type(node_index);
+      instr.var = &program_->variables_[checked_.variable[node_index]];
+      return Emit(instr);
+    }
+
+    Instr instr;
+    instr.type = type(node_index);
+    switch (n.kind) {
+      case NodeKind::kLiteral: {
+        Value value = n.value;
+        if (value.type == Type::kString) {
+          program_->strings_.push_back(n.text);
+          value.string_value = program_->strings_.back();
+        }
+        return EmitConst(value);
+      }
+      case NodeKind::kUnary: {
+        instr.a = Build(n.children[0]);
+        if (instr.a < 0) return -1;
+        if (n.unary_op == UnaryOp::kNot) {
+          instr.op = Op::kNot;
+        } else {
+          instr.op =
+              instr.type == Type::kDouble ? Op::kNegDouble : Op::kNegInt64;
+        }
+        break;
+      }
+      case NodeKind::kBinary:
+        if (!PlanBinary(n, &instr)) return -1;
+        break;
+      case NodeKind::kAnd:
+      case NodeKind::kOr:
+        return BuildLogical(n);
+      case NodeKind::kIn: {
+        const Type lhs_type = type(n.children[0]);
+        const int list = n.children[1];
+        const Type common = lhs_type == type(list) ? lhs_type : Type::kDouble;
+        instr.a = BuildAs(n.children[0], common);
+        if (instr.a < 0) return -1;
+        std::vector<int32_t> elements;
+        for (int element : node(list).children) {
+          const int32_t e = BuildAs(element, common);
+          if (e < 0) return -1;
+          elements.push_back(e);
+        }
+        instr.first = static_cast<int32_t>(operands().size());
+        instr.count = static_cast<int32_t>(elements.size());
+        operands().insert(operands().end(), elements.begin(), elements.end());
+        switch (common) {
+          case Type::kBool:
+            instr.op = Op::kInBool;
+            break;
+          case Type::kDouble:
+            instr.op = Op::kInDouble;
+            break;
+          case Type::kString:
+            instr.op = Op::kInString;
+            break;
+          default:
+            instr.op = Op::kInInt64;
+            break;
+        }
+        break;
+      }
+      case NodeKind::kCall: {
+        instr.a = Build(n.children[0]);
+        if (instr.a < 0) return -1;
+        if (n.text == "matches") {
+          instr.op = Op::kMatches;
+          instr.re = program_->regexes_[checked_.regex[node_index]].get();
+        } else {
+          instr.b = Build(n.children[1]);
+          if (instr.b < 0) return -1;
+          instr.op = n.text == "startsWith" ? Op::kStartsWith
+                     : n.text == "endsWith" ? Op::kEndsWith
+                                            : Op::kContains;
+        }
+        break;
+      }
+      case NodeKind::kIdent:
+      case NodeKind::kMember:
+      case NodeKind::kIndex:
+      case NodeKind::kList:
+        // Paths are variables (above); lists are built by their `in`.
+        errors_.push_back({n.offset, "internal error: unplanned node"});
+        return -1;
+    }
+    const int32_t index = Emit(instr);
+    return Fold(node_index, index, instr_mark, operand_mark);
+  }
+
+  // Replaces the instruction at `index` and everything it was built from
+  // (all at or after the marks) by its value when all its operands are
+  // constants.
+  int32_t Fold(int node_index, int32_t index, size_t instr_mark,
+               size_t operand_mark) {
+    const Instr& instr = instrs()[index];
+    if (instr.a >= 0 && !IsConst(instr.a)) return index;
+    if (instr.b >= 0 && !IsConst(instr.b)) return index;
+    for (int32_t i = instr.first; i < instr.first + instr.count; ++i) {
+      if (!IsConst(operands()[i])) return index;
+    }
+    RuntimeError error = RuntimeError::kNone;
+    const Value value = program_->EvalAt(index, NoVariables(), &error);
+    if (error != RuntimeError::kNone) {
+      errors_.push_back({node(node_index).offset,
+                         absl::StrCat(error == RuntimeError::kDivisionByZero
+                                          ? "division by zero"
+                                          : "arithmetic overflow",
+                                      " in the constant expression `",
+                                      checked_.ast.Text(node_index), "`")});
+      return -1;
+    }
+    instrs().resize(instr_mark);
+    operands().resize(operand_mark);
+    return EmitConst(value);
+  }
+
+  bool PlanBinary(const Node& n, Instr* instr) {
+    const int lhs = n.children[0];
+    const int rhs = n.children[1];
+    const Type l = type(lhs);
+    const Type r = type(rhs);
+    const Type common = l == r ? l : Type::kDouble;  // when they mix at all
+    const bool is_money = l == Type::kMoney || r == Type::kMoney;
+
+    switch (n.binary_op) {
+      case BinaryOp::kEq:
+      case BinaryOp::kNe:
+      case BinaryOp::kLt:
+      case BinaryOp::kLe:
+      case BinaryOp::kGt:
+      case BinaryOp::kGe:
+        instr->cmp = ToCmp(n.binary_op);
+        instr->op = common == Type::kBool     ? Op::kCmpBool
+                    : common == Type::kDouble ? Op::kCmpDouble
+                    : common == Type::kString ? Op::kCmpString
+                                              : Op::kCmpInt64;
+        return BuildOperands(lhs, rhs, common, instr);
+      case BinaryOp::kAdd:
+      case BinaryOp::kSub: {
+        const bool add = n.binary_op == BinaryOp::kAdd;
+        if (common == Type::kDouble) {
+          instr->op = add ? Op::kAddDouble : Op::kSubDouble;
+        } else {
+          instr->op = add ? Op::kAddInt64 : Op::kSubInt64;
+        }
+        return BuildOperands(lhs, rhs, common, instr);
+      }
+      case BinaryOp::kMul:
+        if (is_money) {
+          // The money operand goes first; the other is an int or a double.
+          const int money = l == Type::kMoney ? lhs : rhs;
+          const int factor = l == Type::kMoney ? rhs : lhs;
+          instr->op =
+              type(factor) == Type::kInt ? Op::kMulInt64 : Op::kMulMoneyDouble;
+          instr->a = Build(money);
+          if (instr->a < 0) return false;
+          instr->b = Build(factor);
+          return instr->b >= 0;
+        }
+        instr->op = common == Type::kDouble ? Op::kMulDouble : Op::kMulInt64;
+        return BuildOperands(lhs, rhs, common, instr);
+      case BinaryOp::kDiv:
+        if (is_money) {
+          instr->op = Op::kDivMoney;
+          return BuildOperands(lhs, rhs, Type::kMoney, instr);
+        }
+        instr->op = common == Type::kDouble ? Op::kDivDouble : Op::kDivInt64;
+        return BuildOperands(lhs, rhs, common, instr);
+    }
+    return false;
+  }
+
+  bool BuildOperands(int lhs, int rhs, Type as, Instr* instr) {
+    instr->a = BuildAs(lhs, as);
+    if (instr->a < 0) return false;
+    instr->b = BuildAs(rhs, as);
+    return instr->b >= 0;
+  }
+
+  // `&&` / `||`: constant operands that cannot decide are dropped; a
+  // constant that decides ends the list (what follows is never reached);
+  // a single remaining operand stands for the whole.
+  int32_t BuildLogical(const Node& n) {
+    const bool decisive = n.kind == NodeKind::kOr;
+    std::vector<int32_t> kept;
+    for (int child : n.children) {
+      const int32_t index = Build(child);
+      if (index < 0) return -1;
+      if (!IsConst(index)) {
+        kept.push_back(index);
+        continue;
+      }
+      if (instrs()[index].value.bool_value == decisive) {
+        kept.push_back(index);
+        break;
+      }
+      instrs().pop_back();  // a constant operand that does not decide
+    }
+    if (kept.empty()) return EmitConst(Value::Bool(!decisive));
+    if (kept.size() == 1) return kept[0];
+    Instr instr;
+    instr.op = decisive ? Op::kOr : Op::kAnd;
+    instr.type = Type::kBool;
+    instr.first = static_cast<int32_t>(operands().size());
+    instr.count = static_cast<int32_t>(kept.size());
+    operands().insert(operands().end(), kept.begin(), kept.end());
+    return Emit(instr);
+  }
+
+  CheckedAst checked_;
+  std::unique_ptr<CompiledProgram> program_;
+  std::vector<CompileError> errors_;
+};
+
+}  // namespace
+
+CompileResult BuildProgram(CheckedAst checked) {
+  return Builder(std::move(checked)).Run();
+}
+
+int InstructionCount(const Program& program) {
+  const auto* compiled = dynamic_cast<const CompiledProgram*>(&program);
+  return compiled == nullptr ? -1 : compiled->instruction_count();
+}
+
+}  // namespace bursar::policy::expr

@@ -1,0 +1,418 @@
+#include "policy/expr/program.h"
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <memory>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "policy/expr/expr.h"
+#include "policy/expr/test_schema.h"
+
+namespace bursar::policy::expr {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::SizeIs;
+
+constexpr int64_t kUsd = 1'000'000'000;
+
+class ProgramTest : public ::testing::Test {
+ protected:
+  std::unique_ptr<const Program> Compiled(const std::string& source,
+                                          Type expected = Type::kBool) {
+    CompileResult result = Compile(source, schema_, expected);
+    EXPECT_THAT(result.errors, SizeIs(0))
+        << source << ": " << result.errors[0].message << " at "
+        << result.errors[0].offset;
+    return std::move(result.program);
+  }
+
+  // Evaluates a condition: success iff it compiles, evaluates without a
+  // runtime error, and is true.
+  ::testing::AssertionResult Holds(const std::string& source) {
+    std::unique_ptr<const Program> program = Compiled(source);
+    if (program == nullptr) {
+      return ::testing::AssertionFailure() << source << " does not compile";
+    }
+    bool ok = false;
+    const bool value = program->EvalBool(activation_, &ok);
+    if (!ok) {
+      return ::testing::AssertionFailure() << source << " failed to evaluate";
+    }
+    if (!value) return ::testing::AssertionFailure() << source << " is false";
+    return ::testing::AssertionSuccess() << source << " is true";
+  }
+
+  // Success iff it compiles and evaluates without error to false.
+  ::testing::AssertionResult DoesNotHold(const std::string& source) {
+    std::unique_ptr<const Program> program = Compiled(source);
+    if (program == nullptr) {
+      return ::testing::AssertionFailure() << source << " does not compile";
+    }
+    bool ok = false;
+    const bool value = program->EvalBool(activation_, &ok);
+    if (!ok) {
+      return ::testing::AssertionFailure() << source << " failed to evaluate";
+    }
+    if (value) return ::testing::AssertionFailure() << source << " is true";
+    return ::testing::AssertionSuccess() << source << " is false";
+  }
+
+  // Success iff it compiles and evaluating it is a runtime error.
+  ::testing::AssertionResult IsRuntimeError(const std::string& source) {
+    std::unique_ptr<const Program> program = Compiled(source);
+    if (program == nullptr) {
+      return ::testing::AssertionFailure() << source << " does not compile";
+    }
+    bool ok = true;
+    const bool value = program->EvalBool(activation_, &ok);
+    if (ok) {
+      return ::testing::AssertionFailure()
+             << source << " evaluated to " << value;
+    }
+    if (value) {
+      return ::testing::AssertionFailure()
+             << source << " is an error but EvalBool returned true";
+    }
+    return ::testing::AssertionSuccess();
+  }
+
+  Value ValueOf(const std::string& source, Type expected) {
+    std::unique_ptr<const Program> program = Compiled(source, expected);
+    if (program == nullptr) return Value();
+    EXPECT_EQ(program->result_type(), expected);
+    bool ok = false;
+    const Value value = program->Eval(activation_, &ok);
+    EXPECT_TRUE(ok) << source;
+    EXPECT_EQ(value.type, expected) << source;
+    return value;
+  }
+
+  TestSchema schema_;
+  TestActivation activation_;
+};
+
+TEST_F(ProgramTest, Booleans) {
+  EXPECT_TRUE(Holds("true"));
+  EXPECT_TRUE(DoesNotHold("false"));
+  EXPECT_TRUE(Holds("!false"));
+  EXPECT_TRUE(Holds("true == true"));
+  EXPECT_TRUE(Holds("true != false"));
+  EXPECT_TRUE(Holds("!request.streaming"));
+  activation_.streaming = true;
+  EXPECT_TRUE(Holds("request.streaming"));
+  EXPECT_TRUE(Holds("request.streaming == true"));
+  EXPECT_TRUE(Holds("request.streaming in [false, true]"));
+  EXPECT_TRUE(DoesNotHold("request.streaming in [false]"));
+}
+
+TEST_F(ProgramTest, LogicalOperators) {
+  activation_.hour = 16;
+  activation_.used_ratio = 0.95;
+  EXPECT_TRUE(Holds("budget.used_ratio >= 90% && now.hour >= 15"));
+  EXPECT_TRUE(DoesNotHold("budget.used_ratio >= 90% && now.hour >= 17"));
+  EXPECT_TRUE(Holds("budget.used_ratio >= 99% || now.hour >= 15"));
+  EXPECT_TRUE(DoesNotHold("budget.used_ratio >= 99% || now.hour >= 17"));
+  EXPECT_TRUE(Holds("now.hour > 1 && now.hour > 2 && now.hour > 3"));
+  EXPECT_TRUE(DoesNotHold("now.hour > 1 && now.hour > 20 && now.hour > 3"));
+  EXPECT_TRUE(Holds("now.hour > 20 || now.hour > 30 || now.hour > 3"));
+  EXPECT_TRUE(Holds("!(now.hour > 20) && (now.hour < 3 || now.hour == 16)"));
+}
+
+TEST_F(ProgramTest, IntArithmeticAndComparison) {
+  activation_.input_tokens = 7;
+  EXPECT_EQ(ValueOf("request.input_tokens + 3", Type::kInt).int_value, 10);
+  EXPECT_EQ(ValueOf("request.input_tokens - 10", Type::kInt).int_value, -3);
+  EXPECT_EQ(ValueOf("request.input_tokens * 6", Type::kInt).int_value, 42);
+  EXPECT_EQ(ValueOf("request.input_tokens / 2", Type::kInt).int_value, 3);
+  EXPECT_EQ(ValueOf("-request.input_tokens / 2", Type::kInt).int_value, -3);
+  EXPECT_EQ(ValueOf("1 + 2 * 3 - 4 / 2", Type::kInt).int_value, 5);
+  EXPECT_EQ(ValueOf("(1 + 2) * 3", Type::kInt).int_value, 9);
+  EXPECT_TRUE(Holds("request.input_tokens == 7"));
+  EXPECT_TRUE(Holds("request.input_tokens != 8"));
+  EXPECT_TRUE(Holds("request.input_tokens < 8"));
+  EXPECT_TRUE(Holds("request.input_tokens <= 7"));
+  EXPECT_TRUE(Holds("request.input_tokens > 6"));
+  EXPECT_TRUE(Holds("request.input_tokens >= 7"));
+  EXPECT_TRUE(DoesNotHold("request.input_tokens > 7"));
+  EXPECT_TRUE(Holds("request.input_tokens in [1, 7, 9]"));
+  EXPECT_TRUE(DoesNotHold("request.input_tokens in [1, 9]"));
+  EXPECT_TRUE(Holds("-request.input_tokens == -7"));
+}
+
+TEST_F(ProgramTest, DoubleArithmeticAndIntPromotion) {
+  activation_.used_ratio = 0.5;
+  activation_.hour = 3;
+  EXPECT_DOUBLE_EQ(ValueOf("budget.used_ratio * 3", Type::kDouble).double_value,
+                   1.5);
+  EXPECT_DOUBLE_EQ(ValueOf("budget.used_ratio + 1", Type::kDouble).double_value,
+                   1.5);
+  EXPECT_DOUBLE_EQ(ValueOf("1 - budget.used_ratio", Type::kDouble).double_value,
+                   0.5);
+  EXPECT_DOUBLE_EQ(ValueOf("now.hour / 2.0", Type::kDouble).double_value, 1.5);
+  EXPECT_EQ(ValueOf("now.hour / 2", Type::kInt).int_value, 1);
+  EXPECT_DOUBLE_EQ(ValueOf("-budget.used_ratio", Type::kDouble).double_value,
+                   -0.5);
+  // An int result is converted when a double is asked for.
+  EXPECT_DOUBLE_EQ(ValueOf("now.hour", Type::kDouble).double_value, 3.0);
+  EXPECT_DOUBLE_EQ(ValueOf("now.hour * 2", Type::kDouble).double_value, 6.0);
+  EXPECT_TRUE(Holds("budget.used_ratio == 50%"));
+  EXPECT_TRUE(Holds("now.hour < 3.5 && now.hour > 2.5 && now.hour == 3.0"));
+  EXPECT_TRUE(Holds("budget.used_ratio < 1"));
+  EXPECT_TRUE(Holds("budget.used_ratio in [0.25, 0.5]"));
+  EXPECT_TRUE(Holds("now.hour in [1.5, 3]"));
+  EXPECT_TRUE(Holds("now.hour in [2.5, 3.0]"));
+  EXPECT_TRUE(Holds("90% == 0.9 && 12.5% == 0.125 && 100% == 1"));
+}
+
+TEST_F(ProgramTest, DoublesFollowIeee754) {
+  activation_.used_ratio = 0;
+  EXPECT_TRUE(Holds("1 / budget.used_ratio > 1000000"));  // +inf
+  activation_.used_ratio = std::nan("");
+  EXPECT_TRUE(DoesNotHold("budget.used_ratio == budget.used_ratio"));
+  EXPECT_TRUE(Holds("budget.used_ratio != budget.used_ratio"));
+  EXPECT_TRUE(DoesNotHold("budget.used_ratio >= 0"));
+}
+
+TEST_F(ProgramTest, Strings) {
+  activation_.model = "gpt-4.1-mini";
+  activation_.labels = {{"team", "search"}, {"cost-center", "42"}};
+  EXPECT_TRUE(Holds("request.model == \"gpt-4.1-mini\""));
+  EXPECT_TRUE(Holds("request.model != 'gpt-4.1'"));
+  EXPECT_TRUE(Holds("request.model < \"gpt-5\""));
+  EXPECT_TRUE(Holds("request.model > \"gpt-4.1\""));
+  EXPECT_TRUE(Holds("request.model <= request.model"));
+  EXPECT_TRUE(Holds("\"a\" >= \"a\""));
+  EXPECT_TRUE(Holds("request.labels.team in [\"ads\", \"search\"]"));
+  EXPECT_TRUE(DoesNotHold("request.labels.team in [\"ads\"]"));
+  EXPECT_TRUE(Holds("request.labels[\"cost-center\"] == \"42\""));
+  EXPECT_TRUE(Holds("request.labels[\"team\"] == request.labels.team"));
+  EXPECT_TRUE(Holds("request.labels.missing == \"\""));
+  EXPECT_TRUE(Holds("\"a\\\"b\" == 'a\"b'"));
+}
+
+TEST_F(ProgramTest, StringMethods) {
+  activation_.model = "gpt-4.1-mini";
+  activation_.labels = {{"prefix", "gpt"}};
+  EXPECT_TRUE(Holds("request.model.startsWith(\"gpt-4\")"));
+  EXPECT_TRUE(DoesNotHold("request.model.startsWith(\"o4\")"));
+  EXPECT_TRUE(Holds("request.model.endsWith(\"-mini\")"));
+  EXPECT_TRUE(DoesNotHold("request.model.endsWith(\"-nano\")"));
+  EXPECT_TRUE(Holds("request.model.contains(\"4.1\")"));
+  EXPECT_TRUE(DoesNotHold("request.model.contains(\"4.5\")"));
+  EXPECT_TRUE(Holds("request.model.startsWith(request.labels.prefix)"));
+  EXPECT_TRUE(Holds("request.model.startsWith(\"\")"));
+  // matches() is an unanchored RE2 search; anchor with ^ and $.
+  EXPECT_TRUE(Holds("request.model.matches(\"4\\\\.1\")"));
+  EXPECT_TRUE(Holds("request.model.matches(\"^gpt-4(\\\\.1)?(-mini)?$\")"));
+  EXPECT_TRUE(DoesNotHold("request.model.matches(\"^4\")"));
+  EXPECT_TRUE(Holds("!request.model.matches(\"(?i)CLAUDE\")"));
+  activation_.model = "Claude-3";
+  EXPECT_TRUE(Holds("request.model.matches(\"(?i)CLAUDE\")"));
+}
+
+TEST_F(ProgramTest, Money) {
+  activation_.remaining_nanos = 12 * kUsd + kUsd / 2;  // $12.50
+  activation_.amount_nanos = 100 * kUsd;
+  activation_.estimated_cost_nanos = 1500;  // $0.0000015
+  EXPECT_TRUE(Holds("budget.remaining == $12.50"));
+  EXPECT_TRUE(Holds("budget.remaining == $12.5"));
+  EXPECT_TRUE(Holds("budget.remaining < $100 && budget.remaining > $12"));
+  EXPECT_TRUE(Holds("request.estimated_cost == $0.0000015"));
+  EXPECT_TRUE(Holds("request.estimated_cost <= $0.000001500"));
+  EXPECT_TRUE(Holds("budget.remaining in [$1, $12.50]"));
+  EXPECT_EQ(ValueOf("budget.remaining + $0.25", Type::kMoney).int_value,
+            12'750'000'000);
+  EXPECT_EQ(ValueOf("budget.remaining - $20", Type::kMoney).int_value,
+            -7'500'000'000);
+  EXPECT_EQ(ValueOf("-budget.remaining", Type::kMoney).int_value,
+            -12'500'000'000);
+  EXPECT_EQ(ValueOf("budget.remaining * 3", Type::kMoney).int_value,
+            37'500'000'000);
+  EXPECT_EQ(ValueOf("3 * budget.remaining", Type::kMoney).int_value,
+            37'500'000'000);
+  EXPECT_EQ(ValueOf("budget.amount * 90%", Type::kMoney).int_value, 90 * kUsd);
+  EXPECT_EQ(ValueOf("0.333 * budget.amount", Type::kMoney).int_value,
+            33'300'000'000);
+  EXPECT_DOUBLE_EQ(
+      ValueOf("budget.remaining / budget.amount", Type::kDouble).double_value,
+      0.125);
+  EXPECT_TRUE(Holds("budget.remaining / budget.amount < 15%"));
+  EXPECT_TRUE(Holds("budget.remaining < budget.amount * 20%"));
+}
+
+TEST_F(ProgramTest, MoneyTimesDoubleRoundsHalfAwayFromZero) {
+  activation_.remaining_nanos = 1;
+  EXPECT_EQ(ValueOf("budget.remaining * 0.5", Type::kMoney).int_value, 1);
+  EXPECT_EQ(ValueOf("budget.remaining * 0.49", Type::kMoney).int_value, 0);
+  EXPECT_EQ(ValueOf("budget.remaining * -0.5", Type::kMoney).int_value, -1);
+  activation_.remaining_nanos = 3;
+  EXPECT_EQ(ValueOf("budget.remaining * 0.5", Type::kMoney).int_value, 2);
+  EXPECT_EQ(ValueOf("-budget.remaining * 0.5", Type::kMoney).int_value, -2);
+  // Exact for large amounts: 9e18 nanos does not fit a double's mantissa.
+  activation_.remaining_nanos = 9'000'000'000'000'000'001;
+  EXPECT_EQ(ValueOf("budget.remaining * 1.0", Type::kMoney).int_value,
+            9'000'000'000'000'000'001);
+}
+
+TEST_F(ProgramTest, Durations) {
+  activation_.period_elapsed = absl::Hours(1) + absl::Minutes(30);
+  EXPECT_TRUE(Holds("budget.period_elapsed == 1h30m"));
+  EXPECT_TRUE(Holds("budget.period_elapsed == 90m"));
+  EXPECT_TRUE(Holds("budget.period_elapsed == 5400s"));
+  EXPECT_TRUE(
+      Holds("budget.period_elapsed > 1h && budget.period_elapsed < 2h"));
+  EXPECT_TRUE(Holds("budget.period_elapsed >= 89m59s999ms"));
+  EXPECT_TRUE(Holds("budget.period_elapsed + 30m == 2h"));
+  EXPECT_TRUE(Holds("budget.period_elapsed - 2h == -30m"));
+  EXPECT_TRUE(Holds("budget.period_elapsed in [1h, 90m]"));
+  EXPECT_TRUE(Holds("250ms < 1s && 2d == 48h && -1s < 0s"));
+  EXPECT_EQ(ValueOf("budget.period_elapsed", Type::kDuration).int_value,
+            absl::ToInt64Nanoseconds(absl::Minutes(90)));
+}
+
+TEST_F(ProgramTest, BudgetsByName) {
+  activation_.budgets = {{"org-monthly", 0.5, 40 * kUsd},
+                         {"team", 0.95, 5 * kUsd}};
+  EXPECT_TRUE(Holds("budgets[\"org-monthly\"].used_ratio == 50%"));
+  EXPECT_TRUE(Holds("budgets['team'].used_ratio > 90%"));
+  EXPECT_TRUE(
+      Holds("budgets[\"org-monthly\"].remaining < $100 || "
+            "request.estimated_cost > $0.50"));
+  EXPECT_TRUE(
+      Holds("budgets[\"team\"].remaining + "
+            "budgets[\"org-monthly\"].remaining == $45"));
+}
+
+TEST_F(ProgramTest, ExamplesFromTheHeader) {
+  activation_.used_ratio = 0.92;
+  activation_.hour = 15;
+  activation_.model = "gpt-4o";
+  activation_.labels = {{"team", "ads"}};
+  EXPECT_TRUE(Holds("budget.used_ratio >= 90% && now.hour >= 15"));
+  EXPECT_TRUE(
+      Holds("request.labels.team in [\"search\", \"ads\"] && "
+            "request.model.startsWith(\"gpt-4\")"));
+}
+
+TEST_F(ProgramTest, AndOrShortCircuitPastRuntimeErrors) {
+  activation_.input_tokens = 0;
+  EXPECT_TRUE(IsRuntimeError("100 / request.input_tokens > 1"));
+  EXPECT_TRUE(
+      DoesNotHold("request.input_tokens != 0 && "
+                  "100 / request.input_tokens > 1"));
+  EXPECT_TRUE(
+      Holds("request.input_tokens == 0 || "
+            "100 / request.input_tokens > 1"));
+  // Left to right: an error reached before the deciding operand is the
+  // result.
+  EXPECT_TRUE(IsRuntimeError("100 / request.input_tokens > 1 && false"));
+  EXPECT_TRUE(IsRuntimeError("100 / request.input_tokens > 1 || true"));
+  EXPECT_TRUE(IsRuntimeError("true && 100 / request.input_tokens > 1"));
+  // `in` stops at the first equal element.
+  EXPECT_TRUE(Holds("0 in [request.input_tokens, 1 / request.input_tokens]"));
+  EXPECT_TRUE(IsRuntimeError("5 in [1 / request.input_tokens, 5]"));
+}
+
+TEST_F(ProgramTest, RuntimeErrors) {
+  constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
+  constexpr int64_t kMin = std::numeric_limits<int64_t>::min();
+  activation_.input_tokens = 0;
+  EXPECT_TRUE(IsRuntimeError("now.hour / request.input_tokens == 0"));
+  activation_.input_tokens = kMax;
+  EXPECT_TRUE(IsRuntimeError("request.input_tokens + 1 > 0"));
+  EXPECT_TRUE(IsRuntimeError("request.input_tokens * 2 > 0"));
+  EXPECT_TRUE(IsRuntimeError("-request.input_tokens - 2 < 0"));
+  EXPECT_TRUE(Holds("-request.input_tokens - 1 < 0"));  // exactly kMin
+  activation_.input_tokens = kMin;
+  EXPECT_TRUE(IsRuntimeError("-request.input_tokens > 0"));
+  EXPECT_TRUE(IsRuntimeError("request.input_tokens / -1 > 0"));
+
+  activation_.remaining_nanos = kMax;
+  activation_.amount_nanos = 0;
+  activation_.input_tokens = 2;
+  EXPECT_TRUE(IsRuntimeError("budget.remaining + $0.000000001 > $0"));
+  EXPECT_TRUE(IsRuntimeError("budget.remaining * request.input_tokens > $0"));
+  EXPECT_TRUE(IsRuntimeError("budget.remaining * 1.5 > $0"));
+  EXPECT_TRUE(IsRuntimeError("budget.remaining / budget.amount > 0.5"));
+  EXPECT_TRUE(IsRuntimeError("-budget.amount - budget.remaining - $1 < $0"));
+  activation_.used_ratio = std::nan("");
+  EXPECT_TRUE(IsRuntimeError("budget.remaining * budget.used_ratio > $0"));
+  activation_.period_elapsed = absl::Nanoseconds(kMax);
+  EXPECT_TRUE(IsRuntimeError("budget.period_elapsed + 1ms > 0s"));
+
+  // Eval reports the same through *ok, and tolerates a null ok.
+  std::unique_ptr<const Program> program =
+      Compiled("budget.period_elapsed + 1ms > 0s");
+  ASSERT_NE(program, nullptr);
+  bool ok = true;
+  program->Eval(activation_, &ok);
+  EXPECT_FALSE(ok);
+  program->Eval(activation_, nullptr);
+  EXPECT_FALSE(program->EvalBool(activation_));
+  activation_.period_elapsed = absl::Seconds(1);
+  program->Eval(activation_, &ok);
+  EXPECT_TRUE(ok);
+  EXPECT_TRUE(program->EvalBool(activation_));
+}
+
+TEST_F(ProgramTest, ConstantsAreFolded) {
+  auto count = [&](const std::string& source) {
+    std::unique_ptr<const Program> program = Compiled(source);
+    return program == nullptr ? -1 : InstructionCount(*program);
+  };
+  EXPECT_EQ(count("1 + 2 * 3 == 7"), 1);
+  EXPECT_EQ(count("\"gpt-4.1\".startsWith(\"gpt\") && 90% > 0.5"), 1);
+  EXPECT_EQ(count("\"abc\".matches(\"^a\")"), 1);
+  EXPECT_EQ(count("2 in [1, 1 + 1]"), 1);
+  EXPECT_EQ(count("now.hour >= 15"), 3);
+  EXPECT_EQ(count("now.hour >= 10 + 5"), 3);
+  EXPECT_EQ(count("now.hour >= 15.0"), 4);  // var, to-double, const, compare
+  // Constant operands of && and ||: a non-deciding one is dropped, a
+  // deciding one ends the chain.
+  EXPECT_EQ(count("true && now.hour >= 15"), 3);
+  EXPECT_EQ(count("now.hour >= 15 && true"), 3);
+  EXPECT_EQ(count("false && now.hour >= 15"), 1);
+  EXPECT_EQ(count("now.hour >= 15 && false && now.hour < 3"), 5);
+  EXPECT_EQ(count("1 > 2 || now.hour >= 15 || 3 > 2 || now.hour < 3"), 5);
+  EXPECT_EQ(count("true && true"), 1);
+
+  activation_.hour = 16;
+  EXPECT_TRUE(Holds("true && now.hour >= 15"));
+  EXPECT_TRUE(DoesNotHold("now.hour >= 15 && false && now.hour < 3"));
+  EXPECT_TRUE(Holds("1 > 2 || now.hour >= 15 || 3 > 2 || now.hour < 3"));
+  EXPECT_TRUE(Holds("true && true"));
+  EXPECT_TRUE(DoesNotHold("false || false"));
+}
+
+TEST(ProgramCompileTest, ConstantRuntimeErrorsAreCompileErrors) {
+  TestSchema schema;
+  CompileResult result = Compile("now.hour > 1 / 0", schema);
+  EXPECT_EQ(result.program, nullptr);
+  ASSERT_THAT(result.errors, SizeIs(1));
+  EXPECT_EQ(result.errors[0].offset, 13);
+  EXPECT_THAT(result.errors[0].message,
+              HasSubstr("division by zero in the constant expression `1 / "
+                        "0`"));
+
+  result = Compile("9223372036854775807 + 1 > 0", schema);
+  ASSERT_THAT(result.errors, SizeIs(1));
+  EXPECT_EQ(result.errors[0].offset, 20);
+  EXPECT_THAT(result.errors[0].message, HasSubstr("arithmetic overflow"));
+
+  result = Compile("$9000000000 * 2 > $0", schema);
+  ASSERT_THAT(result.errors, SizeIs(1));
+  EXPECT_THAT(result.errors[0].message, HasSubstr("arithmetic overflow"));
+
+  // A constant that is never reached is not evaluated.
+  result = Compile("false && 1 / 0 == 1", schema);
+  EXPECT_THAT(result.errors, SizeIs(0));
+}
+
+}  // namespace
+}  // namespace bursar::policy::expr

@@ -9,11 +9,13 @@
 #include "absl/flags/flag.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "bursar/v1/admin.grpc.pb.h"
 #include "cli/arguments.h"
 #include "cli/output.h"
+#include "cli/policy_output.h"
 #include "google/protobuf/util/json_util.h"
 #include "policy/money.h"
 
@@ -266,10 +268,12 @@ int Audit(const CommandContext& context,
   // The change is the longest column: last.
   Table table({"TIME", "ACTOR", "ACTION", "TARGET", "REASON", "CHANGE"});
   for (const v1::AuditRecord& r : response.records()) {
-    table.AddRow(
-        {r.time(), OrDash(r.actor()), r.action(), r.target(),
-         OrDash(r.reason()),
-         OrDash(DescribeBudgetChange(r.before_json(), r.after_json()))});
+    const std::string change =
+        absl::StartsWith(r.action(), "policy.")
+            ? DescribePolicyChange(r.before_json(), r.after_json())
+            : DescribeBudgetChange(r.before_json(), r.after_json());
+    table.AddRow({r.time(), OrDash(r.actor()), r.action(), r.target(),
+                  OrDash(r.reason()), OrDash(change)});
   }
   std::cout << table.Render();
   return kExitOk;

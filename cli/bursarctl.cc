@@ -1,5 +1,6 @@
 // bursarctl: the command-line client of bursard. Finance sets and reads
-// budgets with it; anyone can try out Check and Report.
+// budgets with it; platform admins check, diff and push policies (from CI);
+// anyone can try out Check and Report.
 //
 // This file owns the global flags, help, and dispatch: it finds the command,
 // checks the command line against it (usage errors exit 2), parses the
@@ -26,6 +27,7 @@
 #include "cli/command_line.h"
 #include "cli/decision_commands.h"
 #include "cli/output.h"
+#include "cli/policy_commands.h"
 #include "grpcpp/grpcpp.h"
 
 ABSL_FLAG(std::string, server, "",
@@ -52,6 +54,7 @@ const std::vector<std::string> kGlobalFlags = {"server", "json", "timeout",
 std::vector<Command> AllCommands() {
   std::vector<Command> commands = BudgetCommands();
   for (Command& c : DecisionCommands()) commands.push_back(std::move(c));
+  for (Command& c : PolicyCommands()) commands.push_back(std::move(c));
   return commands;
 }
 
@@ -101,7 +104,9 @@ void PrintHelp(const std::vector<Command>& commands, std::ostream& out) {
       << "\nGlobal flags:\n"
       << FlagHelp(kGlobalFlags)
       << "\nExit status: 0 done (a DENY verdict too), 1 the server answered "
-         "with an error,\n2 the command line is wrong.\n";
+         "with an error\n(or: policy check/push, the files do not compile; "
+         "policy diff, they differ\nfrom the active version), 2 the command "
+         "line is wrong.\n";
 }
 
 void PrintCommandHelp(const Command& command, std::ostream& out) {
@@ -190,13 +195,12 @@ int CheckCommandLine(const Command& command,
   if (got < command.args.size()) {
     return UsageError(name, absl::StrCat("missing ", command.args[got]));
   }
-  if (got > command.args.size()) {
+  const size_t most = command.args.size() + command.optional_args.size();
+  if (got > most) {
     return UsageError(
         name,
-        absl::StrCat(
-            "unexpected argument \"",
-            scanned.positional[command.words.size() + command.args.size()],
-            "\""));
+        absl::StrCat("unexpected argument \"",
+                     scanned.positional[command.words.size() + most], "\""));
   }
   for (const std::string& required : command.required) {
     if (given.count(required) == 0) {

@@ -21,6 +21,9 @@ namespace bursar::cli {
 inline constexpr int kExitOk = 0;          // done (a DENY verdict included)
 inline constexpr int kExitRpcError = 1;    // the server answered with an error
 inline constexpr int kExitUsageError = 2;  // the command line is wrong
+// policy check / push: the files do not compile (nothing was pushed);
+// policy diff: the directory differs from the active version (as diff(1)).
+inline constexpr int kExitPolicyRejected = 1;
 
 // Everything a command needs besides its own flags.
 struct CommandContext {
@@ -45,8 +48,10 @@ struct Command {
   // e.g. {"budget", "set"}.
   std::vector<std::string> words;
   // Names of the positional arguments after the words, e.g. {"NAME"}; the
-  // command takes exactly these.
+  // command takes exactly these, then at most `optional_args` (which a run
+  // sees only when given).
   std::vector<std::string> args;
+  std::vector<std::string> optional_args;
   // Flags of this command (names without dashes); `required` ones must be
   // given on the command line. Global flags are accepted by every command.
   std::vector<std::string> flags;

@@ -36,7 +36,9 @@ ABSL_FLAG(std::string, request_id, "",
 ABSL_FLAG(std::string, priority, "",
           "Priority class for concurrency reserves, e.g. critical. Default: "
           "standard.");
-ABSL_FLAG(bool, dry_run, false, "Decide without reserving anything.");
+ABSL_FLAG(bool, dry_run, false,
+          "check: decide without reserving anything. policy push: compile "
+          "on the server only; store and activate nothing.");
 ABSL_FLAG(int64_t, cached_input_tokens, 0,
           "Part of --input_tokens served from the provider's prompt cache.");
 ABSL_FLAG(int64_t, output_tokens, 0, "Output tokens the call used.");

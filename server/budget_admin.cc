@@ -186,8 +186,12 @@ absl::Status BudgetAdmin::ListAudit(const v1::ListAuditRequest& request,
     record->set_actor(entry.actor);
     record->set_action(entry.action);
     record->set_target(entry.target);
-    record->set_before_json(BudgetJson(entry.before));
-    record->set_after_json(BudgetJson(entry.after));
+    // Budget changes carry the budget; other changes (policy versions) their
+    // store's JSON.
+    record->set_before_json(entry.before.has_value() ? BudgetJson(entry.before)
+                                                     : entry.before_json);
+    record->set_after_json(entry.after.has_value() ? BudgetJson(entry.after)
+                                                   : entry.after_json);
     record->set_reason(entry.reason);
   }
   return absl::OkStatus();

@@ -22,17 +22,33 @@
 #include "server/decider.h"
 #include "server/grpc_services.h"
 #include "server/log.h"
+#include "server/policy_admin.h"
 #include "server/policy_registry.h"
-#include "storage/rocks_ledger.h"
+#include "storage/rocks_storage.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:8081",
           "host:port for the gRPC API (Decision, Admin, health, reflection). "
           "Port 0 picks a free port (see --ready_file).");
 ABSL_FLAG(std::string, data_dir, "./data",
-          "Directory of the embedded RocksDB ledger; created if missing. One "
+          "Directory of the embedded RocksDB database (ledger and policy "
+          "versions); created if missing. One "
           "bursard per directory.");
 ABSL_FLAG(std::string, policy_dir, "policies/example",
-          "Directory of policy YAML files (pricing, defaults) loaded at start.");
+          "Directory of policy YAML files (pricing, defaults). With "
+          "--policy_source=store it seeds an empty --data_dir: on the first "
+          "start it is compiled and stored as the first policy version; once "
+          "a version is stored (or pushed with `bursarctl policy push`), the "
+          "stored active version runs after every restart and this "
+          "directory is not used (the log says whether it matches). With "
+          "--policy_source=dir it always runs and becomes the active "
+          "version.");
+ABSL_FLAG(std::string, policy_source, "store",
+          "Which policy runs at start-up: store (the active version stored "
+          "in --data_dir, so a pushed policy survives restarts; "
+          "--policy_dir only when none is stored yet) or dir (--policy_dir, "
+          "stored and activated as a new version: for operators who deploy "
+          "policies with the binary, or to replace a stored version that no "
+          "longer compiles).");
 ABSL_FLAG(std::string, sync, "group",
           "Durability of acknowledged writes: none (WAL written, not fsynced: "
           "survives a crash of bursard, not of the machine), group (fsync "
@@ -74,6 +90,14 @@ int Run() {
                                        LF{"error", std::string(sync.status().message())}});
     return 2;
   }
+  absl::StatusOr<PolicySource> policy_source =
+      ParsePolicySource(absl::GetFlag(FLAGS_policy_source));
+  if (!policy_source.ok()) {
+    Log(LogLevel::kError, "bad flag",
+        {LF{"flag", "--policy_source"},
+         LF{"error", std::string(policy_source.status().message())}});
+    return 2;
+  }
   const absl::Duration ttl = absl::GetFlag(FLAGS_reservation_ttl);
   if (ttl <= absl::ZeroDuration()) {
     Log(LogLevel::kError, "bad flag",
@@ -90,44 +114,70 @@ int Run() {
         {LF{"file", absl::GetFlag(FLAGS_testing_clock_file)}});
   }
 
-  absl::StatusOr<std::shared_ptr<const policy::CompiledPolicy>> initial =
-      LoadPolicyDir(absl::GetFlag(FLAGS_policy_dir));
-  if (!initial.ok()) {
-    Log(LogLevel::kError, "cannot load policies",
-        {LF{"dir", absl::GetFlag(FLAGS_policy_dir)},
-         LF{"error", std::string(initial.status().message())}});
-    return 1;
-  }
-  PolicyRegistry policies(*initial);
-  Log(LogLevel::kInfo, "policy loaded",
-      {LF{"dir", absl::GetFlag(FLAGS_policy_dir)},
-       LF{"version", (*initial)->version()},
-       LF{"models", absl::StrCat((*initial)->prices().size())}});
-
   storage::RocksLedgerOptions ledger_options;
   ledger_options.path = absl::GetFlag(FLAGS_data_dir);
   ledger_options.sync = *sync;
   ledger_options.settled_retention = absl::GetFlag(FLAGS_settled_retention);
   const absl::Time open_started = absl::Now();
-  absl::StatusOr<std::unique_ptr<storage::Ledger>> ledger =
-      storage::OpenRocksLedger(ledger_options);
-  if (!ledger.ok()) {
+  absl::StatusOr<storage::RocksStorage> storage =
+      storage::OpenRocksStorage(ledger_options);
+  if (!storage.ok()) {
     Log(LogLevel::kError, "cannot open the ledger",
         {LF{"data_dir", ledger_options.path},
-         LF{"error", std::string(ledger.status().message())}});
+         LF{"error", std::string(storage.status().message())}});
     return 1;
   }
+  std::unique_ptr<storage::Ledger>& ledger = storage->ledger;
   Log(LogLevel::kInfo, "ledger open",
       {LF{"data_dir", ledger_options.path},
        LF{"sync", absl::GetFlag(FLAGS_sync)},
-       LF{"open_holds", absl::StrCat((*ledger)->open_holds())},
+       LF{"open_holds", absl::StrCat(ledger->open_holds())},
        LF{"took", absl::FormatDuration(absl::Now() - open_started)}});
 
-  Decider decider(ledger->get(), &policies, clock.get(),
+  const std::string policy_dir = absl::GetFlag(FLAGS_policy_dir);
+  absl::StatusOr<StartupPolicy> initial = LoadStartupPolicy(
+      storage->policy_versions.get(), policy_dir, *policy_source, clock->Now());
+  if (!initial.ok()) {
+    Log(LogLevel::kError, "cannot load policies",
+        {LF{"dir", policy_dir},
+         LF{"source", absl::GetFlag(FLAGS_policy_source)},
+         LF{"error", std::string(initial.status().message())}});
+    return 1;
+  }
+  for (const policy::Diagnostic& warning : initial->warnings) {
+    Log(LogLevel::kWarning, "policy warning",
+        {LF{"diagnostic", policy::FormatDiagnostic(warning)}});
+  }
+  PolicyRegistry policies(initial->policy);
+  const std::string& version = initial->policy->version();
+  if (initial->source == "dir") {
+    Log(LogLevel::kInfo, "policy loaded",
+        {LF{"source", "dir"}, LF{"dir", policy_dir}, LF{"version", version},
+         LF{"previous", initial->previous_version},
+         LF{"models", absl::StrCat(initial->policy->prices().size())}});
+  } else {
+    Log(LogLevel::kInfo, "policy loaded",
+        {LF{"source", "store"}, LF{"version", version},
+         LF{"models", absl::StrCat(initial->policy->prices().size())},
+         LF{"policy_dir", initial->dir_matches
+                              ? std::string("matches the stored version")
+                              : std::string("differs")}});
+    if (!initial->dir_matches) {
+      // A pushed version outlives the directory bursard was started with:
+      // say so, so nobody edits --policy_dir expecting it to run.
+      Log(LogLevel::kWarning, "the stored active policy runs",
+          {LF{"version", version}, LF{"dir", policy_dir},
+           LF{"note", initial->dir_note}});
+    }
+  }
+
+  Decider decider(ledger.get(), &policies, clock.get(),
                   DeciderOptions{.reservation_ttl = ttl});
-  BudgetAdmin budget_admin(ledger->get(), clock.get());
+  BudgetAdmin budget_admin(ledger.get(), clock.get());
+  PolicyAdmin policy_admin(storage->policy_versions.get(), &policies,
+                           clock.get());
   DecisionService decision_service(&decider);
-  AdminService admin_service(&budget_admin);
+  AdminService admin_service(&budget_admin, &policy_admin);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -159,7 +209,7 @@ int Run() {
   absl::Notification stopping;
   std::thread expirer([&] {
     while (!stopping.WaitForNotificationWithTimeout(absl::Seconds(1))) {
-      absl::StatusOr<int> expired = (*ledger)->ExpireHolds(clock->Now());
+      absl::StatusOr<int> expired = ledger->ExpireHolds(clock->Now());
       if (!expired.ok()) {
         Log(LogLevel::kError, "expiring holds failed",
             {LF{"error", std::string(expired.status().message())}});
@@ -178,7 +228,9 @@ int Run() {
   server->Wait();
   stopping.Notify();
   expirer.join();
-  ledger->reset();  // closes RocksDB after the last write
+  // Closes RocksDB after the last write (when both stores are gone).
+  storage->policy_versions.reset();
+  ledger.reset();
   Log(LogLevel::kInfo, "stopped");
   return 0;
 }
@@ -190,7 +242,12 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "Bursar decision service: budgets and policies for LLM calls.\n"
       "Usage: bursard [--listen=127.0.0.1:8081] [--data_dir=./data] "
-      "[--policy_dir=policies/example] [--sync=none|group|always]");
+      "[--policy_dir=policies/example] [--policy_source=store|dir] "
+      "[--sync=none|group|always]\n"
+      "Policies: the active policy version stored in --data_dir runs; "
+      "--policy_dir only seeds an empty --data_dir (or runs with "
+      "--policy_source=dir). Push new versions with `bursarctl policy "
+      "push`.");
   absl::ParseCommandLine(argc, argv);
   return bursar::server::Run();
 }

@@ -70,4 +70,36 @@ grpc::ServerUnaryReactor* AdminService::ListAudit(
                [&] { return budgets_->ListAudit(*request, response); });
 }
 
+grpc::ServerUnaryReactor* AdminService::PushPolicy(
+    grpc::CallbackServerContext* context, const v1::PushPolicyRequest* request,
+    v1::PushPolicyResponse* response) {
+  return Unary(context,
+               [&] { return policies_->PushPolicy(*request, response); });
+}
+
+grpc::ServerUnaryReactor* AdminService::GetPolicy(
+    grpc::CallbackServerContext* context, const v1::GetPolicyRequest* request,
+    v1::GetPolicyResponse* response) {
+  return Unary(context,
+               [&] { return policies_->GetPolicy(*request, response); });
+}
+
+grpc::ServerUnaryReactor* AdminService::ListPolicyVersions(
+    grpc::CallbackServerContext* context,
+    const v1::ListPolicyVersionsRequest* request,
+    v1::ListPolicyVersionsResponse* response) {
+  return Unary(context, [&] {
+    return policies_->ListPolicyVersions(*request, response);
+  });
+}
+
+grpc::ServerUnaryReactor* AdminService::ActivatePolicyVersion(
+    grpc::CallbackServerContext* context,
+    const v1::ActivatePolicyVersionRequest* request,
+    v1::ActivatePolicyVersionResponse* response) {
+  return Unary(context, [&] {
+    return policies_->ActivatePolicyVersion(*request, response);
+  });
+}
+
 }  // namespace bursar::server

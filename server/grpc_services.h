@@ -2,7 +2,8 @@
 #define BURSAR_SERVER_GRPC_SERVICES_H_
 
 // The gRPC face of bursard (callback API). Each handler adapts one RPC to a
-// plain call of Decider or BudgetAdmin and maps its absl::Status.
+// plain call of Decider, BudgetAdmin or PolicyAdmin and maps its
+// absl::Status.
 
 #include "absl/status/status.h"
 #include "bursar/v1/admin.grpc.pb.h"
@@ -10,6 +11,7 @@
 #include "grpcpp/grpcpp.h"
 #include "server/budget_admin.h"
 #include "server/decider.h"
+#include "server/policy_admin.h"
 
 namespace bursar::server {
 
@@ -34,7 +36,9 @@ class DecisionService final : public v1::Decision::CallbackService {
 
 class AdminService final : public v1::Admin::CallbackService {
  public:
-  explicit AdminService(BudgetAdmin* budgets) : budgets_(budgets) {}
+  // Both pointers must outlive the service.
+  AdminService(BudgetAdmin* budgets, PolicyAdmin* policies)
+      : budgets_(budgets), policies_(policies) {}
 
   grpc::ServerUnaryReactor* SetBudget(grpc::CallbackServerContext* context,
                                       const v1::SetBudgetRequest* request,
@@ -54,8 +58,25 @@ class AdminService final : public v1::Admin::CallbackService {
                                       const v1::ListAuditRequest* request,
                                       v1::ListAuditResponse* response) override;
 
+  grpc::ServerUnaryReactor* PushPolicy(
+      grpc::CallbackServerContext* context,
+      const v1::PushPolicyRequest* request,
+      v1::PushPolicyResponse* response) override;
+  grpc::ServerUnaryReactor* GetPolicy(grpc::CallbackServerContext* context,
+                                      const v1::GetPolicyRequest* request,
+                                      v1::GetPolicyResponse* response) override;
+  grpc::ServerUnaryReactor* ListPolicyVersions(
+      grpc::CallbackServerContext* context,
+      const v1::ListPolicyVersionsRequest* request,
+      v1::ListPolicyVersionsResponse* response) override;
+  grpc::ServerUnaryReactor* ActivatePolicyVersion(
+      grpc::CallbackServerContext* context,
+      const v1::ActivatePolicyVersionRequest* request,
+      v1::ActivatePolicyVersionResponse* response) override;
+
  private:
   BudgetAdmin* const budgets_;
+  PolicyAdmin* const policies_;
 };
 
 }  // namespace bursar::server

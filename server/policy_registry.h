@@ -11,6 +11,7 @@
 #include "absl/status/statusor.h"
 #include "policy/compiled_policy.h"
 #include "policy/loader.h"
+#include "server/policy_files.h"  // ReadPolicyDir
 
 namespace bursar::server {
 
@@ -29,12 +30,6 @@ class PolicyRegistry {
  private:
   std::shared_ptr<const policy::CompiledPolicy> active_;
 };
-
-// Reads every *.yaml / *.yml file under `dir` (recursively, paths relative to
-// it). NotFound if the directory does not exist, InvalidArgument if it has
-// no policy file.
-absl::StatusOr<std::vector<policy::SourceFile>> ReadPolicyDir(
-    const std::string& dir);
 
 // ReadPolicyDir + CompilePolicy; FailedPrecondition listing every error
 // diagnostic (file:line:column) when the files do not compile.

@@ -23,6 +23,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "storage/audit.h"
 #include "storage/budget.h"
 #include "storage/labels.h"
 
@@ -102,21 +103,6 @@ struct SettleResult {
   bool after_expiry = false;
 };
 
-struct AuditEntry {
-  absl::Time time;
-  std::string actor;
-  std::string action;  // "budget.set", "budget.delete"
-  std::string target;  // "budget:<name>"
-  std::optional<BudgetSpec> before;
-  std::optional<BudgetSpec> after;
-  std::string reason;
-};
-
-struct Actor {
-  std::string name;
-  std::string reason;
-};
-
 // The ledger's contract; RocksLedger (rocks_ledger.h) is the embedded
 // implementation, and a shared-counter one can slot in behind it.
 class Ledger {
@@ -139,7 +125,8 @@ class Ledger {
   virtual absl::StatusOr<std::vector<Standing>> Standings(
       absl::string_view budget, absl::string_view instance,
       absl::Time now) const = 0;
-  // Newest first.
+  // The audit log of the whole database (budget and policy changes), newest
+  // first.
   virtual std::vector<AuditEntry> ListAudit(size_t limit) const = 0;
 
   // The hot path. Errors only for I/O (Unavailable); a budget that cannot

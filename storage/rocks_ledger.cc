@@ -18,19 +18,15 @@
 #include "rocksdb/write_batch.h"
 #include "storage/int64_add_operator.h"
 #include "storage/records.pb.h"
-#include "storage/wal_syncer.h"
+#include "storage/rocks_database.h"
 
 namespace bursar::storage {
 namespace {
 
-constexpr int64_t kSchemaVersion = 1;
-constexpr char kSchemaVersionKey[] = "schema_version";
-
-// Column families, in the order they are opened.
-enum Cf { kDefaultCf, kMetaCf, kBudgetsCf, kCountersCf, kHoldsCf, kAuditCf };
-constexpr const char* kCfNames[] = {"default", "meta",  "budgets",
-                                    "counters", "holds", "audit"};
-constexpr int kNumCfs = 6;
+constexpr RocksDatabase::Cf kBudgetsCf = RocksDatabase::kBudgetsCf;
+constexpr RocksDatabase::Cf kCountersCf = RocksDatabase::kCountersCf;
+constexpr RocksDatabase::Cf kHoldsCf = RocksDatabase::kHoldsCf;
+constexpr RocksDatabase::Cf kAuditCf = RocksDatabase::kAuditCf;
 
 // Counter kinds, the last byte of a counter key.
 constexpr char kSpentCounter = 's';
@@ -53,22 +49,6 @@ std::string CounterKey(absl::string_view budget, absl::string_view instance,
   AppendBigEndian64(key, static_cast<uint64_t>(period_key) ^ (1ULL << 63));
   key.push_back(kind);
   return key;
-}
-
-std::string AuditKey(absl::Time time, uint64_t seq) {
-  std::string key;
-  AppendBigEndian64(key, static_cast<uint64_t>(absl::ToUnixMicros(time)) ^
-                             (1ULL << 63));
-  AppendBigEndian64(key, seq);
-  return key;
-}
-
-absl::Status FromRocks(const rocksdb::Status& status, absl::string_view what) {
-  if (status.ok()) return absl::OkStatus();
-  const std::string message =
-      absl::StrCat("ledger ", what, " failed: ", status.ToString());
-  if (status.IsCorruption()) return absl::DataLossError(message);
-  return absl::UnavailableError(message);
 }
 
 BudgetRecord ToRecord(const BudgetSpec& spec) {
@@ -107,21 +87,18 @@ absl::StatusOr<BudgetSpec> FromRecord(const BudgetRecord& r) {
 
 class RocksLedger final : public Ledger {
  public:
-  explicit RocksLedger(const RocksLedgerOptions& options)
-      : options_(options) {}
-
-  ~RocksLedger() override {
-    syncer_.reset();
-    if (db_ != nullptr) {
-      db_->FlushWAL(/*sync=*/true).PermitUncheckedError();
-      for (rocksdb::ColumnFamilyHandle* cf : cfs_) {
-        db_->DestroyColumnFamilyHandle(cf).PermitUncheckedError();
-      }
-      db_->Close().PermitUncheckedError();
+  RocksLedger(std::shared_ptr<RocksDatabase> database,
+              const RocksLedgerOptions& options)
+      : options_(options),
+        database_(std::move(database)),
+        db_(database_->db()) {
+    for (int i = 0; i < RocksDatabase::kNumCfs; ++i) {
+      cfs_.push_back(database_->cf(static_cast<RocksDatabase::Cf>(i)));
     }
   }
 
-  absl::Status Open();
+  // Rebuilds memory from the database.
+  absl::Status Load();
 
   absl::StatusOr<std::pair<BudgetSpec, bool>> SetBudget(
       BudgetSpec spec, const Actor& actor, absl::Time now) override;
@@ -178,9 +155,7 @@ class RocksLedger final : public Ledger {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status AwaitDurable(uint64_t ticket) ABSL_LOCKS_EXCLUDED(mu_);
   // The ticket that covers every write made so far (0 without a syncer).
-  uint64_t LatestTicket() const {
-    return syncer_ != nullptr ? syncer_->LatestTicket() : 0;
-  }
+  uint64_t LatestTicket() const { return database_->LatestTicket(); }
 
   absl::Status LoadBudgets() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status LoadHolds() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -222,9 +197,10 @@ class RocksLedger final : public Ledger {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const RocksLedgerOptions options_;
-  std::unique_ptr<rocksdb::DB> db_;
+  const std::shared_ptr<RocksDatabase> database_;
+  rocksdb::DB* const db_;
+  // Indexed by RocksDatabase::Cf.
   std::vector<rocksdb::ColumnFamilyHandle*> cfs_;
-  std::unique_ptr<WalSyncer> syncer_;
 
   mutable absl::Mutex mu_;
   // node_hash_map: the index below points into the entries.
@@ -245,63 +221,13 @@ class RocksLedger final : public Ledger {
   // (settled_at micros, id) of settled and expired holds.
   absl::btree_set<std::pair<int64_t, std::string>> retention_queue_
       ABSL_GUARDED_BY(mu_);
-  uint64_t audit_seq_ ABSL_GUARDED_BY(mu_) = 0;
   absl::BitGen bitgen_ ABSL_GUARDED_BY(mu_);
 };
 
-absl::Status RocksLedger::Open() {
-  rocksdb::DBOptions db_options;
-  db_options.create_if_missing = true;
-  db_options.create_missing_column_families = true;
-  rocksdb::ColumnFamilyOptions cf_options;
-  rocksdb::ColumnFamilyOptions counter_options;
-  counter_options.merge_operator = NewInt64AddOperator();
-  counter_options.max_successive_merges = 64;
-
-  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
-  for (int i = 0; i < kNumCfs; ++i) {
-    descriptors.emplace_back(kCfNames[i],
-                             i == kCountersCf ? counter_options : cf_options);
-  }
-  rocksdb::DB* raw = nullptr;
-  rocksdb::Status status = rocksdb::DB::Open(
-      rocksdb::Options(db_options, cf_options), options_.path, descriptors,
-      &cfs_, &raw);
-  if (!status.ok()) {
-    return absl::UnavailableError(absl::StrCat(
-        "cannot open the ledger at \"", options_.path, "\": ",
-        status.ToString(),
-        status.IsIOError() ? " (is another bursard using this --data_dir?)"
-                           : ""));
-  }
-  db_.reset(raw);
-
-  std::string version;
-  status = db_->Get(rocksdb::ReadOptions(), cfs_[kMetaCf], kSchemaVersionKey,
-                    &version);
-  if (status.IsNotFound()) {
-    status = db_->Put(rocksdb::WriteOptions(), cfs_[kMetaCf], kSchemaVersionKey,
-                      absl::StrCat(kSchemaVersion));
-    if (absl::Status s = FromRocks(status, "writing the schema version");
-        !s.ok()) {
-      return s;
-    }
-  } else if (!status.ok()) {
-    return FromRocks(status, "reading the schema version");
-  } else if (version != absl::StrCat(kSchemaVersion)) {
-    return absl::DataLossError(absl::StrFormat(
-        "the ledger at \"%s\" has schema version %s; this bursard reads "
-        "version %d",
-        options_.path, version, kSchemaVersion));
-  }
-
+absl::Status RocksLedger::Load() {
   absl::MutexLock lock(&mu_);
   if (absl::Status s = LoadBudgets(); !s.ok()) return s;
-  if (absl::Status s = LoadHolds(); !s.ok()) return s;
-  if (options_.sync == SyncMode::kGroup) {
-    syncer_ = std::make_unique<WalSyncer>(db_.get(), options_.group_window);
-  }
-  return absl::OkStatus();
+  return LoadHolds();
 }
 
 absl::Status RocksLedger::LoadBudgets() {
@@ -324,24 +250,6 @@ absl::Status RocksLedger::LoadBudgets() {
     entry.spec = *std::move(spec);
   }
   if (absl::Status s = FromRocks(it->status(), "reading budgets"); !s.ok()) {
-    return s;
-  }
-
-  // The next audit sequence must exceed every stored one. The newest entry
-  // by time need not carry the largest (the caller's clock may have gone
-  // back), so look at all of them; the audit log is small.
-  std::unique_ptr<rocksdb::Iterator> audit(
-      db_->NewIterator(rocksdb::ReadOptions(), cfs_[kAuditCf]));
-  for (audit->SeekToFirst(); audit->Valid(); audit->Next()) {
-    if (audit->key().size() != 16) continue;
-    uint64_t seq = 0;
-    for (int i = 8; i < 16; ++i) {
-      seq = (seq << 8) | static_cast<unsigned char>(audit->key()[i]);
-    }
-    audit_seq_ = std::max(audit_seq_, seq);
-  }
-  if (absl::Status s = FromRocks(audit->status(), "reading the audit log");
-      !s.ok()) {
     return s;
   }
   RebuildIndex();
@@ -439,17 +347,11 @@ RocksLedger::PeriodState* RocksLedger::PeriodFor(BudgetEntry& entry,
 
 absl::Status RocksLedger::WriteLocked(rocksdb::WriteBatch& batch,
                                       uint64_t* ticket) {
-  rocksdb::WriteOptions write_options;
-  write_options.sync = options_.sync == SyncMode::kAlways;
-  const rocksdb::Status status = db_->Write(write_options, &batch);
-  if (!status.ok()) return FromRocks(status, "write");
-  *ticket = syncer_ != nullptr ? syncer_->NoteWrite() : 0;
-  return absl::OkStatus();
+  return database_->Write(batch, ticket);
 }
 
 absl::Status RocksLedger::AwaitDurable(uint64_t ticket) {
-  if (syncer_ == nullptr) return absl::OkStatus();
-  return syncer_->AwaitDurable(ticket);
+  return database_->AwaitDurable(ticket);
 }
 
 void RocksLedger::AddAudit(rocksdb::WriteBatch& batch, absl::Time now,
@@ -457,7 +359,6 @@ void RocksLedger::AddAudit(rocksdb::WriteBatch& batch, absl::Time now,
                            const Actor& actor, const BudgetSpec* before,
                            const BudgetSpec* after) {
   AuditRecord record;
-  record.set_time_micros(absl::ToUnixMicros(now));
   record.set_actor(actor.name);
   record.set_action(std::string(action));
   record.set_target(absl::StrCat("budget:", name));
@@ -468,8 +369,7 @@ void RocksLedger::AddAudit(rocksdb::WriteBatch& batch, absl::Time now,
   if (after != nullptr) {
     *record.mutable_after() = ToRecord(*after);
   }
-  batch.Put(cfs_[kAuditCf], AuditKey(now, ++audit_seq_),
-            record.SerializeAsString());
+  database_->AddAudit(batch, now, std::move(record));
 }
 
 absl::StatusOr<std::pair<BudgetSpec, bool>> RocksLedger::SetBudget(
@@ -651,6 +551,8 @@ std::vector<AuditEntry> RocksLedger::ListAudit(size_t limit) const {
     entry.action = record.action();
     entry.target = record.target();
     entry.reason = record.reason();
+    entry.before_json = record.before_json();
+    entry.after_json = record.after_json();
     if (record.has_before()) {
       if (auto spec = FromRecord(record.before()); spec.ok()) {
         entry.before = *std::move(spec);
@@ -1009,11 +911,20 @@ absl::StatusOr<SyncMode> ParseSyncMode(absl::string_view text) {
       "sync mode \"", text, "\" is not one of none, group, always"));
 }
 
+absl::StatusOr<std::unique_ptr<Ledger>> NewRocksLedger(
+    std::shared_ptr<RocksDatabase> database,
+    const RocksLedgerOptions& options) {
+  auto ledger = std::make_unique<RocksLedger>(std::move(database), options);
+  if (absl::Status s = ledger->Load(); !s.ok()) return s;
+  return ledger;
+}
+
 absl::StatusOr<std::unique_ptr<Ledger>> OpenRocksLedger(
     const RocksLedgerOptions& options) {
-  auto ledger = std::make_unique<RocksLedger>(options);
-  if (absl::Status s = ledger->Open(); !s.ok()) return s;
-  return ledger;
+  absl::StatusOr<std::shared_ptr<RocksDatabase>> database =
+      RocksDatabase::Open(DatabaseOptions(options));
+  if (!database.ok()) return database.status();
+  return NewRocksLedger(*std::move(database), options);
 }
 
 }  // namespace bursar::storage

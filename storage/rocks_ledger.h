@@ -24,7 +24,8 @@ struct RocksLedgerOptions {
 };
 
 // Opens (creating if needed) the database at options.path and rebuilds
-// memory from it. DataLoss for corrupt records or a schema newer than this
+// memory from it. The ledger alone: bursard opens the ledger and the policy
+// version store on one database with OpenRocksStorage (rocks_storage.h). DataLoss for corrupt records or a schema newer than this
 // binary; Unavailable for I/O errors (e.g. another process holds the lock).
 absl::StatusOr<std::unique_ptr<Ledger>> OpenRocksLedger(
     const RocksLedgerOptions& options);

@@ -1,0 +1,403 @@
+#include "cli/policy_commands.h"
+
+#include <iostream>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/flags/declare.h"
+#include "absl/flags/flag.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "bursar/v1/admin.grpc.pb.h"
+#include "cli/output.h"
+#include "cli/policy_output.h"
+#include "policy/loader.h"
+#include "server/policy_files.h"
+
+ABSL_FLAG(std::string, message, "",
+          "policy push: why the change is made (e.g. the commit subject); "
+          "stored with the version and in the audit log.");
+ABSL_FLAG(std::string, author, "",
+          "policy push: who pushes, stored with the version (e.g. the commit "
+          "author). Default: --actor.");
+ABSL_FLAG(std::string, file, "",
+          "policy get: print only this file of the version (its path as "
+          "listed), exactly as stored.");
+ABSL_DECLARE_FLAG(bool, dry_run);
+ABSL_DECLARE_FLAG(std::string, reason);
+
+namespace bursar::cli {
+namespace {
+
+std::unique_ptr<v1::Admin::Stub> AdminStub(const CommandContext& context) {
+  return v1::Admin::NewStub(context.channel);
+}
+
+// The files of the policy directory `dir`; policy tests (*_test.yaml) too
+// unless `with_tests` is false. On failure prints why and sets *exit.
+std::optional<std::vector<policy::SourceFile>> ReadDir(
+    const CommandContext& context, const std::string& dir, bool with_tests,
+    int* exit) {
+  absl::StatusOr<std::vector<policy::SourceFile>> files =
+      server::ReadPolicyDir(dir);
+  if (!files.ok()) {
+    if (absl::IsNotFound(files.status()) ||
+        absl::IsInvalidArgument(files.status())) {
+      *exit = UsageError(context.command, files.status().message());
+    } else {
+      std::cerr << "bursarctl " << context.command << ": "
+                << files.status().message() << "\n";
+      *exit = kExitRpcError;
+    }
+    return std::nullopt;
+  }
+  if (with_tests) return *std::move(files);
+  std::vector<policy::SourceFile> kept;
+  for (policy::SourceFile& file : *files) {
+    if (!server::IsPolicyTestFile(file.path)) kept.push_back(std::move(file));
+  }
+  return kept;
+}
+
+// The first line of a (commit) message, for tables.
+std::string FirstLine(const std::string& text) {
+  return text.substr(0, text.find('\n'));
+}
+
+// --- policy check --------------------------------------------------------
+
+int PolicyCheck(const CommandContext& context,
+                const std::vector<std::string>& args) {
+  const std::string& dir = args[0];
+  int exit = kExitOk;
+  std::optional<std::vector<policy::SourceFile>> files =
+      ReadDir(context, dir, /*with_tests=*/true, &exit);
+  if (!files.has_value()) return exit;
+  const policy::CompileResult compiled = policy::CompilePolicy(*files);
+  int errors = 0;
+  int warnings = 0;
+  for (const policy::Diagnostic& d : compiled.diagnostics) {
+    (d.severity == policy::Diagnostic::Severity::kError ? errors : warnings)++;
+  }
+  const int status = compiled.policy == nullptr ? kExitPolicyRejected : kExitOk;
+  if (context.json) {
+    // The shape of a dry-run push's answer.
+    v1::PushPolicyResponse response;
+    for (const policy::Diagnostic& d : compiled.diagnostics) {
+      *response.add_diagnostics() = DiagnosticToProto(d);
+    }
+    if (compiled.policy != nullptr) {
+      response.set_compiled_version(compiled.policy->version());
+    }
+    const int printed = PrintJson(response);
+    return printed != kExitOk ? printed : status;
+  }
+  for (const policy::Diagnostic& d : compiled.diagnostics) {
+    std::cout << policy::FormatDiagnostic(d) << "\n";
+  }
+  if (compiled.policy == nullptr) {
+    std::cout << dir << ": " << CountDiagnostics(errors, warnings)
+              << "; the policy does not compile\n";
+    return status;
+  }
+  size_t tests = 0;
+  for (const policy::SourceFile& f : *files) {
+    if (server::IsPolicyTestFile(f.path)) ++tests;
+  }
+  std::cout << dir << ": OK, version " << compiled.policy->version() << " ("
+            << files->size() - tests << " policy files"
+            << (warnings > 0 ? absl::StrCat(", ", CountDiagnostics(0, warnings))
+                             : "")
+            << ")\n";
+  return status;
+}
+
+// --- policy push ---------------------------------------------------------
+
+int PolicyPush(const CommandContext& context,
+               const std::vector<std::string>& args) {
+  const std::string& dir = args[0];
+  int exit = kExitOk;
+  // Policy tests stay behind: the server leaves them out of versions.
+  std::optional<std::vector<policy::SourceFile>> files =
+      ReadDir(context, dir, /*with_tests=*/false, &exit);
+  if (!files.has_value()) return exit;
+  if (files->empty()) {
+    return UsageError(context.command,
+                      absl::StrCat("\"", dir,
+                                   "\" has only policy tests (*_test.yaml), "
+                                   "no policy file"));
+  }
+  v1::PushPolicyRequest request;
+  for (policy::SourceFile& file : *files) {
+    v1::PolicyFile* out = request.add_files();
+    out->set_path(std::move(file.path));
+    out->set_content(std::move(file.content));
+  }
+  request.set_dry_run(absl::GetFlag(FLAGS_dry_run));
+  const std::string author = absl::GetFlag(FLAGS_author);
+  request.set_author(author.empty() ? context.actor : author);
+  request.set_message(absl::GetFlag(FLAGS_message));
+
+  v1::PushPolicyResponse response;
+  const grpc::Status status = AdminStub(context)->PushPolicy(
+      NewCall(context).get(), request, &response);
+  if (!status.ok()) return RpcError(context, status);
+  const bool rejected = response.compiled_version().empty();
+  if (context.json) {
+    const int printed = PrintJson(response);
+    return printed != kExitOk ? printed
+           : rejected         ? kExitPolicyRejected
+                              : kExitOk;
+  }
+
+  int errors = 0;
+  int warnings = 0;
+  for (const v1::Diagnostic& d : response.diagnostics()) {
+    (d.severity() == v1::Diagnostic::SEVERITY_WARNING ? warnings : errors)++;
+    std::cout << FormatDiagnostic(d) << "\n";
+  }
+  if (rejected) {
+    std::cout << "Rejected: " << CountDiagnostics(errors, warnings)
+              << "; nothing changed on the server.\n";
+    return kExitPolicyRejected;
+  }
+  if (request.dry_run()) {
+    std::cout << "Dry run: " << dir << " compiles to version "
+              << response.compiled_version() << "; nothing was stored.\n";
+  } else if (response.previous_version() == response.version()) {
+    std::cout << "Version " << response.version()
+              << " is already active; nothing changed.\n";
+  } else if (response.created()) {
+    std::cout << "Pushed policy version " << response.version() << " (was "
+              << OrDash(response.previous_version()) << ").\n";
+  } else {
+    std::cout << "Activated policy version " << response.version()
+              << ", stored earlier with the same content (was "
+              << OrDash(response.previous_version()) << ").\n";
+  }
+  return kExitOk;
+}
+
+// --- policy diff ---------------------------------------------------------
+
+int PolicyDiff(const CommandContext& context,
+               const std::vector<std::string>& args) {
+  const std::string& dir = args[0];
+  int exit = kExitOk;
+  // The server stores no policy tests, so they are not compared.
+  std::optional<std::vector<policy::SourceFile>> local =
+      ReadDir(context, dir, /*with_tests=*/false, &exit);
+  if (!local.has_value()) return exit;
+
+  v1::GetPolicyResponse response;
+  const grpc::Status status = AdminStub(context)->GetPolicy(
+      NewCall(context).get(), v1::GetPolicyRequest(), &response);
+  if (!status.ok()) return RpcError(context, status);
+  std::vector<policy::SourceFile> active;
+  for (const v1::PolicyFile& file : response.files()) {
+    active.push_back({file.path(), file.content()});
+  }
+  const std::string& version = response.version().version();
+  const PolicyFilesDiff diff =
+      DiffPolicyFiles(active, *local, absl::StrCat("active-", version), dir);
+  std::cout << diff.text;
+
+  // The summary goes to stderr, so stdout is a patch.
+  if (diff.identical()) {
+    std::cerr << dir << " matches the active version " << version << ".\n";
+    return kExitOk;
+  }
+  std::vector<std::string> counts;
+  if (!diff.changed.empty()) {
+    counts.push_back(absl::StrCat(diff.changed.size(), " changed"));
+  }
+  if (!diff.added.empty()) {
+    counts.push_back(absl::StrCat(diff.added.size(), " added"));
+  }
+  if (!diff.removed.empty()) {
+    counts.push_back(absl::StrCat(diff.removed.size(), " removed"));
+  }
+  const policy::CompileResult compiled = policy::CompilePolicy(*local);
+  const size_t files =
+      diff.changed.size() + diff.added.size() + diff.removed.size();
+  std::cerr << dir << " differs from the active version " << version << " ("
+            << files << (files == 1 ? " file: " : " files: ")
+            << absl::StrJoin(counts, ", ") << "); "
+            << (compiled.policy != nullptr
+                    ? absl::StrCat("pushing it makes version ",
+                                   compiled.policy->version())
+                    : absl::StrCat("it does not compile (bursarctl policy "
+                                   "check ",
+                                   dir, ")"))
+            << ".\n";
+  return kExitPolicyRejected;
+}
+
+// --- policy list / get / activate ---------------------------------------
+
+int PolicyList(const CommandContext& context,
+               const std::vector<std::string>& /*args*/) {
+  v1::ListPolicyVersionsResponse response;
+  const grpc::Status status = AdminStub(context)->ListPolicyVersions(
+      NewCall(context).get(), v1::ListPolicyVersionsRequest(), &response);
+  if (!status.ok()) return RpcError(context, status);
+  if (context.json) return PrintJson(response);
+  if (response.versions().empty()) {
+    std::cout << "No policy versions stored.\n";
+    return kExitOk;
+  }
+  Table table({"VERSION", "ACTIVE", "CREATED", "AUTHOR", "MESSAGE"});
+  for (const v1::PolicyVersion& v : response.versions()) {
+    table.AddRow({v.version(), v.active() ? "*" : "", v.created_at(),
+                  OrDash(v.author()), OrDash(FirstLine(v.message()))});
+  }
+  std::cout << table.Render();
+  return kExitOk;
+}
+
+int PolicyGet(const CommandContext& context,
+              const std::vector<std::string>& args) {
+  v1::GetPolicyRequest request;
+  if (!args.empty()) request.set_version(args[0]);
+  v1::GetPolicyResponse response;
+  const grpc::Status status =
+      AdminStub(context)->GetPolicy(NewCall(context).get(), request, &response);
+  if (!status.ok()) return RpcError(context, status);
+
+  const std::string path = absl::GetFlag(FLAGS_file);
+  if (!path.empty()) {
+    std::vector<std::string> paths;
+    for (const v1::PolicyFile& file : response.files()) {
+      if (file.path() == path) {
+        if (context.json) return PrintJson(file);
+        std::cout << file.content();
+        return kExitOk;
+      }
+      paths.push_back(file.path());
+    }
+    std::cerr << "bursarctl " << context.command << ": version "
+              << response.version().version() << " has no file \"" << path
+              << "\"; its files: " << absl::StrJoin(paths, ", ") << "\n";
+    return kExitRpcError;
+  }
+  if (context.json) return PrintJson(response);
+
+  const v1::PolicyVersion& v = response.version();
+  std::cout << "Policy version " << v.version()
+            << (v.active() ? " (active)" : "") << "\n"
+            << RenderKeyValues({{"created", v.created_at()},
+                                {"author", OrDash(v.author())},
+                                {"message", OrDash(FirstLine(v.message()))}},
+                               2)
+            << "\n";
+  Table table({"FILE", "LINES", "BYTES"});
+  table.AlignRight(1);
+  table.AlignRight(2);
+  for (const v1::PolicyFile& file : response.files()) {
+    size_t lines = 0;
+    for (char c : file.content()) lines += c == '\n';
+    if (!file.content().empty() && file.content().back() != '\n') ++lines;
+    table.AddRow({file.path(), absl::StrCat(lines),
+                  absl::StrCat(file.content().size())});
+  }
+  std::cout << table.Render();
+  return kExitOk;
+}
+
+int PolicyActivate(const CommandContext& context,
+                   const std::vector<std::string>& args) {
+  v1::ActivatePolicyVersionRequest request;
+  request.set_version(args[0]);
+  request.set_actor(context.actor);
+  request.set_reason(absl::GetFlag(FLAGS_reason));
+  v1::ActivatePolicyVersionResponse response;
+  const grpc::Status status = AdminStub(context)->ActivatePolicyVersion(
+      NewCall(context).get(), request, &response);
+  if (!status.ok()) return RpcError(context, status);
+  if (context.json) return PrintJson(response);
+  if (response.previous_version() == response.version().version()) {
+    std::cout << "Version " << response.version().version()
+              << " is already active; nothing changed.\n";
+  } else {
+    std::cout << "Activated policy version " << response.version().version()
+              << " (was " << OrDash(response.previous_version()) << ").\n";
+  }
+  return kExitOk;
+}
+
+}  // namespace
+
+std::vector<Command> PolicyCommands() {
+  return {
+      {.words = {"policy", "check"},
+       .args = {"DIR"},
+       .synopsis = "DIR",
+       .summary = "Validate and compile a policy directory (no server).",
+       .details = "Reads every .yaml/.yml file under DIR as bursard does and "
+                  "prints each error and warning as "
+                  "file:line:column: field: message, then the version the "
+                  "files compile to. Exit status 1 if any error: run it in CI "
+                  "before 'policy push'.",
+       .example = "bursarctl policy check policies/example",
+       .run = PolicyCheck},
+      {.words = {"policy", "push"},
+       .args = {"DIR"},
+       .flags = {"message", "author", "dry_run"},
+       .required = {"message"},
+       .synopsis = "DIR --message TEXT [--author NAME] [--dry_run]",
+       .summary = "Store a policy directory as a new version and activate it.",
+       .details = "The server compiles the files again; if any has an error "
+                  "it prints the diagnostics, changes nothing and the exit "
+                  "status is 1. Otherwise the files become an immutable "
+                  "version (their content hash) that Checks use from then on, "
+                  "also after a restart. Pushing content that is stored "
+                  "already activates that version again. Policy tests "
+                  "(*_test.yaml) are not pushed. --dry_run only compiles.",
+       .example = "bursarctl policy push policies/example --message \"raise "
+                  "gpt-4.1 output price\"",
+       .run = PolicyPush},
+      {.words = {"policy", "diff"},
+       .args = {"DIR"},
+       .synopsis = "DIR",
+       .summary = "Show what pushing a directory would change.",
+       .details = "Prints a unified diff (stdout) from the active version's "
+                  "files to DIR's, and a summary on stderr. Exit status 0 "
+                  "when they are the same, 1 when they differ, as diff(1). "
+                  "Policy tests (*_test.yaml) are not compared.",
+       .example = "bursarctl policy diff policies/example",
+       .run = PolicyDiff},
+      {.words = {"policy", "list"},
+       .synopsis = "",
+       .summary = "List the stored policy versions, newest first.",
+       .details = "The active version is marked with *.",
+       .example = "bursarctl policy list",
+       .run = PolicyList},
+      {.words = {"policy", "get"},
+       .optional_args = {"VERSION"},
+       .flags = {"file"},
+       .synopsis = "[VERSION] [--file PATH]",
+       .summary = "Show a policy version (default: the active one).",
+       .details = "Lists the version's files; --file prints one of them as "
+                  "stored.",
+       .example = "bursarctl policy get --file pricing.yaml",
+       .run = PolicyGet},
+      {.words = {"policy", "activate"},
+       .args = {"VERSION"},
+       .flags = {"reason"},
+       .required = {"reason"},
+       .synopsis = "VERSION --reason TEXT",
+       .summary = "Make a stored version active again (rollback).",
+       .details = "The server compiles the version's files again first; if "
+                  "they no longer compile it refuses (FAILED_PRECONDITION). "
+                  "The change is audited with --actor and --reason.",
+       .example = "bursarctl policy activate 4647b5326e56791d --reason "
+                  "\"new prices were wrong\"",
+       .run = PolicyActivate},
+  };
+}
+
+}  // namespace bursar::cli

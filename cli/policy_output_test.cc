@@ -1,0 +1,175 @@
+// Tests of the policy commands' formatting: diagnostics, unified diffs of
+// policy files, audit summaries.
+
+#include "cli/policy_output.h"
+
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace bursar::cli {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+
+// "1\n2\n...\nn\n".
+std::string Numbered(int n) {
+  std::string text;
+  for (int i = 1; i <= n; ++i) absl::StrAppend(&text, i, "\n");
+  return text;
+}
+
+TEST(UnifiedDiffTest, EqualTextsHaveNoDiff) {
+  EXPECT_EQ(UnifiedDiff("a\nb\n", "a\nb\n", "x", "y"), "");
+  EXPECT_EQ(UnifiedDiff("", "", "x", "y"), "");
+}
+
+TEST(UnifiedDiffTest, ChangedLineWithThreeLinesOfContext) {
+  std::string after = Numbered(10);
+  after.replace(after.find("5\n"), 2, "five\n");
+  // As `diff -u` prints it.
+  EXPECT_EQ(UnifiedDiff(Numbered(10), after, "active/p.yaml", "dir/p.yaml"),
+            "--- active/p.yaml\n"
+            "+++ dir/p.yaml\n"
+            "@@ -2,7 +2,7 @@\n"
+            " 2\n 3\n 4\n-5\n+five\n 6\n 7\n 8\n");
+}
+
+TEST(UnifiedDiffTest, DistantChangesMakeTwoHunksCloseOnesOne) {
+  std::string far = Numbered(20);
+  far.replace(far.find("2\n"), 2, "two\n");
+  far.replace(far.find("\n19\n") + 1, 3, "nineteen\n");
+  EXPECT_EQ(UnifiedDiff(Numbered(20), far, "a", "b"),
+            "--- a\n+++ b\n"
+            "@@ -1,5 +1,5 @@\n 1\n-2\n+two\n 3\n 4\n 5\n"
+            "@@ -16,5 +16,5 @@\n 16\n 17\n 18\n-19\n+nineteen\n 20\n");
+
+  // Six equal lines between two changes: one hunk (diff -u joins them).
+  std::string near = Numbered(20);
+  near.replace(near.find("\n3\n") + 1, 2, "three\n");
+  near.replace(near.find("\n10\n") + 1, 3, "ten\n");
+  EXPECT_EQ(UnifiedDiff(Numbered(20), near, "a", "b"),
+            "--- a\n+++ b\n"
+            "@@ -1,13 +1,13 @@\n 1\n 2\n-3\n+three\n 4\n 5\n 6\n 7\n 8\n 9\n"
+            "-10\n+ten\n 11\n 12\n 13\n");
+}
+
+TEST(UnifiedDiffTest, InsertionsAndDeletionsUseLineCounts) {
+  EXPECT_EQ(UnifiedDiff("", "a\nb\n", "/dev/null", "dir/new.yaml"),
+            "--- /dev/null\n+++ dir/new.yaml\n@@ -0,0 +1,2 @@\n+a\n+b\n");
+  EXPECT_EQ(UnifiedDiff("a\nb\n", "", "active/old.yaml", "/dev/null"),
+            "--- active/old.yaml\n+++ /dev/null\n@@ -1,2 +0,0 @@\n-a\n-b\n");
+  EXPECT_EQ(UnifiedDiff("a\nc\n", "a\nb\nc\n", "x", "y"),
+            "--- x\n+++ y\n@@ -1,2 +1,3 @@\n a\n+b\n c\n");
+}
+
+TEST(UnifiedDiffTest, MissingFinalNewlineIsMarked) {
+  EXPECT_EQ(UnifiedDiff("a\nb\n", "a\nb", "x", "y"),
+            "--- x\n+++ y\n@@ -1,2 +1,2 @@\n a\n-b\n+b\n"
+            "\\ No newline at end of file\n");
+}
+
+TEST(UnifiedDiffTest, MovedBlockKeepsTheLongestCommonPart) {
+  EXPECT_EQ(UnifiedDiff("a\nb\nc\nd\n", "b\nc\nd\na\n", "x", "y"),
+            "--- x\n+++ y\n@@ -1,4 +1,4 @@\n-a\n b\n c\n d\n+a\n");
+}
+
+TEST(UnifiedDiffTest, HugeTextsStillDiff) {
+  // 3000 x 3000 differing lines is over the LCS table's limit: the middle
+  // shows as removed and added whole, with the right counts.
+  std::string before;
+  std::string after;
+  for (int i = 0; i < 3000; ++i) {
+    absl::StrAppend(&before, "old ", i, "\n");
+    absl::StrAppend(&after, "new ", i, "\n");
+  }
+  const std::string diff = UnifiedDiff(before, after, "x", "y");
+  EXPECT_THAT(diff, HasSubstr("@@ -1,3000 +1,3000 @@\n-old 0\n"));
+  EXPECT_THAT(diff, HasSubstr("-old 2999\n+new 0\n"));
+}
+
+TEST(DiffPolicyFilesTest, ReportsChangedAddedAndRemovedFiles) {
+  const std::vector<policy::SourceFile> active = {
+      {"defaults.yaml", "d\n"},
+      {"old.yaml", "gone\n"},
+      {"pricing.yaml", "x: 1\n"},
+  };
+  const std::vector<policy::SourceFile> local = {
+      {"defaults.yaml", "d\n"},
+      {"pricing.yaml", "x: 2\n"},
+      {"teams/search.yaml", "s\n"},
+  };
+  const PolicyFilesDiff diff =
+      DiffPolicyFiles(active, local, "active-abc", "policies");
+  EXPECT_FALSE(diff.identical());
+  EXPECT_THAT(diff.changed, ElementsAre("pricing.yaml"));
+  EXPECT_THAT(diff.added, ElementsAre("teams/search.yaml"));
+  EXPECT_THAT(diff.removed, ElementsAre("old.yaml"));
+  EXPECT_EQ(diff.text,
+            "--- active-abc/old.yaml\n+++ /dev/null\n@@ -1,1 +0,0 @@\n-gone\n"
+            "--- active-abc/pricing.yaml\n+++ policies/pricing.yaml\n"
+            "@@ -1,1 +1,1 @@\n-x: 1\n+x: 2\n"
+            "--- /dev/null\n+++ policies/teams/search.yaml\n"
+            "@@ -0,0 +1,1 @@\n+s\n");
+
+  const PolicyFilesDiff same = DiffPolicyFiles(active, active, "a", "b");
+  EXPECT_TRUE(same.identical());
+  EXPECT_EQ(same.text, "");
+}
+
+TEST(DiffPolicyFilesTest, EmptyFileAddedShowsHeaders) {
+  const PolicyFilesDiff diff =
+      DiffPolicyFiles({}, {{"empty.yaml", ""}}, "active", "dir");
+  EXPECT_THAT(diff.added, ElementsAre("empty.yaml"));
+  EXPECT_EQ(diff.text, "--- /dev/null\n+++ dir/empty.yaml\n");
+}
+
+TEST(PolicyDiagnosticsTest, FormatsAsTheLoaderDoes) {
+  v1::Diagnostic d;
+  d.set_severity(v1::Diagnostic::SEVERITY_ERROR);
+  d.set_path("pricing.yaml");
+  d.set_line(12);
+  d.set_column(5);
+  d.set_field("pricing.gpt-4.1.output");
+  d.set_message("expected a decimal USD amount");
+  EXPECT_EQ(FormatDiagnostic(d),
+            "pricing.yaml:12:5: pricing.gpt-4.1.output: expected a decimal "
+            "USD amount");
+  d.set_severity(v1::Diagnostic::SEVERITY_WARNING);
+  EXPECT_THAT(FormatDiagnostic(d), HasSubstr("warning: "));
+
+  policy::Diagnostic local;
+  local.path = "p.yaml";
+  local.line = 3;
+  local.message = "m";
+  EXPECT_EQ(FormatDiagnostic(DiagnosticToProto(local)),
+            policy::FormatDiagnostic(local));
+}
+
+TEST(PolicyDiagnosticsTest, Counts) {
+  EXPECT_EQ(CountDiagnostics(0, 0), "no errors");
+  EXPECT_EQ(CountDiagnostics(1, 0), "1 error");
+  EXPECT_EQ(CountDiagnostics(2, 1), "2 errors, 1 warning");
+  EXPECT_EQ(CountDiagnostics(0, 3), "3 warnings");
+}
+
+TEST(DescribePolicyChangeTest, NamesTheActiveVersions) {
+  EXPECT_EQ(DescribePolicyChange(R"({"version":"aaa","author":"x"})",
+                                 R"({"version":"bbb","created_at":"t"})"),
+            "active aaa -> bbb");
+  EXPECT_EQ(DescribePolicyChange("", R"({"version":"bbb"})"), "active -> bbb");
+  EXPECT_EQ(
+      DescribePolicyChange(R"({"version":"aaa"})", R"({"version":"aaa"})"),
+      "active unchanged (aaa)");
+  EXPECT_EQ(DescribePolicyChange("", ""), "");
+  EXPECT_EQ(DescribePolicyChange("", "not json"), "");
+  EXPECT_THAT(DescribePolicyChange("", R"({"name":"budget"})"), IsEmpty());
+}
+
+}  // namespace
+}  // namespace bursar::cli

@@ -1,0 +1,119 @@
+#ifndef BURSAR_SERVER_POLICY_ADMIN_H_
+#define BURSAR_SERVER_POLICY_ADMIN_H_
+
+// The policy RPCs of the Admin API as plain calls, and the start-up rule
+// that picks bursard's first policy (docs/decisions/004).
+//
+// A push is validated, compiled, stored as an immutable version in the
+// PolicyVersionStore and swapped into the PolicyRegistry; the store is
+// written first, so a push that was acknowledged survives a crash, and the
+// registry only ever runs a version the store has as active. Thread-safe:
+// pushes and activations are serialised among themselves (never with Check,
+// which only reads the registry).
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "bursar/v1/admin.pb.h"
+#include "policy/compiled_policy.h"
+#include "policy/loader.h"
+#include "server/clock.h"
+#include "server/policy_registry.h"
+#include "storage/policy_version_store.h"
+
+namespace bursar::server {
+
+// Bounds on a PushPolicyRequest; over them is INVALID_ARGUMENT naming the
+// field. (gRPC's default 4 MiB message limit sits above the total.)
+inline constexpr int kMaxPolicyFiles = 256;
+inline constexpr size_t kMaxPolicyPathBytes = 256;
+inline constexpr size_t kMaxPolicyFileBytes = 1 << 20;
+inline constexpr size_t kMaxPolicyPushBytes = 3 << 20;
+inline constexpr size_t kMaxPolicyAuthorBytes = 256;
+inline constexpr size_t kMaxPolicyMessageBytes = 4096;
+
+class PolicyAdmin {
+ public:
+  // All pointers must outlive the PolicyAdmin.
+  PolicyAdmin(storage::PolicyVersionStore* store, PolicyRegistry* registry,
+              Clock* clock)
+      : store_(store), registry_(registry), clock_(clock) {}
+
+  // Files that do not compile are an OK status with error diagnostics and
+  // no version: the caller shows every diagnostic, and nothing changed.
+  absl::Status PushPolicy(const v1::PushPolicyRequest& request,
+                          v1::PushPolicyResponse* response);
+  absl::Status GetPolicy(const v1::GetPolicyRequest& request,
+                         v1::GetPolicyResponse* response);
+  absl::Status ListPolicyVersions(const v1::ListPolicyVersionsRequest& request,
+                                  v1::ListPolicyVersionsResponse* response);
+  // FailedPrecondition (listing the errors) if the stored files no longer
+  // compile with this binary.
+  absl::Status ActivatePolicyVersion(
+      const v1::ActivatePolicyVersionRequest& request,
+      v1::ActivatePolicyVersionResponse* response);
+
+ private:
+  storage::PolicyVersionStore* const store_;
+  PolicyRegistry* const registry_;
+  Clock* const clock_;
+  // Held across "write the store, then swap the registry" so concurrent
+  // pushes and activations leave both on the same version.
+  absl::Mutex mu_;
+};
+
+// INVALID_ARGUMENT naming the first bad field (files[i].path, ...).
+absl::Status ValidatePushRequest(const v1::PushPolicyRequest& request);
+
+v1::Diagnostic DiagnosticToProto(const policy::Diagnostic& diagnostic);
+
+// --- Start-up -------------------------------------------------------------
+
+// Where bursard takes its policy from at start-up (--policy_source).
+enum class PolicySource {
+  // The store's active version if there is one, else --policy_dir (which is
+  // then stored as the first version).
+  kStore,
+  // --policy_dir, stored and activated as a new version if it differs from
+  // the active one.
+  kDir,
+};
+
+// "store" or "dir".
+absl::StatusOr<PolicySource> ParsePolicySource(absl::string_view text);
+
+struct StartupPolicy {
+  std::shared_ptr<const policy::CompiledPolicy> policy;
+  // Where it came from: "store" (the active stored version) or "dir".
+  std::string source;
+  // The version active in the store before start-up ("" if none).
+  std::string previous_version;
+  // With source "store": whether --policy_dir compiles to the same version,
+  // and if not, why the directory was not used (for the log).
+  bool dir_matches = false;
+  std::string dir_note;
+  // Warnings from compiling the policy that runs.
+  std::vector<policy::Diagnostic> warnings;
+};
+
+// The start-up rule (docs/decisions/004): with kStore, a version pushed
+// earlier keeps running after a restart, and --policy_dir is only used to
+// seed an empty store; with kDir, --policy_dir runs and becomes the active
+// stored version. Errors: the directory cannot be read or does not compile
+// when it is needed (FailedPrecondition listing every error), or the active
+// stored version no longer compiles with this binary (FailedPrecondition
+// saying to start with --policy_source=dir).
+absl::StatusOr<StartupPolicy> LoadStartupPolicy(
+    storage::PolicyVersionStore* store, const std::string& policy_dir,
+    PolicySource source, absl::Time now);
+
+}  // namespace bursar::server
+
+#endif  // BURSAR_SERVER_POLICY_ADMIN_H_

@@ -1,0 +1,32 @@
+#ifndef BURSAR_SERVER_POLICY_FILES_H_
+#define BURSAR_SERVER_POLICY_FILES_H_
+
+// Policy files on disk, shared by bursard (--policy_dir) and bursarctl
+// (`policy check|push|diff DIR`): reading a policy directory, and which files
+// of it are policy tests. Its own small library (bursar_policy_files) so the
+// CLI gets it without linking the server, gRPC or RocksDB.
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "policy/loader.h"
+
+namespace bursar::server {
+
+// Reads every *.yaml / *.yml file under `dir` (recursively; paths relative
+// to it, '/'-separated, sorted). NotFound if the directory does not exist,
+// InvalidArgument if it has no policy file, Unavailable if a file cannot be
+// read.
+absl::StatusOr<std::vector<policy::SourceFile>> ReadPolicyDir(
+    const std::string& dir);
+
+// True for a policy test file ("*_test.yaml"): CompilePolicy skips it and it
+// does not count towards the version, so bursard does not store it with a
+// pushed version either.
+bool IsPolicyTestFile(absl::string_view path);
+
+}  // namespace bursar::server
+
+#endif  // BURSAR_SERVER_POLICY_FILES_H_

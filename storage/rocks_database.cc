@@ -1,0 +1,171 @@
+#include "storage/rocks_database.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "rocksdb/options.h"
+#include "storage/int64_add_operator.h"
+
+namespace bursar::storage {
+namespace {
+
+constexpr int64_t kSchemaVersion = 1;
+constexpr char kSchemaVersionKey[] = "schema_version";
+
+constexpr const char* kCfNames[] = {"default", "meta",  "budgets", "counters",
+                                    "holds",   "audit", "policies"};
+static_assert(sizeof(kCfNames) / sizeof(kCfNames[0]) == RocksDatabase::kNumCfs);
+
+void AppendBigEndian64(std::string& out, uint64_t v) {
+  for (int shift = 56; shift >= 0; shift -= 8) {
+    out.push_back(static_cast<char>((v >> shift) & 0xff));
+  }
+}
+
+std::string AuditKey(absl::Time time, uint64_t seq) {
+  std::string key;
+  AppendBigEndian64(
+      key, static_cast<uint64_t>(absl::ToUnixMicros(time)) ^ (1ULL << 63));
+  AppendBigEndian64(key, seq);
+  return key;
+}
+
+}  // namespace
+
+absl::Status FromRocks(const rocksdb::Status& status, absl::string_view what) {
+  if (status.ok()) return absl::OkStatus();
+  const std::string message =
+      absl::StrCat("ledger ", what, " failed: ", status.ToString());
+  if (status.IsCorruption()) return absl::DataLossError(message);
+  return absl::UnavailableError(message);
+}
+
+RocksDatabaseOptions DatabaseOptions(const RocksLedgerOptions& options) {
+  RocksDatabaseOptions database;
+  database.path = options.path;
+  database.sync = options.sync;
+  database.group_window = options.group_window;
+  return database;
+}
+
+absl::StatusOr<std::shared_ptr<RocksDatabase>> RocksDatabase::Open(
+    const RocksDatabaseOptions& options) {
+  std::shared_ptr<RocksDatabase> database(new RocksDatabase(options));
+  if (absl::Status s = database->OpenDb(); !s.ok()) return s;
+  return database;
+}
+
+RocksDatabase::~RocksDatabase() {
+  syncer_.reset();
+  if (db_ != nullptr) {
+    db_->FlushWAL(/*sync=*/true).PermitUncheckedError();
+    for (rocksdb::ColumnFamilyHandle* cf : cfs_) {
+      db_->DestroyColumnFamilyHandle(cf).PermitUncheckedError();
+    }
+    db_->Close().PermitUncheckedError();
+  }
+}
+
+absl::Status RocksDatabase::OpenDb() {
+  rocksdb::DBOptions db_options;
+  db_options.create_if_missing = true;
+  // A database written before a column family existed (e.g. `policies`)
+  // gains it empty: adding one needs no migration (storage/README.md).
+  db_options.create_missing_column_families = true;
+  rocksdb::ColumnFamilyOptions cf_options;
+  rocksdb::ColumnFamilyOptions counter_options;
+  counter_options.merge_operator = NewInt64AddOperator();
+  counter_options.max_successive_merges = 64;
+
+  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+  for (int i = 0; i < kNumCfs; ++i) {
+    descriptors.emplace_back(kCfNames[i],
+                             i == kCountersCf ? counter_options : cf_options);
+  }
+  rocksdb::DB* raw = nullptr;
+  rocksdb::Status status =
+      rocksdb::DB::Open(rocksdb::Options(db_options, cf_options), options_.path,
+                        descriptors, &cfs_, &raw);
+  if (!status.ok()) {
+    return absl::UnavailableError(absl::StrCat(
+        "cannot open the ledger at \"", options_.path,
+        "\": ", status.ToString(),
+        status.IsIOError() ? " (is another bursard using this --data_dir?)"
+                           : ""));
+  }
+  db_.reset(raw);
+
+  std::string version;
+  status = db_->Get(rocksdb::ReadOptions(), cfs_[kMetaCf], kSchemaVersionKey,
+                    &version);
+  if (status.IsNotFound()) {
+    status = db_->Put(rocksdb::WriteOptions(), cfs_[kMetaCf], kSchemaVersionKey,
+                      absl::StrCat(kSchemaVersion));
+    if (absl::Status s = FromRocks(status, "writing the schema version");
+        !s.ok()) {
+      return s;
+    }
+  } else if (!status.ok()) {
+    return FromRocks(status, "reading the schema version");
+  } else if (version != absl::StrCat(kSchemaVersion)) {
+    return absl::DataLossError(absl::StrFormat(
+        "the ledger at \"%s\" has schema version %s; this bursard reads "
+        "version %d",
+        options_.path, version, kSchemaVersion));
+  }
+
+  // The next audit sequence must exceed every stored one. The newest entry
+  // by time need not carry the largest (the caller's clock may have gone
+  // back), so look at all of them; the audit log is small.
+  uint64_t max_seq = 0;
+  std::unique_ptr<rocksdb::Iterator> audit(
+      db_->NewIterator(rocksdb::ReadOptions(), cfs_[kAuditCf]));
+  for (audit->SeekToFirst(); audit->Valid(); audit->Next()) {
+    if (audit->key().size() != 16) continue;
+    uint64_t seq = 0;
+    for (int i = 8; i < 16; ++i) {
+      seq = (seq << 8) | static_cast<unsigned char>(audit->key()[i]);
+    }
+    max_seq = std::max(max_seq, seq);
+  }
+  if (absl::Status s = FromRocks(audit->status(), "reading the audit log");
+      !s.ok()) {
+    return s;
+  }
+  audit_seq_.store(max_seq);
+
+  if (options_.sync == SyncMode::kGroup) {
+    syncer_ = std::make_unique<WalSyncer>(db_.get(), options_.group_window);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RocksDatabase::Write(rocksdb::WriteBatch& batch,
+                                  uint64_t* ticket) {
+  rocksdb::WriteOptions write_options;
+  write_options.sync = options_.sync == SyncMode::kAlways;
+  const rocksdb::Status status = db_->Write(write_options, &batch);
+  if (!status.ok()) return FromRocks(status, "write");
+  *ticket = syncer_ != nullptr ? syncer_->NoteWrite() : 0;
+  return absl::OkStatus();
+}
+
+absl::Status RocksDatabase::AwaitDurable(uint64_t ticket) {
+  if (syncer_ == nullptr) return absl::OkStatus();
+  return syncer_->AwaitDurable(ticket);
+}
+
+uint64_t RocksDatabase::LatestTicket() const {
+  return syncer_ != nullptr ? syncer_->LatestTicket() : 0;
+}
+
+void RocksDatabase::AddAudit(rocksdb::WriteBatch& batch, absl::Time time,
+                             AuditRecord record) {
+  record.set_time_micros(absl::ToUnixMicros(time));
+  batch.Put(cfs_[kAuditCf], AuditKey(time, audit_seq_.fetch_add(1) + 1),
+            record.SerializeAsString());
+}
+
+}  // namespace bursar::storage

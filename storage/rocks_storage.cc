@@ -1,0 +1,26 @@
+#include "storage/rocks_storage.h"
+
+#include <utility>
+
+#include "storage/rocks_database.h"
+
+namespace bursar::storage {
+
+absl::StatusOr<RocksStorage> OpenRocksStorage(
+    const RocksLedgerOptions& options) {
+  absl::StatusOr<std::shared_ptr<RocksDatabase>> database =
+      RocksDatabase::Open(DatabaseOptions(options));
+  if (!database.ok()) return database.status();
+  RocksStorage storage;
+  absl::StatusOr<std::unique_ptr<Ledger>> ledger =
+      NewRocksLedger(*database, options);
+  if (!ledger.ok()) return ledger.status();
+  storage.ledger = *std::move(ledger);
+  absl::StatusOr<std::unique_ptr<PolicyVersionStore>> policy_versions =
+      NewRocksPolicyVersionStore(*std::move(database));
+  if (!policy_versions.ok()) return policy_versions.status();
+  storage.policy_versions = *std::move(policy_versions);
+  return storage;
+}
+
+}  // namespace bursar::storage

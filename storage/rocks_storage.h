@@ -1,0 +1,30 @@
+#ifndef BURSAR_STORAGE_ROCKS_STORAGE_H_
+#define BURSAR_STORAGE_ROCKS_STORAGE_H_
+
+// Everything bursard keeps in its data directory, on one embedded RocksDB
+// database: the budget ledger and the policy versions. The two stores share
+// the database (one directory lock, one WAL, one audit log), and it closes
+// when both are gone.
+
+#include <memory>
+
+#include "absl/status/statusor.h"
+#include "storage/ledger.h"
+#include "storage/policy_version_store.h"
+#include "storage/rocks_ledger.h"
+
+namespace bursar::storage {
+
+struct RocksStorage {
+  std::unique_ptr<Ledger> ledger;
+  std::unique_ptr<PolicyVersionStore> policy_versions;
+};
+
+// Opens (creating if needed) the database at options.path and loads both
+// stores. Errors as OpenRocksLedger.
+absl::StatusOr<RocksStorage> OpenRocksStorage(
+    const RocksLedgerOptions& options);
+
+}  // namespace bursar::storage
+
+#endif  // BURSAR_STORAGE_ROCKS_STORAGE_H_

@@ -7,10 +7,14 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/civil_time.h"
 #include "policy/compiled_policy.h"
+#include "policy/money.h"
 #include "policy/pricing.h"
+#include "policy/variables.h"
 
 namespace bursar::policy {
 namespace {
@@ -50,10 +54,31 @@ std::string SomePricedModels(const CompiledPolicy& policy) {
   return list;
 }
 
+absl::Status Estimate(CallPlan& plan, int64_t input_tokens) {
+  TokenCounts worst_case;
+  worst_case.input_tokens = input_tokens;
+  worst_case.cached_input_tokens = 0;  // no cache discount assumed
+  worst_case.output_tokens = plan.max_output_tokens;
+  absl::StatusOr<int64_t> cost = CostNanos(*plan.price, worst_case);
+  if (!cost.ok()) return cost.status();
+  plan.estimated_cost_nanos = *cost;
+  return absl::OkStatus();
+}
+
+bool Holds(const Condition& condition, const PolicyActivation& activation) {
+  return condition.program == nullptr ||
+         condition.program->EvalBool(activation);
+}
+
+std::string Percent(double ratio) {
+  return absl::StrFormat("%.1f%%", ratio * 100);
+}
+
 }  // namespace
 
 absl::StatusOr<CallPlan> PlanCall(const CompiledPolicy& policy,
-                                  const CallRequest& request) {
+                                  const CallRequest& request,
+                                  const DecisionContext& context) {
   if (request.model.empty()) {
     return absl::InvalidArgumentError("model: must not be empty");
   }
@@ -66,13 +91,47 @@ absl::StatusOr<CallPlan> PlanCall(const CompiledPolicy& policy,
       !s.ok()) {
     return s;
   }
+  const PolicyRules& rules = policy.rules();
+  const absl::CivilSecond local_now =
+      absl::ToCivilSecond(context.now, rules.timezone);
 
   CallPlan plan;
   plan.model = std::string(request.model);
   plan.max_output_tokens = request.max_output_tokens > 0
                                ? request.max_output_tokens
                                : policy.defaults().max_output_tokens;
+  RequestFacts facts;
+  facts.model = request.model;
+  facts.provider = request.provider;
+  facts.priority = request.priority;
+  facts.labels = request.labels;
+  facts.input_tokens = request.input_tokens;
+  facts.max_output_tokens = plan.max_output_tokens;
+  facts.attempt = request.attempt;
   plan.price = policy.FindPrice(request.model);
+  if (plan.price != nullptr) {
+    if (absl::Status s = Estimate(plan, request.input_tokens); !s.ok()) {
+      return s;
+    }
+    facts.estimated_cost_nanos = plan.estimated_cost_nanos;
+  }
+
+  // One route: the first whose condition holds.
+  const PolicyActivation request_view(&facts, context.usage, context.now,
+                                      local_now);
+  for (const Route& route : rules.routes) {
+    if (!Holds(route.when, request_view)) continue;
+    if (route.route_to != plan.model) {
+      plan.fired.push_back(
+          {absl::StrCat("route:", route.name),
+           absl::StrCat("routed ", plan.model, " to ", route.route_to,
+                        " because ", route.when.source)});
+      plan.model = route.route_to;
+      plan.price = policy.FindPrice(plan.model);  // routes name priced models
+    }
+    break;
+  }
+
   if (plan.price == nullptr) {
     switch (policy.defaults().unknown_model) {
       case UnknownModelAction::kDeny:
@@ -88,15 +147,118 @@ absl::StatusOr<CallPlan> PlanCall(const CompiledPolicy& policy,
         absl::StrCat("model: ", NoPriceMessage(policy, request.model),
                      "; priced models include ", SomePricedModels(policy)));
   }
+  if (absl::Status s = Estimate(plan, request.input_tokens); !s.ok()) return s;
 
-  TokenCounts worst_case;
-  worst_case.input_tokens = request.input_tokens;
-  worst_case.cached_input_tokens = 0;  // no cache discount assumed
-  worst_case.output_tokens = plan.max_output_tokens;
-  absl::StatusOr<int64_t> cost = CostNanos(*plan.price, worst_case);
-  if (!cost.ok()) return cost.status();
-  plan.estimated_cost_nanos = *cost;
+  // Spend SLOs: each may downgrade the current model and cap the output.
+  for (const SpendSlo& slo : rules.spend_slos) {
+    if (context.usage == nullptr) break;
+    const std::optional<BudgetUsage> usage = context.usage->Budget(slo.budget);
+    if (!usage.has_value()) continue;  // the budget does not apply
+    facts.model = plan.model;
+    facts.max_output_tokens = plan.max_output_tokens;
+    facts.estimated_cost_nanos = plan.estimated_cost_nanos;
+    const PolicyActivation slo_view(&facts, context.usage, context.now,
+                                    local_now, slo.budget);
+    if (!Holds(slo.when, slo_view)) continue;
+    std::string actions;
+    if (auto to = slo.downgrade.find(plan.model); to != slo.downgrade.end()) {
+      absl::StrAppend(&actions, "downgraded ", plan.model, " to ", to->second);
+      plan.model = to->second;
+      plan.price = policy.FindPrice(plan.model);
+    }
+    if (slo.cap_output_tokens > 0 &&
+        slo.cap_output_tokens < plan.max_output_tokens) {
+      absl::StrAppend(&actions, actions.empty() ? "" : ", ",
+                      "capped output at ", slo.cap_output_tokens, " tokens");
+      plan.max_output_tokens = slo.cap_output_tokens;
+    }
+    if (actions.empty()) continue;  // nothing left to change
+    const double used =
+        usage->amount_nanos > 0
+            ? static_cast<double>(usage->spent_nanos) / usage->amount_nanos
+            : 0.0;
+    plan.fired.push_back(
+        {absl::StrCat("slo:", slo.name),
+         absl::StrCat(actions, ": budget \"", slo.budget, "\" is ",
+                      Percent(used), " spent and ", slo.when.source)});
+    if (absl::Status s = Estimate(plan, request.input_tokens); !s.ok()) {
+      return s;
+    }
+  }
+
+  // Deny rules see the final model and estimate; a deny always wins.
+  facts.model = plan.model;
+  facts.max_output_tokens = plan.max_output_tokens;
+  facts.estimated_cost_nanos = plan.estimated_cost_nanos;
+  const PolicyActivation final_view(&facts, context.usage, context.now,
+                                    local_now);
+  for (const DenyRule& rule : rules.deny) {
+    if (!Holds(rule.when, final_view)) continue;
+    plan.allowed = false;
+    plan.deny_rule = absl::StrCat("deny:", rule.name);
+    plan.deny_message = rule.message.empty()
+                            ? absl::StrCat("denied by rule ", rule.name,
+                                           " because ", rule.when.source)
+                            : rule.message;
+    break;
+  }
   return plan;
+}
+
+bool NextExhaustedStep(const CompiledPolicy& policy, const CallRequest& request,
+                       int64_t remaining_nanos, CallPlan* plan) {
+  const std::vector<ExhaustedStep>& steps = policy.rules().on_exhausted;
+  while (plan->next_exhausted_step < steps.size()) {
+    const ExhaustedStep& step = steps[plan->next_exhausted_step++];
+    switch (step.kind) {
+      case ExhaustedStep::Kind::kDowngrade: {
+        auto to = step.downgrade.find(plan->model);
+        if (to == step.downgrade.end()) continue;
+        const int64_t before = plan->estimated_cost_nanos;
+        const std::string from = plan->model;
+        plan->model = to->second;
+        plan->price = policy.FindPrice(plan->model);
+        if (!Estimate(*plan, request.input_tokens).ok()) continue;
+        plan->fired.push_back(
+            {"on_exhausted:downgrade",
+             absl::StrCat("a budget has $", FormatUsdNanos(remaining_nanos),
+                          " left, less than the $", FormatUsdNanos(before), " ",
+                          from, " may cost; downgraded to ", plan->model)});
+        return true;
+      }
+      case ExhaustedStep::Kind::kCapToFit: {
+        const ModelPrice& price = *plan->price;
+        if (price.output_nanos_per_mtok <= 0) continue;
+        // The largest k with ceil((input*in + k*out) / 1e6) <= remaining.
+        const __int128 room =
+            static_cast<__int128>(remaining_nanos) * 1'000'000 -
+            static_cast<__int128>(request.input_tokens) *
+                price.input_nanos_per_mtok;
+        if (room < 0) continue;
+        const __int128 fit = room / price.output_nanos_per_mtok;
+        if (fit < step.min_output_tokens || fit >= plan->max_output_tokens) {
+          continue;
+        }
+        const int64_t before = plan->max_output_tokens;
+        plan->max_output_tokens = static_cast<int64_t>(fit);
+        if (!Estimate(*plan, request.input_tokens).ok()) continue;
+        plan->fired.push_back(
+            {"on_exhausted:cap_to_fit",
+             absl::StrCat("capped output from ", before, " to ",
+                          plan->max_output_tokens, " tokens to fit the $",
+                          FormatUsdNanos(remaining_nanos),
+                          " a budget has left")});
+        return true;
+      }
+      case ExhaustedStep::Kind::kDeny:
+        plan->allowed = false;
+        plan->deny_rule = "on_exhausted:deny";
+        plan->deny_message = step.message;
+        return false;
+    }
+  }
+  plan->allowed = false;
+  return false;
 }
 
 }  // namespace bursar::policy

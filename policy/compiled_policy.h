@@ -4,12 +4,17 @@
 // The immutable, compiled form of a set of policy files. Built once by
 // CompilePolicy (loader.h), then shared read-only between threads through
 // std::shared_ptr<const CompiledPolicy>; every accessor is thread-safe.
+// Conditions are compiled expr::Programs; evaluating them allocates nothing.
 
 #include <cstdint>
+#include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "policy/expr/expr.h"
 #include "policy/pricing.h"
 
 namespace bursar::policy {
@@ -26,8 +31,95 @@ struct Defaults {
   UnknownModelAction unknown_model = UnknownModelAction::kReject;
 };
 
+// A condition as written and as compiled.
+struct Condition {
+  std::string source;
+  std::shared_ptr<const expr::Program> program;  // null: always true
+};
+
+using ModelMap = absl::flat_hash_map<std::string, std::string>;
+
+// routes: the first route whose condition holds sends the call to
+// `route_to`.
+struct Route {
+  std::string name;
+  Condition when;
+  std::string route_to;
+};
+
+// spend_slos: while `when` holds for `budget`, downgrade and/or cap.
+struct SpendSlo {
+  std::string name;
+  std::string budget;
+  Condition when;
+  ModelMap downgrade;
+  int64_t cap_output_tokens = 0;  // 0: no cap
+  int escalate_after = 0;         // consecutive periods; 0: never
+};
+
+// One step of the on_exhausted chain, tried in order when a budget cannot
+// fit the estimate.
+struct ExhaustedStep {
+  enum class Kind { kDowngrade, kCapToFit, kDeny };
+  Kind kind = Kind::kDeny;
+  ModelMap downgrade;             // kDowngrade
+  int64_t min_output_tokens = 1;  // kCapToFit: smaller is useless
+  std::string message;            // kDeny: optional words for the caller
+};
+
+// deny: refuse a call outright while `when` holds.
+struct DenyRule {
+  std::string name;
+  Condition when;
+  std::string message;
+};
+
+// rate_limits (validated now; enforced by the rate-limit engine).
+struct RateLimitRule {
+  std::string name;
+  Condition when;
+  std::string key_source;  // e.g. request.labels.user; empty: one counter
+  int64_t requests_per_second = 0, requests_per_minute = 0,
+          requests_per_hour = 0, requests_per_day = 0;
+  int64_t tokens_per_second = 0, tokens_per_minute = 0, tokens_per_hour = 0,
+          tokens_per_day = 0;
+};
+
+// concurrency (validated now; enforced by the concurrency engine).
+struct ConcurrencyPool {
+  std::string name;
+  Condition when;
+  int64_t max_in_flight = 0;
+  absl::flat_hash_map<std::string, int64_t> reserve;  // priority -> slots
+};
+
+// alerts (validated now; raised by the alerting engine).
+struct AlertRule {
+  std::string name;
+  std::string budget;  // optional: the budget `budget.*` refers to
+  Condition when;
+  std::string severity;  // info | warning | critical
+};
+
+// Everything a policy says, as the loader builds it.
+struct PolicyRules {
+  absl::flat_hash_map<std::string, ModelPrice> prices;
+  Defaults defaults;
+  absl::TimeZone timezone = absl::UTCTimeZone();
+  std::string timezone_name = "UTC";
+  std::vector<Route> routes;
+  std::vector<SpendSlo> spend_slos;
+  std::vector<ExhaustedStep> on_exhausted;  // empty: deny
+  std::vector<DenyRule> deny;
+  std::vector<RateLimitRule> rate_limits;
+  std::vector<ConcurrencyPool> concurrency;
+  std::vector<AlertRule> alerts;
+};
+
 class CompiledPolicy {
  public:
+  CompiledPolicy(std::string version, PolicyRules rules);
+  // A policy of prices and defaults only.
   CompiledPolicy(std::string version,
                  absl::flat_hash_map<std::string, ModelPrice> prices,
                  Defaults defaults);
@@ -35,17 +127,17 @@ class CompiledPolicy {
   // Content hash of the source files (16 lowercase hex digits), stable for
   // the same files whatever their order.
   const std::string& version() const { return version_; }
-  const Defaults& defaults() const { return defaults_; }
+  const Defaults& defaults() const { return rules_.defaults; }
   // nullptr if the catalog has no price for `model`.
   const ModelPrice* FindPrice(absl::string_view model) const;
   const absl::flat_hash_map<std::string, ModelPrice>& prices() const {
-    return prices_;
+    return rules_.prices;
   }
+  const PolicyRules& rules() const { return rules_; }
 
  private:
   std::string version_;
-  absl::flat_hash_map<std::string, ModelPrice> prices_;
-  Defaults defaults_;
+  PolicyRules rules_;
 };
 
 }  // namespace bursar::policy

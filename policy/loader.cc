@@ -22,8 +22,10 @@
 #include "absl/time/civil_time.h"
 #include "absl/time/time.h"
 #include "policy/compiled_policy.h"
+#include "policy/expr/expr.h"
 #include "policy/money.h"
 #include "policy/pricing.h"
+#include "policy/variables.h"
 #include "yaml-cpp/yaml.h"
 
 namespace bursar::policy {
@@ -146,16 +148,47 @@ class PolicyCompiler {
   void CompilePricing(const Entry& entry);
   void CompilePricingAsOf(const Entry& entry);
   void CompileDefaults(const Entry& entry);
+  void CompileRoutes(const Entry& entry);
+  void CompileSpendSlos(const Entry& entry);
+  void CompileOnExhausted(const Entry& entry);
+  void CompileDeny(const Entry& entry);
+  void CompileRateLimits(const Entry& entry);
+  void CompileConcurrency(const Entry& entry);
+  void CompileAlerts(const Entry& entry);
 
   void CompileModelPrice(const Entry& model);
+  std::optional<ExhaustedStep> CompileExhaustedStep(const YAML::Node& node,
+                                                    const std::string& field);
+
+  // The items of a list section, each with its field path ("routes[2]").
+  std::optional<std::vector<std::pair<std::string, YAML::Node>>> ReadList(
+      const Entry& entry, absl::string_view field, absl::string_view expected);
+  // A rule's name: unique across every rule section of every file.
+  std::optional<std::string> ReadRuleName(const Entry& entry,
+                                          absl::string_view field);
+  // A `when:` condition compiled against the variables of `scope`; errors
+  // point into the expression.
+  std::optional<Condition> ReadCondition(const Entry& entry,
+                                         absl::string_view field,
+                                         VariableScope scope,
+                                         expr::Type type = expr::Type::kBool);
+  // model -> model; every model must be priced (checked at Finish).
+  std::optional<ModelMap> ReadModelMap(const Entry& entry,
+                                       absl::string_view field);
+  // A model that must be priced (checked at Finish).
+  std::optional<std::string> ReadModelRef(const Entry& entry,
+                                          absl::string_view field);
+  std::optional<int64_t> ReadCount(const Entry& entry, absl::string_view field,
+                                   int64_t min, int64_t max,
+                                   absl::string_view unit);
 
   // Reading typed values; each reports its own errors and returns nullopt.
+  std::optional<std::string> ReadName(const Entry& entry,
+                                      absl::string_view field);
   std::optional<std::string> ReadString(const Entry& entry,
                                         absl::string_view field);
   std::optional<int64_t> ReadUsdPerMillionTokens(const Entry& entry,
                                                  absl::string_view field);
-  std::optional<int64_t> ReadTokenCount(const Entry& entry,
-                                        absl::string_view field);
   // The entries of a mapping, without duplicate or non-string keys (both
   // reported). nullopt, reported, if `node` is not a mapping.
   std::optional<std::vector<Entry>> ReadMapping(const YAML::Node& node,
@@ -200,6 +233,12 @@ class PolicyCompiler {
   std::optional<Location> defaults_location_;
   Defaults defaults_;
   std::optional<Location> timezone_location_;
+  std::optional<Location> on_exhausted_location_;
+  PolicyRules rules_;
+  // Rule names across sections, with where each was first given.
+  absl::flat_hash_map<std::string, Location> rule_names_;
+  // Models that rules name, checked against the catalog at Finish.
+  std::vector<std::tuple<std::string, Location, std::string>> model_refs_;
 };
 
 const PolicyCompiler::Section PolicyCompiler::kSections[] = {
@@ -210,7 +249,53 @@ const PolicyCompiler::Section PolicyCompiler::kSections[] = {
     {"pricing", false, &PolicyCompiler::CompilePricing},
     {"pricing_as_of", false, &PolicyCompiler::CompilePricingAsOf},
     {"defaults", false, &PolicyCompiler::CompileDefaults},
+    {"routes", false, &PolicyCompiler::CompileRoutes},
+    {"spend_slos", false, &PolicyCompiler::CompileSpendSlos},
+    {"on_exhausted", false, &PolicyCompiler::CompileOnExhausted},
+    {"deny", false, &PolicyCompiler::CompileDeny},
+    {"rate_limits", false, &PolicyCompiler::CompileRateLimits},
+    {"concurrency", false, &PolicyCompiler::CompileConcurrency},
+    {"alerts", false, &PolicyCompiler::CompileAlerts},
 };
+
+constexpr FieldSpec kRouteFields[] = {
+    {"name", true}, {"when", true}, {"route_to", true}, {"description", false}};
+constexpr FieldSpec kSloFields[] = {
+    {"name", true}, {"budget", true},          {"when", true},
+    {"then", true}, {"escalate_after", false}, {"description", false}};
+constexpr FieldSpec kSloActionFields[] = {{"downgrade", false},
+                                          {"cap_output_tokens", false}};
+constexpr FieldSpec kDenyFields[] = {
+    {"name", true}, {"when", true}, {"message", false}, {"description", false}};
+constexpr FieldSpec kCapToFitFields[] = {{"min_output_tokens", false}};
+constexpr FieldSpec kDenyStepFields[] = {{"message", false}};
+constexpr FieldSpec kRateLimitFields[] = {
+    {"name", true},
+    {"when", false},
+    {"key", false},
+    {"requests_per_second", false},
+    {"requests_per_minute", false},
+    {"requests_per_hour", false},
+    {"requests_per_day", false},
+    {"tokens_per_second", false},
+    {"tokens_per_minute", false},
+    {"tokens_per_hour", false},
+    {"tokens_per_day", false},
+    {"description", false},
+};
+constexpr FieldSpec kConcurrencyFields[] = {{"name", true},
+                                            {"when", false},
+                                            {"max_in_flight", true},
+                                            {"reserve", false},
+                                            {"description", false}};
+constexpr FieldSpec kAlertFields[] = {{"name", true},
+                                      {"when", true},
+                                      {"severity", false},
+                                      {"budget", false},
+                                      {"description", false}};
+
+constexpr int64_t kMaxRate = 1'000'000'000'000;
+constexpr int64_t kMaxSlots = 1'000'000;
 
 constexpr FieldSpec kMetadataFields[] = {
     {"name", true},
@@ -345,8 +430,10 @@ void PolicyCompiler::CompileTimezone(const Entry& entry) {
           absl::StrCat("expected an IANA time zone name such as "
                        "\"America/New_York\" or \"UTC\", got ",
                        Quote(*name)));
+    return;
   }
-  // Calendar periods will use the zone; this slice only validates it.
+  rules_.timezone = zone;
+  rules_.timezone_name = *name;
 }
 
 void PolicyCompiler::CompilePricingAsOf(const Entry& entry) {
@@ -462,7 +549,8 @@ void PolicyCompiler::CompileDefaults(const Entry& entry) {
   if (!fields.has_value()) return;
   if (auto it = fields->find("max_output_tokens"); it != fields->end()) {
     std::optional<int64_t> tokens =
-        ReadTokenCount(it->second, "defaults.max_output_tokens");
+        ReadCount(it->second, "defaults.max_output_tokens", 1,
+                  kMaxTokensPerCall, "tokens");
     if (tokens.has_value()) defaults_.max_output_tokens = *tokens;
   }
   if (auto it = fields->find("unknown_model"); it != fields->end()) {
@@ -478,6 +566,532 @@ void PolicyCompiler::CompileDefaults(const Entry& entry) {
             absl::StrCat("expected reject or deny, got ", Quote(*action)));
     }
   }
+}
+
+void PolicyCompiler::CompileRoutes(const Entry& entry) {
+  auto items = ReadList(entry, "routes",
+                        "a list of routes, each { name, when, route_to }");
+  if (!items.has_value()) return;
+  for (const auto& [field, node] : *items) {
+    auto fields = ReadFields(node, Where(node), field, kRouteFields,
+                             "a route { name, when, route_to }");
+    if (!fields.has_value() || !fields->contains("name") ||
+        !fields->contains("when") || !fields->contains("route_to")) {
+      continue;
+    }
+    Route route;
+    auto name = ReadRuleName(fields->at("name"), JoinField(field, "name"));
+    auto when = ReadCondition(fields->at("when"), JoinField(field, "when"),
+                              VariableScope{});
+    auto to =
+        ReadModelRef(fields->at("route_to"), JoinField(field, "route_to"));
+    if (!name || !when || !to) continue;
+    route.name = *std::move(name);
+    route.when = *std::move(when);
+    route.route_to = *std::move(to);
+    rules_.routes.push_back(std::move(route));
+  }
+}
+
+void PolicyCompiler::CompileSpendSlos(const Entry& entry) {
+  auto items =
+      ReadList(entry, "spend_slos",
+               "a list of spend SLOs, each { name, budget, when, then }");
+  if (!items.has_value()) return;
+  for (const auto& [field, node] : *items) {
+    auto fields = ReadFields(node, Where(node), field, kSloFields,
+                             "a spend SLO { name, budget, when, then }");
+    if (!fields.has_value()) continue;
+    SpendSlo slo;
+    bool ok = fields->contains("name") && fields->contains("budget") &&
+              fields->contains("when") && fields->contains("then");
+    if (!ok) continue;
+    auto name = ReadRuleName(fields->at("name"), JoinField(field, "name"));
+    auto budget = ReadName(fields->at("budget"), JoinField(field, "budget"));
+    auto when = ReadCondition(fields->at("when"), JoinField(field, "when"),
+                              VariableScope{.has_own_budget = true});
+    ok = name && budget && when;
+    const std::string then_field = JoinField(field, "then");
+    const Entry& then = fields->at("then");
+    auto actions =
+        ReadFields(then.value, WhereValue(then), then_field, kSloActionFields,
+                   "{ downgrade: { model: cheaper-model }, cap_output_tokens: "
+                   "N }");
+    if (!actions.has_value()) continue;
+    if (actions->empty()) {
+      Error(WhereValue(then), then_field,
+            "expected at least one action: downgrade or cap_output_tokens");
+      ok = false;
+    }
+    if (auto it = actions->find("downgrade"); it != actions->end()) {
+      auto map = ReadModelMap(it->second, JoinField(then_field, "downgrade"));
+      if (map)
+        slo.downgrade = *std::move(map);
+      else
+        ok = false;
+    }
+    if (auto it = actions->find("cap_output_tokens"); it != actions->end()) {
+      auto cap =
+          ReadCount(it->second, JoinField(then_field, "cap_output_tokens"), 1,
+                    kMaxTokensPerCall, "tokens");
+      if (cap)
+        slo.cap_output_tokens = *cap;
+      else
+        ok = false;
+    }
+    if (auto it = fields->find("escalate_after"); it != fields->end()) {
+      auto periods = ReadCount(it->second, JoinField(field, "escalate_after"),
+                               1, 366, "consecutive periods");
+      if (periods)
+        slo.escalate_after = static_cast<int>(*periods);
+      else
+        ok = false;
+    }
+    if (!ok) continue;
+    slo.name = *std::move(name);
+    slo.budget = *std::move(budget);
+    slo.when = *std::move(when);
+    rules_.spend_slos.push_back(std::move(slo));
+  }
+}
+
+std::optional<ExhaustedStep> PolicyCompiler::CompileExhaustedStep(
+    const YAML::Node& node, const std::string& field) {
+  constexpr absl::string_view kExpected =
+      "deny, cap_to_fit, { downgrade: { model: cheaper-model } }, "
+      "{ cap_to_fit: { min_output_tokens: N } } or { deny: { message: ... } }";
+  ExhaustedStep step;
+  if (node.IsScalar()) {
+    if (node.Scalar() == "deny") return step;
+    if (node.Scalar() == "cap_to_fit") {
+      step.kind = ExhaustedStep::Kind::kCapToFit;
+      return step;
+    }
+    Error(Where(node), field,
+          absl::StrCat("expected ", kExpected, ", got ", Describe(node)));
+    return std::nullopt;
+  }
+  auto entries = ReadMapping(node, Where(node), field, kExpected);
+  if (!entries.has_value()) return std::nullopt;
+  if (entries->size() != 1) {
+    Error(Where(node), field,
+          absl::StrCat("expected one action per step (", kExpected, "), got ",
+                       entries->size()));
+    return std::nullopt;
+  }
+  const Entry& action = entries->front();
+  const std::string action_field = JoinField(field, action.key);
+  if (action.key == "downgrade") {
+    auto map = ReadModelMap(action, action_field);
+    if (!map) return std::nullopt;
+    step.kind = ExhaustedStep::Kind::kDowngrade;
+    step.downgrade = *std::move(map);
+    return step;
+  }
+  if (action.key == "cap_to_fit") {
+    step.kind = ExhaustedStep::Kind::kCapToFit;
+    auto fields = ReadFields(action.value, WhereValue(action), action_field,
+                             kCapToFitFields, "{ min_output_tokens: N }");
+    if (!fields) return std::nullopt;
+    if (auto it = fields->find("min_output_tokens"); it != fields->end()) {
+      auto min =
+          ReadCount(it->second, JoinField(action_field, "min_output_tokens"), 1,
+                    kMaxTokensPerCall, "tokens");
+      if (!min) return std::nullopt;
+      step.min_output_tokens = *min;
+    }
+    return step;
+  }
+  if (action.key == "deny") {
+    auto fields = ReadFields(action.value, WhereValue(action), action_field,
+                             kDenyStepFields, "{ message: \"...\" }");
+    if (!fields) return std::nullopt;
+    if (auto it = fields->find("message"); it != fields->end()) {
+      auto message = ReadString(it->second, JoinField(action_field, "message"));
+      if (!message) return std::nullopt;
+      step.message = *std::move(message);
+    }
+    return step;
+  }
+  Error(Where(action.key_node), action_field,
+        absl::StrCat("unknown action ", Quote(action.key), "; expected ",
+                     kExpected));
+  return std::nullopt;
+}
+
+void PolicyCompiler::CompileOnExhausted(const Entry& entry) {
+  if (!ClaimOnce(on_exhausted_location_, entry, "on_exhausted")) return;
+  auto items = ReadList(entry, "on_exhausted",
+                        "a list of steps tried in order when a budget cannot "
+                        "fit the call, e.g. [ { downgrade: { gpt-4.1: "
+                        "gpt-4.1-mini } }, cap_to_fit, deny ]");
+  if (!items.has_value()) return;
+  for (size_t i = 0; i < items->size(); ++i) {
+    const auto& [field, node] = (*items)[i];
+    std::optional<ExhaustedStep> step = CompileExhaustedStep(node, field);
+    if (!step.has_value()) continue;
+    if (step->kind == ExhaustedStep::Kind::kDeny && i + 1 < items->size()) {
+      Warning(Where(node), field,
+              "deny ends the chain; the steps after it are never tried");
+    }
+    rules_.on_exhausted.push_back(*std::move(step));
+  }
+}
+
+void PolicyCompiler::CompileDeny(const Entry& entry) {
+  auto items = ReadList(entry, "deny",
+                        "a list of deny rules, each { name, when, message }");
+  if (!items.has_value()) return;
+  for (const auto& [field, node] : *items) {
+    auto fields = ReadFields(node, Where(node), field, kDenyFields,
+                             "a deny rule { name, when, message }");
+    if (!fields.has_value() || !fields->contains("name") ||
+        !fields->contains("when")) {
+      continue;
+    }
+    DenyRule rule;
+    auto name = ReadRuleName(fields->at("name"), JoinField(field, "name"));
+    auto when = ReadCondition(fields->at("when"), JoinField(field, "when"),
+                              VariableScope{});
+    if (!name || !when) continue;
+    if (auto it = fields->find("message"); it != fields->end()) {
+      auto message = ReadString(it->second, JoinField(field, "message"));
+      if (!message) continue;
+      rule.message = *std::move(message);
+    }
+    rule.name = *std::move(name);
+    rule.when = *std::move(when);
+    rules_.deny.push_back(std::move(rule));
+  }
+}
+
+void PolicyCompiler::CompileRateLimits(const Entry& entry) {
+  auto items = ReadList(entry, "rate_limits",
+                        "a list of rate limits, each { name, key, "
+                        "requests_per_minute, tokens_per_minute, ... }");
+  if (!items.has_value()) return;
+  for (const auto& [field, node] : *items) {
+    auto fields = ReadFields(node, Where(node), field, kRateLimitFields,
+                             "a rate limit { name, key, requests_per_minute, "
+                             "tokens_per_minute, ... }");
+    if (!fields.has_value() || !fields->contains("name")) continue;
+    RateLimitRule rule;
+    bool ok = true;
+    auto name = ReadRuleName(fields->at("name"), JoinField(field, "name"));
+    ok = name.has_value();
+    if (auto it = fields->find("when"); it != fields->end()) {
+      auto when =
+          ReadCondition(it->second, JoinField(field, "when"), VariableScope{});
+      if (when)
+        rule.when = *std::move(when);
+      else
+        ok = false;
+    }
+    if (auto it = fields->find("key"); it != fields->end()) {
+      auto key = ReadCondition(it->second, JoinField(field, "key"),
+                               VariableScope{}, expr::Type::kString);
+      if (key)
+        rule.key_source = key->source;
+      else
+        ok = false;
+    }
+    struct Limit {
+      absl::string_view key;
+      int64_t* value;
+    };
+    const Limit limits[] = {
+        {"requests_per_second", &rule.requests_per_second},
+        {"requests_per_minute", &rule.requests_per_minute},
+        {"requests_per_hour", &rule.requests_per_hour},
+        {"requests_per_day", &rule.requests_per_day},
+        {"tokens_per_second", &rule.tokens_per_second},
+        {"tokens_per_minute", &rule.tokens_per_minute},
+        {"tokens_per_hour", &rule.tokens_per_hour},
+        {"tokens_per_day", &rule.tokens_per_day},
+    };
+    int given = 0;
+    for (const Limit& limit : limits) {
+      auto it = fields->find(limit.key);
+      if (it == fields->end()) continue;
+      ++given;
+      auto value =
+          ReadCount(it->second, JoinField(field, limit.key), 1, kMaxRate,
+                    limit.key.substr(0, limit.key.find('_')));
+      if (value)
+        *limit.value = *value;
+      else
+        ok = false;
+    }
+    if (given == 0) {
+      Error(Where(node), field,
+            "expected at least one limit, e.g. requests_per_minute: 120 or "
+            "tokens_per_minute: 50000");
+      ok = false;
+    }
+    if (!ok) continue;
+    rule.name = *std::move(name);
+    rules_.rate_limits.push_back(std::move(rule));
+  }
+}
+
+void PolicyCompiler::CompileConcurrency(const Entry& entry) {
+  auto items = ReadList(entry, "concurrency",
+                        "a list of pools, each { name, when, max_in_flight, "
+                        "reserve }");
+  if (!items.has_value()) return;
+  for (const auto& [field, node] : *items) {
+    auto fields = ReadFields(node, Where(node), field, kConcurrencyFields,
+                             "a pool { name, when, max_in_flight, reserve }");
+    if (!fields.has_value() || !fields->contains("name") ||
+        !fields->contains("max_in_flight")) {
+      continue;
+    }
+    ConcurrencyPool pool;
+    bool ok = true;
+    auto name = ReadRuleName(fields->at("name"), JoinField(field, "name"));
+    auto max =
+        ReadCount(fields->at("max_in_flight"),
+                  JoinField(field, "max_in_flight"), 1, kMaxSlots, "slots");
+    ok = name && max;
+    if (auto it = fields->find("when"); it != fields->end()) {
+      auto when =
+          ReadCondition(it->second, JoinField(field, "when"), VariableScope{});
+      if (when)
+        pool.when = *std::move(when);
+      else
+        ok = false;
+    }
+    if (auto it = fields->find("reserve"); it != fields->end()) {
+      const std::string reserve_field = JoinField(field, "reserve");
+      auto classes =
+          ReadMapping(it->second.value, WhereValue(it->second), reserve_field,
+                      "a mapping of priority class to reserved "
+                      "slots, e.g. { critical: 60 }");
+      if (!classes) {
+        ok = false;
+      } else {
+        int64_t total = 0;
+        for (const Entry& cls : *classes) {
+          auto slots = ReadCount(cls, JoinField(reserve_field, cls.key), 1,
+                                 kMaxSlots, "slots");
+          if (!slots) {
+            ok = false;
+            continue;
+          }
+          total += *slots;
+          pool.reserve[cls.key] = *slots;
+        }
+        if (max && total > *max) {
+          Error(WhereValue(it->second), reserve_field,
+                absl::StrCat("reserves ", total, " slots but max_in_flight is ",
+                             *max, "; reserve at most max_in_flight"));
+          ok = false;
+        }
+      }
+    }
+    if (!ok) continue;
+    pool.name = *std::move(name);
+    pool.max_in_flight = *max;
+    rules_.concurrency.push_back(std::move(pool));
+  }
+}
+
+void PolicyCompiler::CompileAlerts(const Entry& entry) {
+  auto items = ReadList(entry, "alerts",
+                        "a list of alerts, each { name, when, severity }");
+  if (!items.has_value()) return;
+  for (const auto& [field, node] : *items) {
+    auto fields = ReadFields(node, Where(node), field, kAlertFields,
+                             "an alert { name, when, severity, budget }");
+    if (!fields.has_value() || !fields->contains("name") ||
+        !fields->contains("when")) {
+      continue;
+    }
+    AlertRule rule;
+    bool ok = true;
+    auto name = ReadRuleName(fields->at("name"), JoinField(field, "name"));
+    // Without `budget:`, an alert watches every budget in turn.
+    auto when = ReadCondition(fields->at("when"), JoinField(field, "when"),
+                              VariableScope{.has_own_budget = true});
+    ok = name && when;
+    rule.severity = "warning";
+    if (auto it = fields->find("severity"); it != fields->end()) {
+      auto severity = ReadString(it->second, JoinField(field, "severity"));
+      if (severity && (*severity == "info" || *severity == "warning" ||
+                       *severity == "critical")) {
+        rule.severity = *severity;
+      } else {
+        if (severity) {
+          Error(WhereValue(it->second), JoinField(field, "severity"),
+                absl::StrCat("expected info, warning or critical, got ",
+                             Quote(*severity)));
+        }
+        ok = false;
+      }
+    }
+    if (auto it = fields->find("budget"); it != fields->end()) {
+      auto budget = ReadName(it->second, JoinField(field, "budget"));
+      if (budget)
+        rule.budget = *budget;
+      else
+        ok = false;
+    }
+    if (!ok) continue;
+    rule.name = *std::move(name);
+    rule.when = *std::move(when);
+    rules_.alerts.push_back(std::move(rule));
+  }
+}
+
+std::optional<std::vector<std::pair<std::string, YAML::Node>>>
+PolicyCompiler::ReadList(const Entry& entry, absl::string_view field,
+                         absl::string_view expected) {
+  if (!entry.value.IsSequence()) {
+    Error(WhereValue(entry), field,
+          absl::StrCat("expected ", expected, ", got ", Describe(entry.value)));
+    return std::nullopt;
+  }
+  std::vector<std::pair<std::string, YAML::Node>> items;
+  for (size_t i = 0; i < entry.value.size(); ++i) {
+    items.emplace_back(absl::StrCat(field, "[", i, "]"), entry.value[i]);
+  }
+  return items;
+}
+
+std::optional<std::string> PolicyCompiler::ReadName(const Entry& entry,
+                                                    absl::string_view field) {
+  std::optional<std::string> name = ReadString(entry, field);
+  if (!name.has_value()) return std::nullopt;
+  const bool valid =
+      !name->empty() && name->size() <= 128 &&
+      std::all_of(name->begin(), name->end(), [](char c) {
+        return absl::ascii_isalnum(c) || c == '-' || c == '_' || c == '.';
+      });
+  if (!valid) {
+    Error(WhereValue(entry), field,
+          absl::StrCat("expected a name of 1 to 128 letters, digits, '-', "
+                       "'_' or '.', got ",
+                       Quote(*name)));
+    return std::nullopt;
+  }
+  return name;
+}
+
+std::optional<std::string> PolicyCompiler::ReadRuleName(
+    const Entry& entry, absl::string_view field) {
+  std::optional<std::string> name = ReadName(entry, field);
+  if (!name.has_value()) return std::nullopt;
+  auto [first, inserted] = rule_names_.try_emplace(*name, WhereValue(entry));
+  if (!inserted) {
+    Error(WhereValue(entry), field,
+          absl::StrCat("rule name ", Quote(*name), " is already used at ",
+                       FormatLocation(first->second),
+                       "; every rule needs its own name so that answers can "
+                       "say which one fired"));
+    return std::nullopt;
+  }
+  return name;
+}
+
+std::optional<Condition> PolicyCompiler::ReadCondition(const Entry& entry,
+                                                       absl::string_view field,
+                                                       VariableScope scope,
+                                                       expr::Type type) {
+  if (!entry.value.IsScalar()) {
+    Error(WhereValue(entry), field,
+          absl::StrCat("expected an expression such as "
+                       "budget.used_ratio >= 90%, got ",
+                       Describe(entry.value)));
+    return std::nullopt;
+  }
+  Condition condition;
+  condition.source = entry.value.Scalar();
+  const PolicySchema schema(scope);
+  expr::CompileResult compiled = expr::Compile(condition.source, schema, type);
+  if (!compiled.errors.empty()) {
+    const Location start = WhereValue(entry);
+    const bool one_line = condition.source.find('\n') == std::string::npos;
+    for (const expr::CompileError& error : compiled.errors) {
+      Location where = start;
+      // Plain and quoted one-line scalars map offsets to columns exactly.
+      if (one_line && where.column > 0) {
+        where.column += error.offset + (IsQuoted(entry.value) ? 1 : 0);
+      }
+      Error(where, field,
+            absl::StrCat(error.message, " in ", Quote(condition.source)));
+    }
+    return std::nullopt;
+  }
+  condition.program = std::move(compiled.program);
+  return condition;
+}
+
+std::optional<std::string> PolicyCompiler::ReadModelRef(
+    const Entry& entry, absl::string_view field) {
+  std::optional<std::string> model = ReadString(entry, field);
+  if (!model.has_value()) return std::nullopt;
+  model_refs_.emplace_back(*model, WhereValue(entry), std::string(field));
+  return model;
+}
+
+std::optional<ModelMap> PolicyCompiler::ReadModelMap(const Entry& entry,
+                                                     absl::string_view field) {
+  auto entries = ReadMapping(entry.value, WhereValue(entry), field,
+                             "a mapping of model to cheaper model, e.g. "
+                             "{ gpt-4.1: gpt-4.1-mini }");
+  if (!entries.has_value()) return std::nullopt;
+  ModelMap map;
+  bool ok = true;
+  for (const Entry& pair : *entries) {
+    const std::string pair_field = JoinField(field, pair.key);
+    model_refs_.emplace_back(pair.key, Where(pair.key_node), pair_field);
+    std::optional<std::string> to = ReadModelRef(pair, pair_field);
+    if (!to.has_value()) {
+      ok = false;
+      continue;
+    }
+    if (*to == pair.key) {
+      Error(WhereValue(pair), pair_field,
+            absl::StrCat("maps ", Quote(pair.key), " to itself"));
+      ok = false;
+      continue;
+    }
+    map[pair.key] = *std::move(to);
+  }
+  if (!ok) return std::nullopt;
+  return map;
+}
+
+std::optional<int64_t> PolicyCompiler::ReadCount(const Entry& entry,
+                                                 absl::string_view field,
+                                                 int64_t min, int64_t max,
+                                                 absl::string_view unit) {
+  const std::string expected =
+      absl::StrCat("expected a whole number of ", unit, " from ", min, " to ",
+                   max, ", got ");
+  if (!entry.value.IsScalar()) {
+    Error(WhereValue(entry), field,
+          absl::StrCat(expected, Describe(entry.value)));
+    return std::nullopt;
+  }
+  const std::string& text = entry.value.Scalar();
+  if (IsQuoted(entry.value)) {
+    Error(WhereValue(entry), field,
+          absl::StrCat(expected, "the quoted string ", Quote(text),
+                       "; write the number without quotes"));
+    return std::nullopt;
+  }
+  int64_t value = 0;
+  const bool digits_only =
+      !text.empty() && std::all_of(text.begin(), text.end(), [](char c) {
+        return absl::ascii_isdigit(c);
+      });
+  if (!digits_only || !absl::SimpleAtoi(text, &value) || value < min ||
+      value > max) {
+    Error(WhereValue(entry), field, absl::StrCat(expected, Quote(text)));
+    return std::nullopt;
+  }
+  return value;
 }
 
 bool PolicyCompiler::ClaimOnce(std::optional<Location>& first,
@@ -520,36 +1134,6 @@ std::optional<int64_t> PolicyCompiler::ReadUsdPerMillionTokens(
     return std::nullopt;
   }
   return *nanos;
-}
-
-std::optional<int64_t> PolicyCompiler::ReadTokenCount(const Entry& entry,
-                                                      absl::string_view field) {
-  const std::string expected =
-      absl::StrCat("expected a whole number of tokens from 1 to ",
-                   kMaxTokensPerCall, ", got ");
-  if (!entry.value.IsScalar()) {
-    Error(WhereValue(entry), field,
-          absl::StrCat(expected, Describe(entry.value)));
-    return std::nullopt;
-  }
-  const std::string& text = entry.value.Scalar();
-  if (IsQuoted(entry.value)) {
-    Error(WhereValue(entry), field,
-          absl::StrCat(expected, "the quoted string ", Quote(text),
-                       "; write the number without quotes"));
-    return std::nullopt;
-  }
-  int64_t tokens = 0;
-  const bool digits_only =
-      !text.empty() && std::all_of(text.begin(), text.end(), [](char c) {
-        return absl::ascii_isdigit(c);
-      });
-  if (!digits_only || !absl::SimpleAtoi(text, &tokens) || tokens < 1 ||
-      tokens > kMaxTokensPerCall) {
-    Error(WhereValue(entry), field, absl::StrCat(expected, Quote(text)));
-    return std::nullopt;
-  }
-  return tokens;
 }
 
 std::optional<std::vector<Entry>> PolicyCompiler::ReadMapping(
@@ -660,17 +1244,26 @@ CompileResult PolicyCompiler::Finish(std::string version) {
           "no model is priced; a policy needs a pricing section such as "
           "pricing: { gpt-4.1: { input: \"2.00\", output: \"8.00\" } }");
   }
+  for (const auto& [model, where, field] : model_refs_) {
+    if (!models_.contains(model)) {
+      Error(where, field,
+            absl::StrCat("model ", Quote(model),
+                         " has no price; rules may name priced models only"));
+    }
+  }
   CompileResult result;
   result.diagnostics = std::move(diagnostics_);
   if (has_errors_) return result;
-  absl::flat_hash_map<std::string, ModelPrice> prices;
-  prices.reserve(models_.size());
+  rules_.prices.reserve(models_.size());
   for (auto& [name, model] : models_) {
     // Without errors, every model has a price.
-    if (model.price.has_value()) prices.emplace(name, *std::move(model.price));
+    if (model.price.has_value()) {
+      rules_.prices.emplace(name, *std::move(model.price));
+    }
   }
-  result.policy = std::make_shared<const CompiledPolicy>(
-      std::move(version), std::move(prices), defaults_);
+  rules_.defaults = defaults_;
+  result.policy = std::make_shared<const CompiledPolicy>(std::move(version),
+                                                         std::move(rules_));
   return result;
 }
 

@@ -171,7 +171,8 @@ TEST(CompilePolicyTest, MissingAndUnknownFields) {
           "of: provider, input, cached_input, output",
           "p.yaml:7:1: budgets: unknown field \"budgets\"; expected one of: "
           "apiVersion, kind, metadata, timezone, pricing, pricing_as_of, "
-          "defaults"));
+          "defaults, routes, spend_slos, on_exhausted, deny, rate_limits, "
+          "concurrency, alerts"));
 }
 
 TEST(CompilePolicyTest, HeaderErrors) {

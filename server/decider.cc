@@ -1,5 +1,7 @@
 #include "server/decider.h"
 
+#include <algorithm>
+#include <limits>
 #include <string>
 
 #include "absl/strings/escaping.h"
@@ -9,6 +11,7 @@
 #include "policy/money.h"
 #include "policy/pricing.h"
 #include "server/hold_terms.pb.h"
+#include "server/ledger_usage_view.h"
 #include "server/time_format.h"
 #include "storage/labels.h"
 
@@ -39,18 +42,18 @@ void FillStanding(const storage::Standing& s, v1::BudgetStanding* out) {
 
 std::string DenialMessage(const storage::Standing& s, int64_t estimate_nanos) {
   const std::string who =
-      s.instance.empty() ? absl::StrCat("budget \"", s.budget, "\"")
-                         : absl::StrCat("budget \"", s.budget, "\" for \"",
-                                        s.instance, "\"");
+      s.instance.empty()
+          ? absl::StrCat("budget \"", s.budget, "\"")
+          : absl::StrCat("budget \"", s.budget, "\" for \"", s.instance, "\"");
   const std::string period =
       s.period == storage::Period::kNone
           ? std::string()
           : absl::StrCat(" this ", storage::PeriodName(s.period), " (since ",
                          FormatRfc3339(s.period_start), ")");
-  return absl::StrCat(who, " has $", policy::FormatUsdNanos(s.remaining_nanos()),
-                      " of $", policy::FormatUsdNanos(s.amount_nanos), " left",
-                      period, "; the call may cost up to $",
-                      policy::FormatUsdNanos(estimate_nanos));
+  return absl::StrCat(
+      who, " has $", policy::FormatUsdNanos(s.remaining_nanos()), " of $",
+      policy::FormatUsdNanos(s.amount_nanos), " left", period,
+      "; the call may cost up to $", policy::FormatUsdNanos(estimate_nanos));
 }
 
 }  // namespace
@@ -65,9 +68,9 @@ absl::Status ValidateCheckRequest(const v1::CheckRequest& request) {
     return Invalid("model", "must name the model to call, e.g. \"gpt-4.1\"");
   }
   if (request.model().size() > kMaxModelBytes) {
-    return Invalid("model", absl::StrFormat("%d bytes; at most %d",
-                                            request.model().size(),
-                                            kMaxModelBytes));
+    return Invalid(
+        "model", absl::StrFormat("%d bytes; at most %d", request.model().size(),
+                                 kMaxModelBytes));
   }
   if (request.provider().size() > kMaxLabelValueBytes) {
     return Invalid("provider", absl::StrFormat("%d bytes; at most %d",
@@ -75,8 +78,9 @@ absl::Status ValidateCheckRequest(const v1::CheckRequest& request) {
                                                kMaxLabelValueBytes));
   }
   if (request.labels_size() > kMaxLabels) {
-    return Invalid("labels", absl::StrFormat("%d labels; at most %d",
-                                             request.labels_size(), kMaxLabels));
+    return Invalid("labels",
+                   absl::StrFormat("%d labels; at most %d",
+                                   request.labels_size(), kMaxLabels));
   }
   for (const auto& [key, value] : request.labels()) {
     if (key.empty() || key.size() > kMaxLabelKeyBytes) {
@@ -129,8 +133,8 @@ absl::Status ValidateReportRequest(const v1::ReportRequest& request) {
       !s.ok()) {
     return s;
   }
-  if (absl::Status s = CheckTokens("usage.cached_input_tokens",
-                                   usage.cached_input_tokens());
+  if (absl::Status s =
+          CheckTokens("usage.cached_input_tokens", usage.cached_input_tokens());
       !s.ok()) {
     return s;
   }
@@ -140,23 +144,23 @@ absl::Status ValidateReportRequest(const v1::ReportRequest& request) {
     return s;
   }
   if (usage.cached_input_tokens() > usage.input_tokens()) {
-    return Invalid("usage.cached_input_tokens",
-                   absl::StrFormat("%d exceeds input_tokens %d; input_tokens "
-                                   "counts all prompt tokens, cached included",
-                                   usage.cached_input_tokens(),
-                                   usage.input_tokens()));
+    return Invalid(
+        "usage.cached_input_tokens",
+        absl::StrFormat("%d exceeds input_tokens %d; input_tokens "
+                        "counts all prompt tokens, cached included",
+                        usage.cached_input_tokens(), usage.input_tokens()));
   }
   if (!v1::Outcome_IsValid(request.outcome())) {
-    return Invalid("outcome", absl::StrCat(request.outcome(),
-                                           " is not a known Outcome"));
+    return Invalid("outcome",
+                   absl::StrCat(request.outcome(), " is not a known Outcome"));
   }
   if (request.latency().seconds() < 0 || request.latency().nanos() < 0) {
     return Invalid("latency", "must not be negative");
   }
   if (request.has_quality_score() &&
       !(request.quality_score() >= 0.0 && request.quality_score() <= 1.0)) {
-    return Invalid("quality_score",
-                   absl::StrFormat("%g is outside 0..1", request.quality_score()));
+    return Invalid("quality_score", absl::StrFormat("%g is outside 0..1",
+                                                    request.quality_score()));
   }
   return absl::OkStatus();
 }
@@ -167,15 +171,49 @@ absl::Status Decider::Check(const v1::CheckRequest& request,
   const absl::Time now = clock_->Now();
   const std::shared_ptr<const policy::CompiledPolicy> active =
       policies_->Active();
-  absl::StatusOr<policy::CallPlan> plan = policy::PlanCall(
-      *active, {request.model(), request.input_tokens(),
-                request.max_output_tokens()});
-  if (!plan.ok()) return plan.status();
 
+  // The caller's labels (conditions read them), then what budgets select
+  // on: the model priced, whatever a caller's "model" label says, and the
+  // provider field, else a "provider" label, else the catalog's provider.
+  storage::LabelSet request_labels;
+  for (const auto& [key, value] : request.labels()) {
+    request_labels.Add(key, value);
+  }
+  storage::LabelSet usage_labels;
+  usage_labels.Add("model", request.model());
+  if (!request.provider().empty()) {
+    usage_labels.Add("provider", request.provider());
+  }
+  for (const auto& entry : request_labels.entries()) {
+    usage_labels.Add(entry.first, entry.second);
+  }
+  const LedgerUsageView usage(ledger_, &usage_labels, now);
+
+  policy::CallRequest call;
+  call.model = request.model();
+  call.provider = request.provider();
+  call.priority = request.priority();
+  call.labels = request_labels.entries();
+  call.input_tokens = request.input_tokens();
+  call.max_output_tokens = request.max_output_tokens();
+  call.attempt = request.attempt() == 0 ? 1 : request.attempt();
+  absl::StatusOr<policy::CallPlan> plan =
+      policy::PlanCall(*active, call, {&usage, now});
+  if (!plan.ok()) return plan.status();
   response->set_policy_version(active->version());
-  response->set_model(plan->model);
-  response->set_max_output_tokens(plan->max_output_tokens);
-  response->set_estimated_cost_nanos(plan->estimated_cost_nanos);
+
+  auto fill_plan = [&] {
+    response->set_model(plan->model);
+    response->set_max_output_tokens(plan->max_output_tokens);
+    response->set_estimated_cost_nanos(plan->estimated_cost_nanos);
+    response->clear_reasons();
+    for (const policy::FiredRule& fired : plan->fired) {
+      v1::Reason* reason = response->add_reasons();
+      reason->set_rule(fired.rule);
+      reason->set_message(fired.message);
+    }
+  };
+  fill_plan();
   if (!plan->allowed) {
     response->set_verdict(v1::VERDICT_DENY);
     v1::Reason* reason = response->add_reasons();
@@ -184,39 +222,66 @@ absl::Status Decider::Check(const v1::CheckRequest& request,
     return absl::OkStatus();
   }
 
-  // The model priced is the model budgets see; a caller's "model" label
-  // cannot disguise it. The provider field, else a "provider" label, else
-  // the catalog's provider.
-  storage::LabelSet labels;
-  labels.Add("model", plan->model);
-  if (!request.provider().empty()) labels.Add("provider", request.provider());
-  for (const auto& [key, value] : request.labels()) labels.Add(key, value);
-  labels.Add("provider", plan->price->provider);
+  // Reserve; when a budget cannot fit, walk the on_exhausted chain. Every
+  // step changes the plan or ends it, so this ends.
+  absl::StatusOr<storage::ReserveResult> reserved;
+  while (true) {
+    storage::LabelSet labels;
+    labels.Add("model", plan->model);
+    if (!request.provider().empty()) labels.Add("provider", request.provider());
+    for (const auto& entry : request_labels.entries()) {
+      labels.Add(entry.first, entry.second);
+    }
+    labels.Add("provider", plan->price->provider);
 
-  HoldTerms terms;
-  std::string terms_bytes;
-  if (!request.dry_run()) {
-    terms.set_model(plan->model);
-    terms.set_policy_version(active->version());
-    terms.set_input_nanos_per_mtok(plan->price->input_nanos_per_mtok);
-    terms.set_cached_input_nanos_per_mtok(
-        plan->price->cached_input_nanos_per_mtok);
-    terms.set_output_nanos_per_mtok(plan->price->output_nanos_per_mtok);
-    *terms.mutable_answer() = *response;
-    terms.mutable_answer()->set_verdict(v1::VERDICT_ALLOW);
-    terms_bytes = terms.SerializeAsString();
+    std::string terms_bytes;
+    if (!request.dry_run()) {
+      HoldTerms terms;
+      terms.set_model(plan->model);
+      terms.set_policy_version(active->version());
+      terms.set_input_nanos_per_mtok(plan->price->input_nanos_per_mtok);
+      terms.set_cached_input_nanos_per_mtok(
+          plan->price->cached_input_nanos_per_mtok);
+      terms.set_output_nanos_per_mtok(plan->price->output_nanos_per_mtok);
+      *terms.mutable_answer() = *response;
+      terms.mutable_answer()->set_verdict(v1::VERDICT_ALLOW);
+      terms_bytes = terms.SerializeAsString();
+    }
+
+    storage::ReserveRequest reserve;
+    reserve.labels = &labels;
+    reserve.estimate_nanos = plan->estimated_cost_nanos;
+    reserve.request_id = request.request_id();
+    reserve.terms = terms_bytes;
+    reserve.ttl = options_.reservation_ttl;
+    reserve.dry_run = request.dry_run();
+    reserved = ledger_->Reserve(reserve, now);
+    if (!reserved.ok()) return reserved.status();
+    if (reserved->kind != storage::ReserveResult::Kind::kDenied) break;
+
+    int64_t tightest = std::numeric_limits<int64_t>::max();
+    for (const storage::Standing& s : reserved->standings) {
+      tightest = std::min(tightest, s.remaining_nanos());
+    }
+    const int64_t denied_estimate = plan->estimated_cost_nanos;
+    if (policy::NextExhaustedStep(*active, call, tightest, &*plan)) {
+      fill_plan();
+      continue;
+    }
+    fill_plan();
+    response->set_verdict(v1::VERDICT_DENY);
+    for (const storage::Standing& s : reserved->exceeded) {
+      v1::Reason* reason = response->add_reasons();
+      reason->set_rule(absl::StrCat("budget:", s.budget));
+      reason->set_message(DenialMessage(s, denied_estimate));
+    }
+    if (!plan->deny_message.empty()) {
+      v1::Reason* reason = response->add_reasons();
+      reason->set_rule(plan->deny_rule);
+      reason->set_message(plan->deny_message);
+    }
+    break;
   }
-
-  storage::ReserveRequest reserve;
-  reserve.labels = &labels;
-  reserve.estimate_nanos = plan->estimated_cost_nanos;
-  reserve.request_id = request.request_id();
-  reserve.terms = terms_bytes;
-  reserve.ttl = options_.reservation_ttl;
-  reserve.dry_run = request.dry_run();
-  absl::StatusOr<storage::ReserveResult> reserved =
-      ledger_->Reserve(reserve, now);
-  if (!reserved.ok()) return reserved.status();
 
   switch (reserved->kind) {
     case storage::ReserveResult::Kind::kReplayed: {
@@ -229,16 +294,8 @@ absl::Status Decider::Check(const v1::CheckRequest& request,
       break;
     }
     case storage::ReserveResult::Kind::kDenied:
-      response->set_verdict(v1::VERDICT_DENY);
-      for (const storage::Standing& s : reserved->exceeded) {
-        v1::Reason* reason = response->add_reasons();
-        reason->set_rule(absl::StrCat("budget:", s.budget));
-        reason->set_message(DenialMessage(s, plan->estimated_cost_nanos));
-      }
       break;
     case storage::ReserveResult::Kind::kDryRun:
-      response->set_verdict(v1::VERDICT_ALLOW);
-      break;
     case storage::ReserveResult::Kind::kReserved:
       response->set_verdict(v1::VERDICT_ALLOW);
       break;

@@ -1,0 +1,97 @@
+#ifndef BURSAR_POLICY_VARIABLES_H_
+#define BURSAR_POLICY_VARIABLES_H_
+
+// The variables policy conditions may read, and how they get their values:
+//
+//   request.model, request.provider, request.priority          string
+//   request.labels.<key>, request.labels["<key>"]              string ("" if
+//   absent) request.input_tokens, request.max_output_tokens, request.attempt
+//   int request.estimated_cost                                    money
+//   budget.amount, .spent, .held, .remaining                  money
+//   budget.used_ratio, budget.period_elapsed_ratio            double
+//   budgets["<name>"].<any budget field>                      as budget.*
+//   now.hour, now.minute, now.day_of_month, now.month         int
+//   now.weekday                                               string ("monday")
+//
+// `budget.*` means the rule's own budget and exists only in sections that
+// name one (spend_slos, alerts). `now.*` is local time in the policy's
+// timezone. A budget that does not exist or does not apply reads as zero
+// (used_ratio 0).
+
+#include <cstdint>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/civil_time.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "policy/expr/expr.h"
+#include "policy/usage_view.h"
+
+namespace bursar::policy {
+
+// Which section a condition is written in decides which variables exist.
+struct VariableScope {
+  bool has_own_budget = false;  // budget.*
+};
+
+class PolicySchema final : public expr::Schema {
+ public:
+  explicit PolicySchema(VariableScope scope) : scope_(scope) {}
+  absl::StatusOr<expr::VariableRef> Resolve(
+      const std::vector<expr::PathSegment>& path) const override;
+
+ private:
+  VariableScope scope_;
+};
+
+// Labels sorted by key (as storage::LabelSet::entries() gives them).
+using LabelSpan =
+    absl::Span<const std::pair<absl::string_view, absl::string_view>>;
+
+// What a condition sees of the request being decided. Views only: the
+// caller keeps the strings alive while conditions evaluate.
+struct RequestFacts {
+  absl::string_view model;
+  absl::string_view provider;
+  absl::string_view priority;
+  LabelSpan labels;
+  int64_t input_tokens = 0;
+  int64_t max_output_tokens = 0;
+  int64_t estimated_cost_nanos = 0;
+  int64_t attempt = 1;
+};
+
+// Feeds one evaluation of a condition. Cheap to build per rule; allocates
+// nothing.
+class PolicyActivation final : public expr::Activation {
+ public:
+  PolicyActivation(const RequestFacts* request, const UsageView* usage,
+                   absl::Time now, absl::CivilSecond local_now,
+                   absl::string_view own_budget = {})
+      : request_(request),
+        usage_(usage),
+        now_(now),
+        local_now_(local_now),
+        own_budget_(own_budget) {}
+
+  expr::Value Get(const expr::VariableRef& ref) const override;
+
+ private:
+  expr::Value BudgetField(int field, absl::string_view name) const;
+
+  const RequestFacts* request_;
+  const UsageView* usage_;
+  absl::Time now_;
+  absl::CivilSecond local_now_;
+  absl::string_view own_budget_;
+};
+
+// The value of `key` among sorted labels, "" if absent.
+absl::string_view FindLabel(LabelSpan labels, absl::string_view key);
+
+}  // namespace bursar::policy
+
+#endif  // BURSAR_POLICY_VARIABLES_H_

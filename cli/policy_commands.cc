@@ -9,12 +9,16 @@
 #include "absl/flags/declare.h"
 #include "absl/flags/flag.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "bursar/v1/admin.grpc.pb.h"
 #include "cli/output.h"
 #include "cli/policy_output.h"
 #include "policy/loader.h"
+#include "policy/policy_tests.h"
 #include "server/policy_files.h"
 
 ABSL_FLAG(std::string, message, "",
@@ -145,6 +149,21 @@ int PolicyPush(const CommandContext& context,
   v1::PushPolicyResponse response;
   const grpc::Status status = AdminStub(context)->PushPolicy(
       NewCall(context).get(), request, &response);
+  if (status.error_code() == grpc::StatusCode::FAILED_PRECONDITION &&
+      !context.json) {
+    // "N errors; ...:\n  file:line:column: ..." — the errors, then the verdict.
+    const std::string& message = status.error_message();
+    const size_t first_break = message.find('\n');
+    for (absl::string_view line : absl::StrSplit(
+             absl::string_view(message).substr(first_break == std::string::npos
+                                                   ? message.size()
+                                                   : first_break + 1),
+             '\n', absl::SkipEmpty())) {
+      std::cout << absl::StripLeadingAsciiWhitespace(line) << "\n";
+    }
+    std::cout << "Rejected: " << message.substr(0, first_break) << "\n";
+    return kExitPolicyRejected;
+  }
   if (!status.ok()) return RpcError(context, status);
   const bool rejected = response.compiled_version().empty();
   if (context.json) {
@@ -329,6 +348,48 @@ int PolicyActivate(const CommandContext& context,
   return kExitOk;
 }
 
+// --- policy test ---------------------------------------------------------
+
+int PolicyTest(const CommandContext& context,
+               const std::vector<std::string>& args) {
+  const std::string& dir = args[0];
+  int exit = kExitOk;
+  std::optional<std::vector<policy::SourceFile>> files =
+      ReadDir(context, dir, /*with_tests=*/true, &exit);
+  if (!files.has_value()) return exit;
+  const policy::CompileResult compiled = policy::CompilePolicy(*files);
+  if (compiled.policy == nullptr) {
+    for (const policy::Diagnostic& d : compiled.diagnostics) {
+      std::cout << policy::FormatDiagnostic(d) << "\n";
+    }
+    std::cout << dir
+              << ": the policy does not compile; run 'bursarctl "
+                 "policy check "
+              << dir << "'\n";
+    return kExitPolicyRejected;
+  }
+  const policy::PolicyTestReport report =
+      policy::RunPolicyTests(*compiled.policy, *files);
+  for (const policy::Diagnostic& d : report.diagnostics) {
+    std::cout << policy::FormatDiagnostic(d) << "\n";
+  }
+  for (const policy::PolicyTestFailure& failure : report.failures) {
+    std::cout << "FAIL " << policy::FormatFailure(failure) << "\n";
+  }
+  if (report.cases == 0 && report.diagnostics.empty()) {
+    std::cout << dir << ": no policy test cases (files named *_test.yaml)\n";
+    return kExitOk;
+  }
+  std::cout << dir << ": " << report.passed << " passed, "
+            << report.failures.size() << " failed"
+            << (report.diagnostics.empty()
+                    ? ""
+                    : absl::StrCat(", ", report.diagnostics.size(),
+                                   " errors in test files"))
+            << "\n";
+  return report.ok() ? kExitOk : kExitPolicyRejected;
+}
+
 }  // namespace
 
 std::vector<Command> PolicyCommands() {
@@ -344,6 +405,17 @@ std::vector<Command> PolicyCommands() {
                   "before 'policy push'.",
        .example = "bursarctl policy check policies/example",
        .run = PolicyCheck},
+      {.words = {"policy", "test"},
+       .args = {"DIR"},
+       .synopsis = "DIR",
+       .summary = "Run the policy tests (*_test.yaml) of a directory.",
+       .details = "Compiles DIR's policy and decides every case of its "
+                  "kind: PolicyTest files as Check would, with the case's "
+                  "clock and budgets. Prints each failing case as "
+                  "file:line: case: expected ..., got ... and exits 1 if any "
+                  "fails (no server needed): gate 'policy push' on it in CI.",
+       .example = "bursarctl policy test policies/hospital-copilot",
+       .run = PolicyTest},
       {.words = {"policy", "push"},
        .args = {"DIR"},
        .flags = {"message", "author", "dry_run"},

@@ -1,5 +1,6 @@
 #include "server/policy_admin.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/container/flat_hash_set.h"
@@ -213,7 +214,17 @@ absl::Status PolicyAdmin::PushPolicy(const v1::PushPolicyRequest& request,
   for (const policy::Diagnostic& d : compiled.diagnostics) {
     *response->add_diagnostics() = DiagnosticToProto(d);
   }
-  if (compiled.policy == nullptr) return absl::OkStatus();  // nothing changes
+  if (compiled.policy == nullptr) {
+    // Nothing changes. A dry run answers with the diagnostics; a real push
+    // is FAILED_PRECONDITION (DESIGN.md section 5) listing every error.
+    if (request.dry_run()) return absl::OkStatus();
+    const std::string errors = ErrorList(compiled.diagnostics);
+    const size_t count = std::count(errors.begin(), errors.end(), '\n') +
+                         (errors.empty() ? 0 : 1);
+    return absl::FailedPreconditionError(absl::StrCat(
+        count, count == 1 ? " error" : " errors",
+        "; the policy does not compile and nothing changed:\n  ", errors));
+  }
   const std::string& id = compiled.policy->version();
   response->set_compiled_version(id);
   if (request.dry_run()) return absl::OkStatus();

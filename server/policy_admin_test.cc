@@ -190,8 +190,19 @@ TEST_F(PolicyAdminTest, GoodPushIsStoredActivatedAndAudited) {
 }
 
 TEST_F(PolicyAdminTest, InvalidPushAnswersDiagnosticsAndChangesNothing) {
+  v1::PushPolicyResponse rejected;
+  const absl::Status status =
+      admin_->PushPolicy(PushPrice("eight dollars"), &rejected);
+  EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(status.message(), HasSubstr("1 error;"));
+  EXPECT_THAT(status.message(), HasSubstr("pricing.yaml:5:"));
+  EXPECT_THAT(status.message(), HasSubstr("eight dollars"));
+
+  // A dry run gives the same errors as structured diagnostics.
+  v1::PushPolicyRequest dry = PushPrice("eight dollars");
+  dry.set_dry_run(true);
   v1::PushPolicyResponse response;
-  ASSERT_TRUE(admin_->PushPolicy(PushPrice("eight dollars"), &response).ok());
+  ASSERT_TRUE(admin_->PushPolicy(dry, &response).ok());
   EXPECT_EQ(response.version(), "");
   EXPECT_EQ(response.compiled_version(), "");
   ASSERT_THAT(response.diagnostics(), ::testing::Not(IsEmpty()));

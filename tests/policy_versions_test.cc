@@ -164,15 +164,19 @@ TEST_F(PolicyVersionsTest, PushRejectRestartAndRollBack) {
   ASSERT_EQ(open.verdict(), v1::VERDICT_ALLOW);
   EXPECT_EQ(open.policy_version(), v1);
 
-  // An invalid push: diagnostics, and nothing changes.
-  const v1::PushPolicyResponse rejected =
-      Push(PricingWithGpt41Output("sixteen"), "typo");
-  EXPECT_EQ(rejected.version(), "");
-  ASSERT_THAT(rejected.diagnostics(), Not(IsEmpty()));
-  EXPECT_EQ(rejected.diagnostics(0).severity(), v1::Diagnostic::SEVERITY_ERROR);
-  EXPECT_EQ(rejected.diagnostics(0).path(), "pricing.yaml");
-  EXPECT_GT(rejected.diagnostics(0).line(), 0);
-  EXPECT_THAT(rejected.diagnostics(0).message(), HasSubstr("sixteen"));
+  // An invalid push: FAILED_PRECONDITION listing the errors, and nothing
+  // changes.
+  v1::PushPolicyRequest invalid;
+  v1::PolicyFile* bad = invalid.add_files();
+  bad->set_path("pricing.yaml");
+  bad->set_content(PricingWithGpt41Output("sixteen"));
+  invalid.set_message("typo");
+  v1::PushPolicyResponse rejected;
+  const grpc::Status status =
+      server_->admin().PushPolicy(Call().get(), invalid, &rejected);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(status.error_message(),
+              ContainsRegex("pricing\\.yaml:[0-9]+:[0-9]+: .*sixteen"));
   probe = Probe();
   EXPECT_EQ(probe.policy_version(), v1);
   EXPECT_EQ(probe.estimated_cost_nanos(), kEstimateAt8);
@@ -375,6 +379,37 @@ TEST_F(PolicyVersionsTest, BursarctlCheckDiffPushAsCiRunsThem) {
   run = Bursarctl(server, "policy list");
   EXPECT_EQ(run.exit_status, 0) << run.output;
   EXPECT_THAT(run.output, HasSubstr("gpt-4.1 at $16"));
+}
+
+// `policy test` gates a push in CI: exit 0 when every case passes, 1 with
+// the failing case's file:line otherwise.
+TEST_F(PolicyVersionsTest, BursarctlPolicyTestReportsTheFailingCase) {
+  const std::string example =
+      std::string(BURSAR_SOURCE_DIR) + "/policies/marketing-guardrails";
+  CliRun run = Bursarctl(server_->address(), "policy test " + example);
+  EXPECT_EQ(run.exit_status, 0) << run.output;
+  EXPECT_THAT(run.output, HasSubstr("4 passed, 0 failed"));
+
+  const std::string work = dir_.Sub("guardrails");
+  std::filesystem::create_directories(work);
+  std::ifstream policy_in(example + "/policy.yaml");
+  std::stringstream policy_text;
+  policy_text << policy_in.rdbuf();
+  WriteFile(work + "/policy.yaml", policy_text.str());
+  WriteFile(work + "/policy_test.yaml", R"yaml(apiVersion: bursar.dev/v1
+kind: PolicyTest
+metadata: { name: wrong }
+cases:
+  - name: expects the wrong model
+    request: { model: claude-opus-4, labels: { team: research }, input_tokens: 500 }
+    expect: { verdict: allow, model: gpt-4.1 }
+)yaml");
+  run = Bursarctl(server_->address(), "policy test " + work);
+  EXPECT_EQ(run.exit_status, 1) << run.output;
+  EXPECT_THAT(run.output,
+              HasSubstr("policy_test.yaml:5: expects the wrong model: "
+                        "expected model gpt-4.1, got claude-opus-4"));
+  EXPECT_THAT(run.output, HasSubstr("0 passed, 1 failed"));
 }
 
 }  // namespace

@@ -97,6 +97,17 @@ struct HoldView {
   std::string terms;
 };
 
+// The figures of one budget instance in its current period, without names
+// (cheap to return: no allocation).
+struct BudgetFigures {
+  int64_t amount_nanos = 0;
+  int64_t spent_nanos = 0;
+  int64_t held_nanos = 0;
+  int64_t unreported_nanos = 0;
+  absl::Time period_start = absl::InfinitePast();
+  absl::Time period_end = absl::InfiniteFuture();
+};
+
 struct SettleResult {
   int64_t cost_nanos = 0;
   bool already_reported = false;
@@ -124,6 +135,13 @@ class Ledger {
   // (a budget without per_label always has its one instance).
   virtual absl::StatusOr<std::vector<Standing>> Standings(
       absl::string_view budget, absl::string_view instance,
+      absl::Time now) const = 0;
+  // The named budget as it applies to a request with `labels`: the
+  // instance they select, in the period containing `now`. nullopt when there
+  // is no such budget, its selector does not match, or its per_label label
+  // is missing. Errors only for I/O.
+  virtual absl::StatusOr<std::optional<BudgetFigures>> Peek(
+      absl::string_view budget, const LabelSet& labels,
       absl::Time now) const = 0;
   // The audit log of the whole database (budget and policy changes), newest
   // first.

@@ -106,6 +106,9 @@ class RocksLedger final : public Ledger {
                             absl::Time now) override;
   std::optional<BudgetSpec> GetBudget(absl::string_view name) const override;
   std::vector<BudgetSpec> ListBudgets() const override;
+  absl::StatusOr<std::optional<BudgetFigures>> Peek(
+      absl::string_view budget, const LabelSet& labels,
+      absl::Time now) const override;
   absl::StatusOr<std::vector<Standing>> Standings(
       absl::string_view budget, absl::string_view instance,
       absl::Time now) const override;
@@ -174,7 +177,7 @@ class RocksLedger final : public Ledger {
   // Appends `entry` to `matches` if its selector (and per_label) match.
   absl::Status MatchBudget(BudgetEntry* entry, const LabelSet& labels,
                            absl::Time now,
-                           absl::InlinedVector<Match, 8>& matches)
+                           absl::InlinedVector<Match, 8>& matches) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   Standing MakeStanding(const BudgetEntry& entry, absl::string_view instance,
                         const PeriodBounds& bounds,
@@ -492,6 +495,28 @@ Standing RocksLedger::MakeStanding(const BudgetEntry& entry,
   return s;
 }
 
+absl::StatusOr<std::optional<BudgetFigures>> RocksLedger::Peek(
+    absl::string_view budget, const LabelSet& labels, absl::Time now) const {
+  absl::MutexLock lock(&mu_);
+  auto it = budgets_.find(budget);
+  if (it == budgets_.end()) return std::nullopt;
+  absl::InlinedVector<Match, 8> matches;
+  if (absl::Status s = MatchBudget(&it->second, labels, now, matches);
+      !s.ok()) {
+    return s;
+  }
+  if (matches.empty()) return std::nullopt;
+  const Match& m = matches.front();
+  BudgetFigures figures;
+  figures.amount_nanos = m.entry->spec.amount_nanos;
+  figures.spent_nanos = m.state->spent_nanos;
+  figures.held_nanos = m.state->held_nanos;
+  figures.unreported_nanos = m.state->unreported_nanos;
+  figures.period_start = m.bounds.start;
+  figures.period_end = m.bounds.end;
+  return figures;
+}
+
 absl::StatusOr<std::vector<Standing>> RocksLedger::Standings(
     absl::string_view budget, absl::string_view instance,
     absl::Time now) const {
@@ -568,9 +593,9 @@ std::vector<AuditEntry> RocksLedger::ListAudit(size_t limit) const {
   return entries;
 }
 
-absl::Status RocksLedger::MatchBudget(BudgetEntry* entry,
-                                      const LabelSet& labels, absl::Time now,
-                                      absl::InlinedVector<Match, 8>& matches) {
+absl::Status RocksLedger::MatchBudget(
+    BudgetEntry* entry, const LabelSet& labels, absl::Time now,
+    absl::InlinedVector<Match, 8>& matches) const {
   for (const auto& [key, value] : entry->spec.selector) {
     const std::optional<absl::string_view> got = labels.Find(key);
     if (!got.has_value() || *got != value) return absl::OkStatus();

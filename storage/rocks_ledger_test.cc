@@ -461,6 +461,36 @@ TEST_F(RocksLedgerTest, PerLabelInstancesAreIndependent) {
   EXPECT_EQ(fresh.remaining_nanos(), 100);
 }
 
+TEST_F(RocksLedgerTest, PeekReadsTheInstanceARequestSelects) {
+  Set(Budget("team-user", 100, {{"team", "search"}}, "user"));
+  ASSERT_EQ(Reserve(Labels({{"team", "search"}, {"user", "u1"}}), 30).kind,
+            ReserveResult::Kind::kReserved);
+
+  auto u1 = ledger_->Peek("team-user",
+                          Labels({{"team", "search"}, {"user", "u1"}}), kT0);
+  ASSERT_TRUE(u1.ok()) << u1.status();
+  ASSERT_TRUE(u1->has_value());
+  EXPECT_EQ((*u1)->amount_nanos, 100);
+  EXPECT_EQ((*u1)->held_nanos, 30);
+  EXPECT_EQ((*u1)->period_start,
+            absl::FromCivil(absl::CivilDay(2026, 3, 18), absl::UTCTimeZone()));
+  auto u2 = ledger_->Peek("team-user",
+                          Labels({{"team", "search"}, {"user", "u2"}}), kT0);
+  ASSERT_TRUE(u2.ok() && u2->has_value());
+  EXPECT_EQ((*u2)->held_nanos, 0);
+
+  // Another team, no user label, or no such budget: it does not apply.
+  for (const LabelSet& labels : {Labels({{"team", "ads"}, {"user", "u1"}}),
+                                 Labels({{"team", "search"}})}) {
+    auto none = ledger_->Peek("team-user", labels, kT0);
+    ASSERT_TRUE(none.ok());
+    EXPECT_FALSE(none->has_value());
+  }
+  auto missing = ledger_->Peek("nope", Labels({}), kT0);
+  ASSERT_TRUE(missing.ok());
+  EXPECT_FALSE(missing->has_value());
+}
+
 TEST_F(RocksLedgerTest, DryRunReservesNothing) {
   Set(Budget("b", 1000));
   const ReserveResult dry =

@@ -42,7 +42,9 @@ ABSL_FLAG(std::string, reason, "", "Why: recorded in the audit log.");
 ABSL_FLAG(std::string, instance, "",
           "For a --per_label budget: the one instance (label value) to show. "
           "Default: every instance with spend or holds this period.");
-ABSL_FLAG(int32_t, limit, 100, "At most this many records, newest first.");
+ABSL_FLAG(int32_t, limit, 100,
+          "audit: at most this many records; policy shadow: at most this "
+          "many samples; newest first.");
 
 namespace bursar::cli {
 namespace {

@@ -30,8 +30,15 @@ ABSL_FLAG(std::string, author, "",
 ABSL_FLAG(std::string, file, "",
           "policy get: print only this file of the version (its path as "
           "listed), exactly as stored.");
+ABSL_FLAG(bool, shadow, false,
+          "policy push: run the version in shadow beside the active one "
+          "instead of activating it (see 'policy shadow').");
+ABSL_FLAG(bool, stop, false,
+          "policy shadow: stop the shadow version (with --reason) and print "
+          "its last report.");
 ABSL_DECLARE_FLAG(bool, dry_run);
 ABSL_DECLARE_FLAG(std::string, reason);
+ABSL_DECLARE_FLAG(int32_t, limit);
 
 namespace bursar::cli {
 namespace {
@@ -142,6 +149,7 @@ int PolicyPush(const CommandContext& context,
     out->set_content(std::move(file.content));
   }
   request.set_dry_run(absl::GetFlag(FLAGS_dry_run));
+  request.set_shadow(absl::GetFlag(FLAGS_shadow));
   const std::string author = absl::GetFlag(FLAGS_author);
   request.set_author(author.empty() ? context.actor : author);
   request.set_message(absl::GetFlag(FLAGS_message));
@@ -187,6 +195,22 @@ int PolicyPush(const CommandContext& context,
   if (request.dry_run()) {
     std::cout << "Dry run: " << dir << " compiles to version "
               << response.compiled_version() << "; nothing was stored.\n";
+  } else if (request.shadow()) {
+    if (response.previous_shadow_version() == response.version()) {
+      std::cout << "Version " << response.version()
+                << " already runs in shadow; nothing changed.\n";
+    } else {
+      std::cout << "Version " << response.version()
+                << " runs in shadow beside active version "
+                << response.previous_version()
+                << (response.previous_shadow_version().empty()
+                        ? ""
+                        : absl::StrCat(" (it replaces shadow version ",
+                                       response.previous_shadow_version(), ")"))
+                << ". See 'bursarctl policy shadow'; promote it with "
+                   "'bursarctl policy activate "
+                << response.version() << " --reason TEXT'.\n";
+    }
   } else if (response.previous_version() == response.version()) {
     std::cout << "Version " << response.version()
               << " is already active; nothing changed.\n";
@@ -269,10 +293,11 @@ int PolicyList(const CommandContext& context,
     std::cout << "No policy versions stored.\n";
     return kExitOk;
   }
-  Table table({"VERSION", "ACTIVE", "CREATED", "AUTHOR", "MESSAGE"});
+  Table table({"VERSION", "ACTIVE", "SHADOW", "CREATED", "AUTHOR", "MESSAGE"});
   for (const v1::PolicyVersion& v : response.versions()) {
-    table.AddRow({v.version(), v.active() ? "*" : "", v.created_at(),
-                  OrDash(v.author()), OrDash(FirstLine(v.message()))});
+    table.AddRow({v.version(), v.active() ? "*" : "", v.shadow() ? "*" : "",
+                  v.created_at(), OrDash(v.author()),
+                  OrDash(FirstLine(v.message()))});
   }
   std::cout << table.Render();
   return kExitOk;
@@ -307,7 +332,8 @@ int PolicyGet(const CommandContext& context,
 
   const v1::PolicyVersion& v = response.version();
   std::cout << "Policy version " << v.version()
-            << (v.active() ? " (active)" : "") << "\n"
+            << (v.active() ? " (active)" : "")
+            << (v.shadow() ? " (shadow)" : "") << "\n"
             << RenderKeyValues({{"created", v.created_at()},
                                 {"author", OrDash(v.author())},
                                 {"message", OrDash(FirstLine(v.message()))}},
@@ -341,10 +367,52 @@ int PolicyActivate(const CommandContext& context,
   if (response.previous_version() == response.version().version()) {
     std::cout << "Version " << response.version().version()
               << " is already active; nothing changed.\n";
+  } else if (response.promoted_shadow()) {
+    std::cout << "Promoted shadow version " << response.version().version()
+              << " to active (was " << OrDash(response.previous_version())
+              << "); no version runs in shadow now.\n";
   } else {
     std::cout << "Activated policy version " << response.version().version()
               << " (was " << OrDash(response.previous_version()) << ").\n";
   }
+  return kExitOk;
+}
+
+// --- policy shadow -------------------------------------------------------
+
+int PolicyShadow(const CommandContext& context,
+                 const std::vector<std::string>& /*args*/) {
+  if (absl::GetFlag(FLAGS_stop)) {
+    v1::StopShadowRequest request;
+    request.set_actor(context.actor);
+    request.set_reason(absl::GetFlag(FLAGS_reason));
+    v1::StopShadowResponse response;
+    const grpc::Status status = AdminStub(context)->StopShadow(
+        NewCall(context).get(), request, &response);
+    if (!status.ok()) return RpcError(context, status);
+    if (context.json) return PrintJson(response);
+    if (response.version().empty()) {
+      std::cout << "No policy version runs in shadow; nothing changed.\n";
+      return kExitOk;
+    }
+    std::cout << "Stopped shadow version " << response.version() << ". "
+              << "Its last report:\n\n"
+              << RenderShadowReport(response.final_report());
+    return kExitOk;
+  }
+  const int32_t limit = absl::GetFlag(FLAGS_limit);
+  if (limit <= 0) {
+    return UsageError(context.command,
+                      "--limit: must be at least 1, e.g. --limit=20");
+  }
+  v1::GetShadowReportRequest request;
+  request.set_sample_limit(limit);
+  v1::GetShadowReportResponse response;
+  const grpc::Status status = AdminStub(context)->GetShadowReport(
+      NewCall(context).get(), request, &response);
+  if (!status.ok()) return RpcError(context, status);
+  if (context.json) return PrintJson(response);
+  std::cout << RenderShadowReport(response);
   return kExitOk;
 }
 
@@ -418,9 +486,9 @@ std::vector<Command> PolicyCommands() {
        .run = PolicyTest},
       {.words = {"policy", "push"},
        .args = {"DIR"},
-       .flags = {"message", "author", "dry_run"},
+       .flags = {"message", "author", "dry_run", "shadow"},
        .required = {"message"},
-       .synopsis = "DIR --message TEXT [--author NAME] [--dry_run]",
+       .synopsis = "DIR --message TEXT [--author NAME] [--dry_run] [--shadow]",
        .summary = "Store a policy directory as a new version and activate it.",
        .details = "The server compiles the files again; if any has an error "
                   "it prints the diagnostics, changes nothing and the exit "
@@ -428,7 +496,11 @@ std::vector<Command> PolicyCommands() {
                   "version (their content hash) that Checks use from then on, "
                   "also after a restart. Pushing content that is stored "
                   "already activates that version again. Policy tests "
-                  "(*_test.yaml) are not pushed. --dry_run only compiles.",
+                  "(*_test.yaml) are not pushed. --dry_run only compiles. "
+                  "--shadow stores the version but runs it in shadow beside "
+                  "the active one instead: Checks keep their answers, and "
+                  "'policy shadow' reports those it would answer "
+                  "differently.",
        .example = "bursarctl policy push policies/example --message \"raise "
                   "gpt-4.1 output price\"",
        .run = PolicyPush},
@@ -462,13 +534,32 @@ std::vector<Command> PolicyCommands() {
        .flags = {"reason"},
        .required = {"reason"},
        .synopsis = "VERSION --reason TEXT",
-       .summary = "Make a stored version active again (rollback).",
+       .summary = "Activate a stored version: roll back, or promote the "
+                  "shadow.",
        .details = "The server compiles the version's files again first; if "
                   "they no longer compile it refuses (FAILED_PRECONDITION). "
-                  "The change is audited with --actor and --reason.",
+                  "Activating the shadow version promotes it (no version "
+                  "runs in shadow afterwards). The change is audited with "
+                  "--actor and --reason.",
        .example = "bursarctl policy activate 4647b5326e56791d --reason "
                   "\"new prices were wrong\"",
        .run = PolicyActivate},
+      {.words = {"policy", "shadow"},
+       .flags = {"stop", "reason", "limit"},
+       .synopsis = "[--limit N] | --stop [--reason TEXT]",
+       .summary = "Show (or stop) the version running in shadow.",
+       .details = "A version pushed with 'policy push --shadow' is planned "
+                  "beside the active one on every Check, without changing "
+                  "any answer. This prints how many Checks were compared, "
+                  "how many the shadow version would answer differently and "
+                  "how (verdict, deny rule, model, max output tokens, "
+                  "estimated cost, error), and the latest differing Checks "
+                  "(at most --limit). Counts restart when the shadow or the "
+                  "active version changes and when bursard restarts. "
+                  "Promote the shadow with 'policy activate VERSION'; "
+                  "--stop ends it (audited with --actor and --reason).",
+       .example = "bursarctl policy shadow --limit 20",
+       .run = PolicyShadow},
   };
 }
 

@@ -1,8 +1,8 @@
 #ifndef BURSAR_CLI_POLICY_COMMANDS_H_
 #define BURSAR_CLI_POLICY_COMMANDS_H_
 
-// bursarctl's policy commands: check (local, no server), push, diff, list,
-// get and activate (the Admin API's policy RPCs).
+// bursarctl's policy commands: check and test (local, no server), push,
+// diff, list, get, activate and shadow (the Admin API's policy RPCs).
 
 #include <vector>
 

@@ -6,6 +6,9 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "cli/output.h"
+#include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
 
 namespace bursar::cli {
@@ -101,6 +104,21 @@ void AppendLine(std::string& out, char prefix, absl::string_view line) {
 // side (as diff -u).
 std::string Range(size_t start, size_t count) {
   return absl::StrCat(count == 0 ? start : start + 1, ",", count);
+}
+
+// The "shadow_version" of a policy audit JSON; "" when absent.
+std::string ShadowOf(absl::string_view json) {
+  if (json.empty()) return "";
+  google::protobuf::Struct fields;
+  if (!google::protobuf::util::JsonStringToMessage(std::string(json), &fields)
+           .ok()) {
+    return "";
+  }
+  const auto it = fields.fields().find("shadow_version");
+  if (it == fields.fields().end() || !it->second.has_string_value()) {
+    return "";
+  }
+  return it->second.string_value();
 }
 
 }  // namespace
@@ -212,12 +230,83 @@ std::string DescribePolicyChange(absl::string_view before_json,
                                    .ok()) {
     return "";
   }
+  const std::string shadow_before = ShadowOf(before_json);
+  const std::string shadow_after = ShadowOf(after_json);
+  std::string shadow;
+  if (shadow_before == shadow_after) {
+    // Unchanged: not worth a word.
+  } else if (shadow_after.empty()) {
+    shadow = absl::StrCat(
+        "shadow ", shadow_before,
+        after.version() == shadow_before ? " promoted" : " stopped");
+  } else {
+    shadow =
+        absl::StrCat("shadow ", shadow_before, shadow_before.empty() ? "" : " ",
+                     "-> ", shadow_after);
+  }
   if (before.version() == after.version()) {
+    if (!shadow.empty()) return shadow;
     return absl::StrCat("active unchanged (", after.version(), ")");
   }
   return absl::StrCat("active ", before.version(),
                       before.version().empty() ? "" : " ", "-> ",
-                      after.version());
+                      after.version(), shadow.empty() ? "" : "; ", shadow);
+}
+
+std::string DescribeShadowPlan(const v1::ShadowPlan& plan) {
+  if (!plan.error().empty()) return absl::StrCat("error ", plan.error());
+  if (plan.verdict() == v1::VERDICT_DENY) {
+    return absl::StrCat("deny ", plan.deny_rule());
+  }
+  return absl::StrCat("allow ", plan.model(), ", ", plan.max_output_tokens(),
+                      " tokens, ", FormatUsd(plan.estimated_cost_nanos()));
+}
+
+std::string RenderShadowReport(const v1::GetShadowReportResponse& report) {
+  if (report.version().empty()) {
+    return "No policy version runs in shadow. Start one with: bursarctl "
+           "policy push DIR --shadow --message TEXT\n";
+  }
+  const int64_t compared = report.checks_compared();
+  const int64_t differing = report.checks_differing();
+  std::string share;
+  if (compared > 0) {
+    // One decimal, rounded to nearest, but never 0.0% or 100.0% unless
+    // none or all differ.
+    int64_t per_mille = (differing * 1000 + compared / 2) / compared;
+    if (differing > 0 && per_mille == 0) per_mille = 1;
+    if (differing < compared && per_mille == 1000) per_mille = 999;
+    share = absl::StrCat(" (", per_mille / 10, ".", per_mille % 10, "%)");
+  }
+  const v1::ShadowDifferences& by = report.differences();
+  std::string text = absl::StrCat(
+      "Shadow version ", report.version(), " beside active version ",
+      report.active_version(), ", since ", report.since(), "\n",
+      RenderKeyValues(
+          {{"checks compared", absl::StrCat(compared)},
+           {"differing", absl::StrCat(differing, share)},
+           {"  verdict", absl::StrCat(by.verdict())},
+           {"  deny rule", absl::StrCat(by.deny_rule())},
+           {"  model", absl::StrCat(by.model())},
+           {"  max output tokens", absl::StrCat(by.max_output_tokens())},
+           {"  estimated cost", absl::StrCat(by.estimated_cost())},
+           {"  error", absl::StrCat(by.error())}},
+          2));
+  if (report.samples().empty()) return text;
+  absl::StrAppend(&text, "\nLatest differing checks (", report.samples_size(),
+                  ", newest first; ", report.sample_capacity(),
+                  " are kept):\n");
+  Table table(
+      {"TIME", "REQUEST", "MODEL", "LABELS", "DIFFERS", "ACTIVE", "SHADOW"});
+  for (const v1::ShadowSample& sample : report.samples()) {
+    table.AddRow({sample.time(), OrDash(sample.request_id()), sample.model(),
+                  OrDash(FormatLabels(sample.labels())),
+                  absl::StrJoin(sample.differences(), ","),
+                  DescribeShadowPlan(sample.active()),
+                  DescribeShadowPlan(sample.shadow())});
+  }
+  absl::StrAppend(&text, table.Render());
+  return text;
 }
 
 PolicyFilesDiff DiffPolicyFiles(const std::vector<policy::SourceFile>& active,

@@ -36,12 +36,25 @@ std::string UnifiedDiff(absl::string_view before, absl::string_view after,
                         absl::string_view after_label, int context = 3);
 
 // A one-line summary of a "policy.*" audit record's change, from its
-// before/after JSON (the active version before and after):
+// before/after JSON (the active version, and the shadow version's id as
+// "shadow_version", before and after):
 // "active 4647b5326e56791d -> 9f0c2a1b7d3e4c55", "active -> 4647b5326e56791d"
-// (none before), "active unchanged (4647b5326e56791d)". Empty when the JSON
+// (none before), "active unchanged (4647b5326e56791d)", "shadow -> 9f0c..."
+// (a shadow started), "shadow 9f0c... stopped", and for a promotion
+// "active 4647... -> 9f0c...; shadow 9f0c... promoted". Empty when the JSON
 // is not a policy version.
 std::string DescribePolicyChange(absl::string_view before_json,
                                  absl::string_view after_json);
+
+// What a policy version planned in shadow mode, in a few words:
+// "allow gpt-4.1, 500 tokens, $0.006", "deny deny:no-opus",
+// "error INVALID_ARGUMENT: ...".
+std::string DescribeShadowPlan(const v1::ShadowPlan& plan);
+
+// A shadow report for people: the versions and counts, then a table of the
+// samples (newest first); "No policy version runs in shadow." and a hint
+// when there is none.
+std::string RenderShadowReport(const v1::GetShadowReportResponse& report);
 
 struct PolicyFilesDiff {
   // The unified diff of every file that differs, by path; "" if none.

@@ -171,5 +171,89 @@ TEST(DescribePolicyChangeTest, NamesTheActiveVersions) {
   EXPECT_THAT(DescribePolicyChange("", R"({"name":"budget"})"), IsEmpty());
 }
 
+TEST(DescribePolicyChangeTest, NamesShadowChanges) {
+  EXPECT_EQ(DescribePolicyChange(R"({"version":"aaa","shadow_version":""})",
+                                 R"({"version":"aaa","shadow_version":"sss"})"),
+            "shadow -> sss");
+  EXPECT_EQ(DescribePolicyChange(R"({"version":"aaa","shadow_version":"sss"})",
+                                 R"({"version":"aaa","shadow_version":"ttt"})"),
+            "shadow sss -> ttt");
+  EXPECT_EQ(DescribePolicyChange(R"({"version":"aaa","shadow_version":"sss"})",
+                                 R"({"version":"aaa","shadow_version":""})"),
+            "shadow sss stopped");
+  EXPECT_EQ(DescribePolicyChange(R"({"version":"aaa","shadow_version":"sss"})",
+                                 R"({"version":"sss","shadow_version":""})"),
+            "active aaa -> sss; shadow sss promoted");
+  // A shadow that stays is not mentioned.
+  EXPECT_EQ(DescribePolicyChange(R"({"version":"aaa","shadow_version":"sss"})",
+                                 R"({"version":"bbb","shadow_version":"sss"})"),
+            "active aaa -> bbb");
+}
+
+v1::ShadowPlan Plan(v1::Verdict verdict, const std::string& model,
+                    int64_t tokens, int64_t nanos) {
+  v1::ShadowPlan plan;
+  plan.set_verdict(verdict);
+  plan.set_model(model);
+  plan.set_max_output_tokens(tokens);
+  plan.set_estimated_cost_nanos(nanos);
+  return plan;
+}
+
+TEST(ShadowReportTest, DescribesPlans) {
+  EXPECT_EQ(
+      DescribeShadowPlan(Plan(v1::VERDICT_ALLOW, "gpt-4.1", 500, 6'000'000)),
+      "allow gpt-4.1, 500 tokens, $0.006");
+  v1::ShadowPlan deny = Plan(v1::VERDICT_DENY, "gpt-4.1", 500, 6'000'000);
+  deny.set_deny_rule("deny:no-opus");
+  EXPECT_EQ(DescribeShadowPlan(deny), "deny deny:no-opus");
+  v1::ShadowPlan error;
+  error.set_error("INVALID_ARGUMENT: model");
+  EXPECT_EQ(DescribeShadowPlan(error), "error INVALID_ARGUMENT: model");
+}
+
+TEST(ShadowReportTest, RendersCountsAndSamples) {
+  EXPECT_THAT(RenderShadowReport(v1::GetShadowReportResponse()),
+              HasSubstr("No policy version runs in shadow."));
+
+  v1::GetShadowReportResponse report;
+  report.set_version("sss");
+  report.set_active_version("aaa");
+  report.set_since("2026-03-18T12:00:00Z");
+  report.set_checks_compared(3);
+  report.set_checks_differing(1);
+  report.mutable_differences()->set_estimated_cost(1);
+  report.set_sample_capacity(100);
+  v1::ShadowSample* sample = report.add_samples();
+  sample->set_time("2026-03-18T12:01:00Z");
+  sample->set_request_id("req-1");
+  sample->set_model("gpt-4.1");
+  (*sample->mutable_labels())["team"] = "search";
+  sample->add_differences("estimated_cost");
+  *sample->mutable_active() =
+      Plan(v1::VERDICT_ALLOW, "gpt-4.1", 500, 6'000'000);
+  *sample->mutable_shadow() =
+      Plan(v1::VERDICT_ALLOW, "gpt-4.1", 500, 10'000'000);
+  EXPECT_EQ(
+      RenderShadowReport(report),
+      "Shadow version sss beside active version aaa, since "
+      "2026-03-18T12:00:00Z\n"
+      "  checks compared      3\n"
+      "  differing            1 (33.3%)\n"
+      "    verdict            0\n"
+      "    deny rule          0\n"
+      "    model              0\n"
+      "    max output tokens  0\n"
+      "    estimated cost     1\n"
+      "    error              0\n"
+      "\n"
+      "Latest differing checks (1, newest first; 100 are kept):\n"
+      "TIME                  REQUEST  MODEL    LABELS       DIFFERS       "
+      "  ACTIVE                             SHADOW\n"
+      "2026-03-18T12:01:00Z  req-1    gpt-4.1  team=search  "
+      "estimated_cost  allow gpt-4.1, 500 tokens, $0.006  allow "
+      "gpt-4.1, 500 tokens, $0.01\n");
+}
+
 }  // namespace
 }  // namespace bursar::cli

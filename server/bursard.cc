@@ -171,6 +171,18 @@ int Run() {
     }
   }
 
+  if (initial->shadow != nullptr) {
+    // The counts start again: they are kept in memory only.
+    policies.SetShadow(std::make_shared<const ShadowRun>(
+        initial->shadow, version, clock->Now()));
+    Log(LogLevel::kInfo, "policy shadow restored",
+        {LF{"version", initial->shadow->version()}, LF{"active", version}});
+  }
+  if (!initial->shadow_note.empty()) {
+    Log(LogLevel::kWarning, "running without a shadow policy",
+        {LF{"note", initial->shadow_note}});
+  }
+
   Decider decider(ledger.get(), &policies, clock.get(),
                   DeciderOptions{.reservation_ttl = ttl});
   BudgetAdmin budget_admin(ledger.get(), clock.get());

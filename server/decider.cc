@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <limits>
+#include <memory>
 #include <string>
+#include <utility>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
@@ -12,6 +14,7 @@
 #include "policy/pricing.h"
 #include "server/hold_terms.pb.h"
 #include "server/ledger_usage_view.h"
+#include "server/shadow_stats.h"
 #include "server/time_format.h"
 #include "storage/labels.h"
 
@@ -54,6 +57,39 @@ std::string DenialMessage(const storage::Standing& s, int64_t estimate_nanos) {
       who, " has $", policy::FormatUsdNanos(s.remaining_nanos()), " of $",
       policy::FormatUsdNanos(s.amount_nanos), " left", period,
       "; the call may cost up to $", policy::FormatUsdNanos(estimate_nanos));
+}
+
+// Plans the call under the shadow version too and records how the two plans
+// differ. Reads what the active plan read (the same request and usage view,
+// before anything is reserved); reserves and writes nothing, and whatever
+// the shadow answers only lands in its stats.
+void CompareWithShadow(const ShadowRun& shadow, const v1::CheckRequest& request,
+                       const policy::CallRequest& call,
+                       const policy::DecisionContext& context,
+                       const absl::StatusOr<policy::CallPlan>& active_plan) {
+  const absl::StatusOr<policy::CallPlan> shadow_plan =
+      policy::PlanCall(*shadow.policy(), call, context);
+  const uint32_t differences = ComparePlans(active_plan, shadow_plan);
+  if (differences == 0) {
+    shadow.stats().RecordSame();
+    return;
+  }
+  ShadowSample sample;
+  sample.time = context.now;
+  sample.request_id = request.request_id();
+  sample.model = request.model();
+  sample.provider = request.provider();
+  sample.labels.reserve(call.labels.size());
+  for (const auto& [key, value] : call.labels) {
+    sample.labels.emplace_back(key, value);
+  }
+  sample.priority = request.priority();
+  sample.input_tokens = request.input_tokens();
+  sample.max_output_tokens = request.max_output_tokens();
+  sample.differences = differences;
+  sample.active = SummarizePlan(active_plan);
+  sample.shadow = SummarizePlan(shadow_plan);
+  shadow.stats().RecordDifference(std::move(sample));
 }
 
 }  // namespace
@@ -199,6 +235,13 @@ absl::Status Decider::Check(const v1::CheckRequest& request,
   call.attempt = request.attempt() == 0 ? 1 : request.attempt();
   absl::StatusOr<policy::CallPlan> plan =
       policy::PlanCall(*active, call, {&usage, now});
+  // Shadow mode: compare the two policy plans now, while the ledger is as
+  // the active plan saw it (this Check's own hold would otherwise count).
+  // A Check that raced a change of the active version is not compared.
+  if (const std::shared_ptr<const ShadowRun> shadow = policies_->Shadow();
+      shadow != nullptr && shadow->active_version() == active->version()) {
+    CompareWithShadow(*shadow, request, call, {&usage, now}, plan);
+  }
   if (!plan.ok()) return plan.status();
   response->set_policy_version(active->version());
 

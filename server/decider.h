@@ -2,8 +2,11 @@
 #define BURSAR_SERVER_DECIDER_H_
 
 // Check and Report as plain calls: validates the request, plans the call
-// under the active policy, and reserves or settles in the ledger. The gRPC
-// (and later HTTP) handlers are thin adapters over this. Thread-safe.
+// under the active policy, and reserves or settles in the ledger. When a
+// version runs in shadow, Check also plans the call under it and records how
+// the plans differ in its ShadowStats; the answer never depends on it
+// (docs/decisions/005). The gRPC (and later HTTP) handlers are thin adapters
+// over this. Thread-safe.
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"

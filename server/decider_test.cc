@@ -2,17 +2,20 @@
 
 #include <memory>
 #include <string>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "policy/loader.h"
+#include "server/shadow_stats.h"
 #include "storage/rocks_ledger.h"
 #include "tests/support/temp_dir.h"
 
 namespace bursar::server {
 namespace {
 
+using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
 constexpr char kPolicy[] = R"yaml(
@@ -227,6 +230,192 @@ TEST_F(DeciderTest, BadReportsNameTheField) {
   absl::Status unknown = decider_->Report(report, &response);
   EXPECT_EQ(unknown.code(), absl::StatusCode::kNotFound);
   EXPECT_THAT(unknown.message(), HasSubstr("r-unknown"));
+}
+
+// --- Shadow mode -----------------------------------------------------------
+
+// kPolicy (unknown_model: reject) with more rules appended.
+std::shared_ptr<const policy::CompiledPolicy> CompileWith(
+    absl::string_view rules, absl::string_view unknown_action = "reject") {
+  std::string text = kPolicy;
+  text.replace(text.find("UNKNOWN_ACTION"), 14, std::string(unknown_action));
+  absl::StrAppend(&text, rules);
+  policy::CompileResult result = policy::CompilePolicy({{"p.yaml", text}});
+  EXPECT_NE(result.policy, nullptr)
+      << (result.diagnostics.empty()
+              ? ""
+              : policy::FormatDiagnostic(result.diagnostics.front()));
+  return result.policy;
+}
+
+class DeciderShadowTest : public DeciderTest {
+ protected:
+  // Runs `shadow` beside the active policy; returns its run.
+  std::shared_ptr<const ShadowRun> StartShadow(
+      std::shared_ptr<const policy::CompiledPolicy> shadow,
+      size_t capacity = kShadowSampleCapacity) {
+    auto run = std::make_shared<const ShadowRun>(std::move(shadow),
+                                                 policies_->Active()->version(),
+                                                 clock_.Now(), capacity);
+    policies_->SetShadow(run);
+    return run;
+  }
+
+  // Check, expecting OK.
+  v1::CheckResponse CheckOk(const v1::CheckRequest& request) {
+    v1::CheckResponse response;
+    const absl::Status status = decider_->Check(request, &response);
+    EXPECT_TRUE(status.ok()) << status;
+    return response;
+  }
+};
+
+TEST_F(DeciderShadowTest, ANewPriceIsCountedAndSampledAnswersUnchanged) {
+  SetBudget("search", 1'000'000'000, {{"team", "search"}});
+  const std::string active_version = policies_->Active()->version();
+  const std::shared_ptr<const ShadowRun> run =
+      StartShadow(Compile("reject", "16.00"));
+
+  v1::CheckRequest request = Request("gpt-4.1", 1200, 0);
+  request.set_request_id("req-1");
+  const v1::CheckResponse first = CheckOk(request);
+  // The real answer is the active policy's: its version, price and hold.
+  EXPECT_EQ(first.verdict(), v1::VERDICT_ALLOW);
+  EXPECT_EQ(first.policy_version(), active_version);
+  EXPECT_EQ(first.estimated_cost_nanos(), 10'400'000);
+  ASSERT_EQ(first.budgets_size(), 1);
+  EXPECT_EQ(first.budgets(0).held_nanos(), 10'400'000);
+  // A model whose price did not change answers the same under both.
+  const v1::CheckResponse mini = CheckOk(Request("gpt-4.1-mini", 1200, 0));
+  EXPECT_EQ(mini.verdict(), v1::VERDICT_ALLOW);
+
+  const ShadowSnapshot snapshot = run->stats().Snapshot();
+  EXPECT_EQ(snapshot.counts.compared, 2);
+  EXPECT_EQ(snapshot.counts.differing, 1);
+  EXPECT_THAT(snapshot.counts.by_kind, ElementsAre(0, 0, 0, 0, 1, 0));
+  ASSERT_EQ(snapshot.samples.size(), 1u);
+  const ShadowSample& sample = snapshot.samples[0];
+  EXPECT_EQ(sample.request_id, "req-1");
+  EXPECT_EQ(sample.model, "gpt-4.1");
+  EXPECT_EQ(sample.time, clock_.Now());
+  EXPECT_THAT(sample.labels, ElementsAre(std::pair<std::string, std::string>(
+                                 "team", "search")));
+  EXPECT_EQ(sample.differences, kShadowEstimatedCost);
+  EXPECT_EQ(sample.active.estimated_cost_nanos, 10'400'000);
+  // 1200 x $2.00/1M + 1000 x $16.00/1M
+  EXPECT_EQ(sample.shadow.estimated_cost_nanos, 18'400'000);
+  EXPECT_TRUE(sample.shadow.allowed);
+  EXPECT_EQ(sample.shadow.model, "gpt-4.1");
+}
+
+TEST_F(DeciderShadowTest, AShadowDenialNeitherDeniesNorSkipsTheReservation) {
+  SetBudget("search", 1'000'000'000, {{"team", "search"}});
+  const std::shared_ptr<const ShadowRun> run = StartShadow(CompileWith(R"yaml(
+deny:
+  - name: no-search-on-gpt41
+    when: request.labels.team == "search" && request.model == "gpt-4.1"
+    message: "search uses gpt-4.1-mini"
+)yaml"));
+  const v1::CheckResponse response = CheckOk(Request("gpt-4.1", 100, 100));
+  EXPECT_EQ(response.verdict(), v1::VERDICT_ALLOW);
+  EXPECT_FALSE(response.reservation_id().empty());
+  EXPECT_EQ(response.reasons_size(), 0);
+  EXPECT_EQ(ledger_->open_holds(), 1u);
+
+  const ShadowSnapshot snapshot = run->stats().Snapshot();
+  EXPECT_EQ(snapshot.counts.compared, 1);
+  EXPECT_EQ(snapshot.counts.differing, 1);
+  EXPECT_THAT(snapshot.counts.by_kind, ElementsAre(1, 0, 0, 0, 0, 0));
+  ASSERT_EQ(snapshot.samples.size(), 1u);
+  EXPECT_TRUE(snapshot.samples[0].active.allowed);
+  EXPECT_FALSE(snapshot.samples[0].shadow.allowed);
+  EXPECT_EQ(snapshot.samples[0].shadow.deny_rule, "deny:no-search-on-gpt41");
+  EXPECT_EQ(snapshot.samples[0].shadow.deny_message,
+            "search uses gpt-4.1-mini");
+}
+
+TEST_F(DeciderShadowTest, ErrorsOnEitherSideAreDifferencesNotFailures) {
+  // The shadow denies unknown models where the active policy rejects them.
+  const std::shared_ptr<const ShadowRun> run = StartShadow(Compile("deny"));
+  v1::CheckResponse response;
+  const absl::Status status =
+      decider_->Check(Request("gpt-9", 10, 10), &response);
+  // The real answer is still the active policy's error.
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+
+  const ShadowSnapshot snapshot = run->stats().Snapshot();
+  EXPECT_EQ(snapshot.counts.compared, 1);
+  EXPECT_THAT(snapshot.counts.by_kind, ElementsAre(0, 0, 0, 0, 0, 1));
+  ASSERT_EQ(snapshot.samples.size(), 1u);
+  EXPECT_THAT(snapshot.samples[0].active.error,
+              HasSubstr("INVALID_ARGUMENT: "));
+  EXPECT_EQ(snapshot.samples[0].shadow.error, "");
+  EXPECT_EQ(snapshot.samples[0].shadow.deny_rule, "unknown-model");
+
+  // And the other way round: the real answer is the active policy's denial.
+  policies_->Activate(Compile("deny"));
+  const std::shared_ptr<const ShadowRun> back = StartShadow(Compile("reject"));
+  response.Clear();
+  ASSERT_TRUE(decider_->Check(Request("gpt-9", 10, 10), &response).ok());
+  EXPECT_EQ(response.verdict(), v1::VERDICT_DENY);
+  EXPECT_EQ(back->stats().Snapshot().counts.by_kind[5], 1);
+}
+
+TEST_F(DeciderShadowTest, ShadowSeesTheLedgerAsTheActivePlanDid) {
+  // $0.015: the first call's hold ($0.0104) leaves 31% remaining.
+  SetBudget("search", 15'000'000, {{"team", "search"}});
+  const std::shared_ptr<const ShadowRun> run = StartShadow(CompileWith(R"yaml(
+spend_slos:
+  - name: half-committed
+    budget: search
+    when: budget.remaining / budget.amount < 50%
+    then: { cap_output_tokens: 100 }
+)yaml"));
+  // Before the first call nothing is held: the SLO does not fire, even
+  // though this Check's own hold takes the budget below 50%.
+  EXPECT_EQ(CheckOk(Request("gpt-4.1", 1200, 1000)).verdict(),
+            v1::VERDICT_ALLOW);
+  EXPECT_EQ(run->stats().Snapshot().counts.differing, 0);
+  // The second call sees 31% remaining: the shadow would cap it. The real
+  // answer is a budget denial (the active policy has no SLO).
+  EXPECT_EQ(CheckOk(Request("gpt-4.1", 1200, 1000)).verdict(),
+            v1::VERDICT_DENY);
+  const ShadowSnapshot snapshot = run->stats().Snapshot();
+  EXPECT_EQ(snapshot.counts.compared, 2);
+  EXPECT_EQ(snapshot.counts.differing, 1);
+  ASSERT_EQ(snapshot.samples.size(), 1u);
+  EXPECT_EQ(snapshot.samples[0].differences,
+            kShadowMaxOutputTokens | kShadowEstimatedCost);
+  EXPECT_EQ(snapshot.samples[0].active.max_output_tokens, 1000);
+  EXPECT_EQ(snapshot.samples[0].shadow.max_output_tokens, 100);
+}
+
+TEST_F(DeciderShadowTest, ChecksUnderAnotherActiveVersionAreNotCompared) {
+  const std::shared_ptr<const ShadowRun> run =
+      StartShadow(Compile("reject", "16.00"));
+  policies_->Activate(Compile("reject", "32.00"));
+  CheckOk(Request("gpt-4.1", 10, 10));
+  EXPECT_EQ(run->stats().Snapshot().counts.compared, 0);
+
+  policies_->SetShadow(nullptr);
+  CheckOk(Request("gpt-4.1", 10, 10));
+  EXPECT_EQ(policies_->Shadow(), nullptr);
+}
+
+TEST_F(DeciderShadowTest, SamplesAreBounded) {
+  const std::shared_ptr<const ShadowRun> run =
+      StartShadow(Compile("reject", "16.00"), /*capacity=*/3);
+  for (int i = 0; i < 5; ++i) {
+    v1::CheckRequest request = Request("gpt-4.1", 10, 10);
+    request.set_request_id(absl::StrCat("r", i));
+    request.set_dry_run(true);
+    CheckOk(request);
+  }
+  const ShadowSnapshot snapshot = run->stats().Snapshot();
+  EXPECT_EQ(snapshot.counts.differing, 5);
+  ASSERT_EQ(snapshot.samples.size(), 3u);
+  EXPECT_EQ(snapshot.samples[0].request_id, "r4");
+  EXPECT_EQ(snapshot.samples[2].request_id, "r2");
 }
 
 }  // namespace

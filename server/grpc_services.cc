@@ -102,4 +102,19 @@ grpc::ServerUnaryReactor* AdminService::ActivatePolicyVersion(
   });
 }
 
+grpc::ServerUnaryReactor* AdminService::StopShadow(
+    grpc::CallbackServerContext* context, const v1::StopShadowRequest* request,
+    v1::StopShadowResponse* response) {
+  return Unary(context,
+               [&] { return policies_->StopShadow(*request, response); });
+}
+
+grpc::ServerUnaryReactor* AdminService::GetShadowReport(
+    grpc::CallbackServerContext* context,
+    const v1::GetShadowReportRequest* request,
+    v1::GetShadowReportResponse* response) {
+  return Unary(context,
+               [&] { return policies_->GetShadowReport(*request, response); });
+}
+
 }  // namespace bursar::server

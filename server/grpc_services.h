@@ -73,6 +73,14 @@ class AdminService final : public v1::Admin::CallbackService {
       grpc::CallbackServerContext* context,
       const v1::ActivatePolicyVersionRequest* request,
       v1::ActivatePolicyVersionResponse* response) override;
+  grpc::ServerUnaryReactor* StopShadow(
+      grpc::CallbackServerContext* context,
+      const v1::StopShadowRequest* request,
+      v1::StopShadowResponse* response) override;
+  grpc::ServerUnaryReactor* GetShadowReport(
+      grpc::CallbackServerContext* context,
+      const v1::GetShadowReportRequest* request,
+      v1::GetShadowReportResponse* response) override;
 
  private:
   BudgetAdmin* const budgets_;

@@ -1,6 +1,9 @@
 #include "server/policy_admin.h"
 
 #include <algorithm>
+#include <cstdint>
+#include <memory>
+#include <string>
 #include <utility>
 
 #include "absl/container/flat_hash_set.h"
@@ -11,6 +14,7 @@
 #include "absl/strings/str_split.h"
 #include "server/log.h"
 #include "server/policy_files.h"
+#include "server/shadow_stats.h"
 #include "server/time_format.h"
 
 namespace bursar::server {
@@ -84,14 +88,28 @@ std::vector<policy::SourceFile> FromStored(
 }
 
 v1::PolicyVersion VersionToProto(const storage::PolicyVersion& version,
-                                 bool active) {
+                                 bool active, bool shadow) {
   v1::PolicyVersion out;
   out.set_version(version.id);
   out.set_author(version.author);
   out.set_message(version.message);
   out.set_created_at(FormatRfc3339(version.created_at));
   out.set_active(active);
+  out.set_shadow(shadow);
   return out;
+}
+
+void FillPlan(const ShadowPlanSummary& plan, v1::ShadowPlan* out) {
+  if (!plan.error.empty()) {
+    out->set_error(plan.error);
+    return;
+  }
+  out->set_verdict(plan.allowed ? v1::VERDICT_ALLOW : v1::VERDICT_DENY);
+  out->set_model(plan.model);
+  out->set_max_output_tokens(plan.max_output_tokens);
+  out->set_estimated_cost_nanos(plan.estimated_cost_nanos);
+  out->set_deny_rule(plan.deny_rule);
+  out->set_deny_message(plan.deny_message);
 }
 
 absl::Status ValidatePath(absl::string_view path, int index,
@@ -230,26 +248,69 @@ absl::Status PolicyAdmin::PushPolicy(const v1::PushPolicyRequest& request,
   if (request.dry_run()) return absl::OkStatus();
 
   absl::MutexLock lock(&mu_);
+  const absl::Time now = clock_->Now();
+  if (request.shadow()) {
+    absl::StatusOr<storage::PutPolicyResult> put = store_->PutShadow(
+        ToStored(id, files, OrUnknown(request.author()), request.message()),
+        storage::Actor{OrUnknown(request.author()), request.message()}, now);
+    if (!put.ok()) return put.status();
+    const std::shared_ptr<const ShadowRun> current = registry_->Shadow();
+    if (current == nullptr || current->version() != id) {
+      registry_->SetShadow(std::make_shared<const ShadowRun>(
+          compiled.policy, registry_->Active()->version(), now));
+    }
+    response->set_version(id);
+    response->set_created(put->created);
+    response->set_previous_version(put->previous_active);
+    response->set_previous_shadow_version(put->previous_shadow);
+    if (put->previous_shadow != id) {
+      Log(LogLevel::kInfo, "policy shadow started",
+          {LF{"version", id}, LF{"active", put->previous_active},
+           LF{"previous_shadow", put->previous_shadow},
+           LF{"by", OrUnknown(request.author())},
+           LF{"new", put->created ? "true" : "false"},
+           LF{"message", request.message()}});
+    }
+    return absl::OkStatus();
+  }
   absl::StatusOr<storage::PutPolicyResult> put = store_->Put(
       ToStored(id, files, OrUnknown(request.author()), request.message()),
       /*activate=*/true,
-      storage::Actor{OrUnknown(request.author()), request.message()},
-      clock_->Now());
+      storage::Actor{OrUnknown(request.author()), request.message()}, now);
   if (!put.ok()) return put.status();
   if (registry_->Active() == nullptr || registry_->Active()->version() != id) {
     registry_->Activate(compiled.policy);
   }
+  SyncShadowLocked(now);
   response->set_version(id);
   response->set_created(put->created);
   response->set_previous_version(put->previous_active);
+  response->set_previous_shadow_version(put->previous_shadow);
   if (put->previous_active != id) {
     Log(LogLevel::kInfo, "policy activated",
         {LF{"version", id}, LF{"previous", put->previous_active},
          LF{"by", OrUnknown(request.author())},
          LF{"new", put->created ? "true" : "false"},
+         LF{"promoted_shadow", put->previous_shadow == id ? "true" : "false"},
          LF{"message", request.message()}});
   }
   return absl::OkStatus();
+}
+
+void PolicyAdmin::SyncShadowLocked(absl::Time now) {
+  const std::shared_ptr<const ShadowRun> current = registry_->Shadow();
+  if (current == nullptr) return;
+  const std::string stored = store_->ShadowVersion();
+  if (stored != current->version()) {
+    // Promoted (the store cleared it when it became active).
+    registry_->SetShadow(nullptr);
+    return;
+  }
+  const std::string& active = registry_->Active()->version();
+  if (current->active_version() != active) {
+    registry_->SetShadow(
+        std::make_shared<const ShadowRun>(current->policy(), active, now));
+  }
 }
 
 absl::Status PolicyAdmin::GetPolicy(const v1::GetPolicyRequest& request,
@@ -260,6 +321,7 @@ absl::Status PolicyAdmin::GetPolicy(const v1::GetPolicyRequest& request,
         storage::kMaxPolicyVersionIdBytes));
   }
   const std::string active = store_->ActiveVersion();
+  const std::string shadow = store_->ShadowVersion();
   const std::string id = request.version().empty() ? active : request.version();
   if (id.empty()) {
     return absl::NotFoundError("no policy version is active yet");
@@ -273,7 +335,8 @@ absl::Status PolicyAdmin::GetPolicy(const v1::GetPolicyRequest& request,
     }
     return version.status();
   }
-  *response->mutable_version() = VersionToProto(*version, id == active);
+  *response->mutable_version() =
+      VersionToProto(*version, id == active, id == shadow);
   for (const storage::PolicyFile& file : version->files) {
     v1::PolicyFile* out = response->add_files();
     out->set_path(file.path);
@@ -286,10 +349,12 @@ absl::Status PolicyAdmin::ListPolicyVersions(
     const v1::ListPolicyVersionsRequest& /*request*/,
     v1::ListPolicyVersionsResponse* response) {
   const std::string active = store_->ActiveVersion();
+  const std::string shadow = store_->ShadowVersion();
   absl::StatusOr<std::vector<storage::PolicyVersion>> versions = store_->List();
   if (!versions.ok()) return versions.status();
   for (const storage::PolicyVersion& version : *versions) {
-    *response->add_versions() = VersionToProto(version, version.id == active);
+    *response->add_versions() =
+        VersionToProto(version, version.id == active, version.id == shadow);
   }
   return absl::OkStatus();
 }
@@ -339,11 +404,12 @@ absl::Status PolicyAdmin::ActivatePolicyVersion(
         ErrorList(compiled.diagnostics)));
   }
   const std::string& id = compiled.policy->version();
+  const absl::Time now = clock_->Now();
+  const std::string shadow_before = store_->ShadowVersion();
   std::string previous;
   storage::PolicyVersion activated = *stored;
   if (id == stored->id) {
-    absl::StatusOr<std::string> was =
-        store_->Activate(stored->id, actor, clock_->Now());
+    absl::StatusOr<std::string> was = store_->Activate(stored->id, actor, now);
     if (!was.ok()) return was.status();
     previous = *std::move(was);
   } else {
@@ -351,22 +417,126 @@ absl::Status PolicyAdmin::ActivatePolicyVersion(
     // they run as the version Check will report, stored under that id.
     absl::StatusOr<storage::PutPolicyResult> put = store_->Put(
         ToStored(id, FromStored(*stored), stored->author, stored->message),
-        /*activate=*/true, actor, clock_->Now());
+        /*activate=*/true, actor, now);
     if (!put.ok()) return put.status();
     previous = put->previous_active;
     activated = put->version;
+    if (shadow_before == stored->id) {
+      // The shadow's files, stored again under this binary's id: promoted.
+      absl::StatusOr<std::string> cleared = store_->ClearShadow(actor, now);
+      if (!cleared.ok()) return cleared.status();
+    }
   }
   if (registry_->Active() == nullptr || registry_->Active()->version() != id) {
     registry_->Activate(compiled.policy);
   }
-  *response->mutable_version() = VersionToProto(activated, /*active=*/true);
+  SyncShadowLocked(now);
+  const bool promoted =
+      shadow_before == stored->id && store_->ShadowVersion().empty();
+  *response->mutable_version() =
+      VersionToProto(activated, /*active=*/true, /*shadow=*/false);
   response->set_previous_version(previous);
+  response->set_promoted_shadow(promoted);
   if (previous != id) {
     Log(LogLevel::kInfo, "policy activated",
         {LF{"version", id}, LF{"previous", previous}, LF{"by", actor.name},
+         LF{"promoted_shadow", promoted ? "true" : "false"},
          LF{"reason", actor.reason}});
   }
   return absl::OkStatus();
+}
+
+absl::Status PolicyAdmin::StopShadow(const v1::StopShadowRequest& request,
+                                     v1::StopShadowResponse* response) {
+  if (request.actor().size() > kMaxPolicyAuthorBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("actor: ", request.actor().size(), " bytes; at most ",
+                     kMaxPolicyAuthorBytes));
+  }
+  if (request.reason().size() > kMaxPolicyMessageBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("reason: ", request.reason().size(), " bytes; at most ",
+                     kMaxPolicyMessageBytes));
+  }
+  const storage::Actor actor{OrUnknown(request.actor()), request.reason()};
+  absl::MutexLock lock(&mu_);
+  const std::shared_ptr<const ShadowRun> current = registry_->Shadow();
+  absl::StatusOr<std::string> was = store_->ClearShadow(actor, clock_->Now());
+  if (!was.ok()) return was.status();
+  registry_->SetShadow(nullptr);
+  response->set_version(*was);
+  if (current != nullptr) {
+    FillShadowReport(*current, 0, response->mutable_final_report());
+  }
+  if (!was->empty()) {
+    const ShadowCounts counts = current != nullptr
+                                    ? current->stats().Snapshot(1).counts
+                                    : ShadowCounts();
+    Log(LogLevel::kInfo, "policy shadow stopped",
+        {LF{"version", *was}, LF{"by", actor.name}, LF{"reason", actor.reason},
+         LF{"compared", absl::StrCat(counts.compared)},
+         LF{"differing", absl::StrCat(counts.differing)}});
+  }
+  return absl::OkStatus();
+}
+
+absl::Status PolicyAdmin::GetShadowReport(
+    const v1::GetShadowReportRequest& request,
+    v1::GetShadowReportResponse* response) {
+  if (request.sample_limit() < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("sample_limit: ", request.sample_limit(),
+                     " is negative; 0 returns every sample kept"));
+  }
+  const std::shared_ptr<const ShadowRun> run = registry_->Shadow();
+  if (run == nullptr) return absl::OkStatus();
+  FillShadowReport(*run, static_cast<size_t>(request.sample_limit()), response);
+  return absl::OkStatus();
+}
+
+void FillShadowReport(const ShadowRun& run, size_t sample_limit,
+                      v1::GetShadowReportResponse* response) {
+  const ShadowSnapshot snapshot = run.stats().Snapshot(sample_limit);
+  response->set_version(run.version());
+  response->set_active_version(run.active_version());
+  response->set_since(FormatRfc3339(run.since()));
+  response->set_checks_compared(snapshot.counts.compared);
+  response->set_checks_differing(snapshot.counts.differing);
+  response->set_sample_capacity(static_cast<int32_t>(
+      std::min<size_t>(run.stats().sample_capacity(), 1 << 30)));
+  v1::ShadowDifferences* by_kind = response->mutable_differences();
+  const auto count = [&](ShadowDifference bit) {
+    for (int kind = 0; kind < kShadowDifferenceKinds; ++kind) {
+      if ((1u << kind) == bit) return snapshot.counts.by_kind[kind];
+    }
+    return int64_t{0};
+  };
+  by_kind->set_verdict(count(kShadowVerdict));
+  by_kind->set_deny_rule(count(kShadowDenyRule));
+  by_kind->set_model(count(kShadowModel));
+  by_kind->set_max_output_tokens(count(kShadowMaxOutputTokens));
+  by_kind->set_estimated_cost(count(kShadowEstimatedCost));
+  by_kind->set_error(count(kShadowError));
+  for (const ShadowSample& sample : snapshot.samples) {
+    v1::ShadowSample* out = response->add_samples();
+    out->set_time(FormatRfc3339(sample.time));
+    out->set_request_id(sample.request_id);
+    out->set_model(sample.model);
+    out->set_provider(sample.provider);
+    for (const auto& [key, value] : sample.labels) {
+      (*out->mutable_labels())[key] = value;
+    }
+    out->set_priority(sample.priority);
+    out->set_input_tokens(sample.input_tokens);
+    out->set_max_output_tokens(sample.max_output_tokens);
+    for (int kind = 0; kind < kShadowDifferenceKinds; ++kind) {
+      if ((sample.differences >> kind) & 1u) {
+        out->add_differences(std::string(ShadowDifferenceName(1u << kind)));
+      }
+    }
+    FillPlan(sample.active, out->mutable_active());
+    FillPlan(sample.shadow, out->mutable_shadow());
+  }
 }
 
 // --- Start-up -------------------------------------------------------------
@@ -434,9 +604,8 @@ std::string CompareDir(const std::string& policy_dir,
                       "); --policy_source=dir would run it");
 }
 
-}  // namespace
-
-absl::StatusOr<StartupPolicy> LoadStartupPolicy(
+// The start-up rule for the active version (docs/decisions/004).
+absl::StatusOr<StartupPolicy> LoadActivePolicy(
     storage::PolicyVersionStore* store, const std::string& policy_dir,
     PolicySource source, absl::Time now) {
   const std::string active = store->ActiveVersion();
@@ -479,6 +648,62 @@ absl::StatusOr<StartupPolicy> LoadStartupPolicy(
   }
   startup.dir_note = CompareDir(policy_dir, id);
   startup.dir_matches = startup.dir_note.empty();
+  return startup;
+}
+
+// Compiles the stored shadow version into startup->shadow, or clears it in
+// the store and says why in startup->shadow_note. Errors: the store cannot
+// be read or written.
+absl::Status RestoreShadow(storage::PolicyVersionStore* store, absl::Time now,
+                           StartupPolicy* startup) {
+  const std::string id = store->ShadowVersion();
+  if (id.empty()) return absl::OkStatus();
+  absl::StatusOr<storage::PolicyVersion> stored = store->Get(id);
+  if (!stored.ok()) return stored.status();
+  policy::CompileResult compiled = policy::CompilePolicy(FromStored(*stored));
+  std::string problem;
+  if (compiled.policy == nullptr) {
+    problem = absl::StrCat("it does not compile with this bursard:\n  ",
+                           ErrorList(compiled.diagnostics));
+  } else if (compiled.policy->version() == startup->policy->version()) {
+    problem = "it compiles to the active version";
+  }
+  if (!problem.empty()) {
+    startup->shadow_note =
+        absl::StrCat("shadow version ", id, " is dropped: ", problem);
+    absl::StatusOr<std::string> cleared = store->ClearShadow(
+        storage::Actor{kStartupActor,
+                       absl::StrCat("shadow version ", id,
+                                    " cannot be restored at start-up")},
+        now);
+    return cleared.status();
+  }
+  if (compiled.policy->version() != id) {
+    // As for the active version: store the files under the id that this
+    // binary computes, and shadow that.
+    absl::StatusOr<storage::PutPolicyResult> put = store->PutShadow(
+        ToStored(compiled.policy->version(), FromStored(*stored),
+                 stored->author, stored->message),
+        storage::Actor{
+            kStartupActor,
+            absl::StrCat("version ", id, " compiles to ",
+                         compiled.policy->version(), " with this bursard")},
+        now);
+    if (!put.ok()) return put.status();
+  }
+  startup->shadow = compiled.policy;
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<StartupPolicy> LoadStartupPolicy(
+    storage::PolicyVersionStore* store, const std::string& policy_dir,
+    PolicySource source, absl::Time now) {
+  absl::StatusOr<StartupPolicy> startup =
+      LoadActivePolicy(store, policy_dir, source, now);
+  if (!startup.ok()) return startup;
+  if (absl::Status s = RestoreShadow(store, now, &*startup); !s.ok()) return s;
   return startup;
 }
 

@@ -7,9 +7,12 @@
 // A push is validated, compiled, stored as an immutable version in the
 // PolicyVersionStore and swapped into the PolicyRegistry; the store is
 // written first, so a push that was acknowledged survives a crash, and the
-// registry only ever runs a version the store has as active. Thread-safe:
-// pushes and activations are serialised among themselves (never with Check,
-// which only reads the registry).
+// registry only ever runs a version the store has as active. The same holds
+// for the shadow version (docs/decisions/005): a push with `shadow` stores
+// the version and makes it the store's shadow, then gives the registry a new
+// ShadowRun; activating the shadow version promotes it. Thread-safe: pushes,
+// activations and shadow changes are serialised among themselves (never with
+// Check, which only reads the registry).
 
 #include <memory>
 #include <string>
@@ -46,8 +49,10 @@ class PolicyAdmin {
               Clock* clock)
       : store_(store), registry_(registry), clock_(clock) {}
 
-  // Files that do not compile are an OK status with error diagnostics and
-  // no version: the caller shows every diagnostic, and nothing changed.
+  // Files that do not compile change nothing: a dry run answers OK with the
+  // diagnostics, a real push FAILED_PRECONDITION listing every error. With
+  // request.shadow() the version runs in shadow instead of becoming active
+  // (FAILED_PRECONDITION if it is the active version).
   absl::Status PushPolicy(const v1::PushPolicyRequest& request,
                           v1::PushPolicyResponse* response);
   absl::Status GetPolicy(const v1::GetPolicyRequest& request,
@@ -55,19 +60,36 @@ class PolicyAdmin {
   absl::Status ListPolicyVersions(const v1::ListPolicyVersionsRequest& request,
                                   v1::ListPolicyVersionsResponse* response);
   // FailedPrecondition (listing the errors) if the stored files no longer
-  // compile with this binary.
+  // compile with this binary. Activating the shadow version promotes it;
+  // activating another keeps the shadow running (its counts restart).
   absl::Status ActivatePolicyVersion(
       const v1::ActivatePolicyVersionRequest& request,
       v1::ActivatePolicyVersionResponse* response);
+  // Stops the shadow version, if any, answering with its last report.
+  absl::Status StopShadow(const v1::StopShadowRequest& request,
+                          v1::StopShadowResponse* response);
+  // The shadow run's report; an empty answer when no version runs in shadow.
+  absl::Status GetShadowReport(const v1::GetShadowReportRequest& request,
+                               v1::GetShadowReportResponse* response);
 
  private:
+  // After the active version changed: drops the registry's shadow run if the
+  // store has none any more (a promotion), or restarts it against the new
+  // active version.
+  void SyncShadowLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
   storage::PolicyVersionStore* const store_;
   PolicyRegistry* const registry_;
   Clock* const clock_;
   // Held across "write the store, then swap the registry" so concurrent
-  // pushes and activations leave both on the same version.
+  // pushes and activations leave both on the same versions.
   absl::Mutex mu_;
 };
+
+// A shadow run's report as the Admin API answers it: at most `sample_limit`
+// samples (0: all kept), newest first.
+void FillShadowReport(const ShadowRun& run, size_t sample_limit,
+                      v1::GetShadowReportResponse* response);
 
 // INVALID_ARGUMENT naming the first bad field (files[i].path, ...).
 absl::Status ValidatePushRequest(const v1::PushPolicyRequest& request);
@@ -101,6 +123,11 @@ struct StartupPolicy {
   std::string dir_note;
   // Warnings from compiling the policy that runs.
   std::vector<policy::Diagnostic> warnings;
+  // The stored shadow version, compiled; null when none is stored or it
+  // could not be restored, and then (in the latter case) why, for a
+  // warning. A shadow that cannot be restored is cleared in the store.
+  std::shared_ptr<const policy::CompiledPolicy> shadow;
+  std::string shadow_note;
 };
 
 // The start-up rule (docs/decisions/004): with kStore, a version pushed
@@ -109,7 +136,9 @@ struct StartupPolicy {
 // stored version. Errors: the directory cannot be read or does not compile
 // when it is needed (FailedPrecondition listing every error), or the active
 // stored version no longer compiles with this binary (FailedPrecondition
-// saying to start with --policy_source=dir).
+// saying to start with --policy_source=dir). The stored shadow version is
+// restored when it still compiles (and differs from the active one);
+// otherwise bursard runs without one (StartupPolicy::shadow_note says why).
 absl::StatusOr<StartupPolicy> LoadStartupPolicy(
     storage::PolicyVersionStore* store, const std::string& policy_dir,
     PolicySource source, absl::Time now);

@@ -492,6 +492,190 @@ TEST_F(PolicyAdminTest, ActiveVersionThatNoLongerCompilesStopsStartUp) {
   EXPECT_EQ(store()->ActiveVersion(), initial_version_);
 }
 
+// --- Shadow mode -----------------------------------------------------------
+
+v1::PushPolicyRequest PushShadowPrice(absl::string_view output_usd) {
+  v1::PushPolicyRequest request = PushPrice(output_usd, "try a new price");
+  request.set_shadow(true);
+  return request;
+}
+
+TEST_F(PolicyAdminTest, ShadowPushRunsBesideTheActiveVersion) {
+  clock_.Advance(absl::Minutes(5));
+  const v1::PushPolicyResponse pushed = PushOk(PushShadowPrice("12.00"));
+  const std::string shadow = pushed.version();
+  ASSERT_FALSE(shadow.empty());
+  EXPECT_TRUE(pushed.created());
+  EXPECT_EQ(pushed.previous_version(), initial_version_);
+  EXPECT_EQ(pushed.previous_shadow_version(), "");
+
+  // The active version is untouched; the shadow runs in the registry.
+  EXPECT_EQ(registry_->Active()->version(), initial_version_);
+  EXPECT_EQ(store()->ActiveVersion(), initial_version_);
+  EXPECT_EQ(store()->ShadowVersion(), shadow);
+  ASSERT_NE(registry_->Shadow(), nullptr);
+  EXPECT_EQ(registry_->Shadow()->version(), shadow);
+  EXPECT_EQ(registry_->Shadow()->active_version(), initial_version_);
+
+  const v1::ListPolicyVersionsResponse list = List();
+  ASSERT_THAT(list.versions(), SizeIs(2));
+  EXPECT_EQ(list.versions(0).version(), shadow);
+  EXPECT_TRUE(list.versions(0).shadow());
+  EXPECT_FALSE(list.versions(0).active());
+  EXPECT_FALSE(list.versions(1).shadow());
+
+  v1::GetShadowReportResponse report;
+  ASSERT_TRUE(
+      admin_->GetShadowReport(v1::GetShadowReportRequest(), &report).ok());
+  EXPECT_EQ(report.version(), shadow);
+  EXPECT_EQ(report.active_version(), initial_version_);
+  EXPECT_EQ(report.since(), "2027-01-15T08:05:00Z");
+  EXPECT_EQ(report.checks_compared(), 0);
+  EXPECT_EQ(report.sample_capacity(), 100);
+
+  const std::vector<storage::AuditEntry> audit = storage_.ledger->ListAudit(1);
+  ASSERT_THAT(audit, SizeIs(1));
+  EXPECT_EQ(audit[0].action, "policy.shadow");
+  EXPECT_EQ(audit[0].actor, "ci@example.com");
+
+  // Pushing the same shadow again keeps its run (and counts); pushing
+  // another replaces it.
+  const std::shared_ptr<const ShadowRun> run = registry_->Shadow();
+  run->stats().RecordSame();
+  const v1::PushPolicyResponse again = PushOk(PushShadowPrice("12.00"));
+  EXPECT_EQ(again.previous_shadow_version(), shadow);
+  EXPECT_EQ(registry_->Shadow(), run);
+  const v1::PushPolicyResponse other = PushOk(PushShadowPrice("14.00"));
+  EXPECT_EQ(other.previous_shadow_version(), shadow);
+  ASSERT_NE(registry_->Shadow(), nullptr);
+  EXPECT_EQ(registry_->Shadow()->version(), other.version());
+  EXPECT_EQ(registry_->Shadow()->stats().Snapshot().counts.compared, 0);
+
+  // The active version cannot shadow itself; a dry run stores nothing.
+  v1::PushPolicyResponse refused;
+  v1::PushPolicyRequest same = PushShadowPrice("8.00");
+  EXPECT_EQ(admin_->PushPolicy(same, &refused).code(),
+            absl::StatusCode::kFailedPrecondition);
+  same = PushShadowPrice("9.00");
+  same.set_dry_run(true);
+  ASSERT_TRUE(admin_->PushPolicy(same, &refused).ok());
+  EXPECT_EQ(store()->ShadowVersion(), other.version());
+}
+
+TEST_F(PolicyAdminTest, ActivatingTheShadowPromotesIt) {
+  const std::string shadow = PushOk(PushShadowPrice("12.00")).version();
+  v1::ActivatePolicyVersionResponse activated;
+  ASSERT_TRUE(Activate(shadow, &activated, "promote").ok());
+  EXPECT_TRUE(activated.promoted_shadow());
+  EXPECT_EQ(activated.previous_version(), initial_version_);
+  EXPECT_EQ(registry_->Active()->version(), shadow);
+  EXPECT_EQ(ActiveOutputPrice(*registry_), 12'000'000'000);
+  EXPECT_EQ(registry_->Shadow(), nullptr);
+  EXPECT_EQ(store()->ShadowVersion(), "");
+  v1::GetShadowReportResponse report;
+  ASSERT_TRUE(
+      admin_->GetShadowReport(v1::GetShadowReportRequest(), &report).ok());
+  EXPECT_EQ(report.version(), "");
+
+  // A plain push of the shadow's content promotes it too.
+  const std::string next = PushOk(PushShadowPrice("14.00")).version();
+  const v1::PushPolicyResponse pushed = PushOk(PushPrice("14.00"));
+  EXPECT_EQ(pushed.version(), next);
+  EXPECT_EQ(pushed.previous_shadow_version(), next);
+  EXPECT_EQ(registry_->Shadow(), nullptr);
+}
+
+TEST_F(PolicyAdminTest, AnotherActiveVersionRestartsTheShadowCounts) {
+  const std::string shadow = PushOk(PushShadowPrice("12.00")).version();
+  registry_->Shadow()->stats().RecordSame();
+  clock_.Advance(absl::Hours(1));
+  const std::string active = PushOk(PushPrice("10.00")).version();
+  ASSERT_NE(registry_->Shadow(), nullptr);
+  EXPECT_EQ(registry_->Shadow()->version(), shadow);
+  EXPECT_EQ(registry_->Shadow()->active_version(), active);
+  EXPECT_EQ(registry_->Shadow()->since(), clock_.Now());
+  EXPECT_EQ(registry_->Shadow()->stats().Snapshot().counts.compared, 0);
+
+  // So does a rollback.
+  v1::ActivatePolicyVersionResponse activated;
+  ASSERT_TRUE(Activate(initial_version_, &activated).ok());
+  EXPECT_FALSE(activated.promoted_shadow());
+  ASSERT_NE(registry_->Shadow(), nullptr);
+  EXPECT_EQ(registry_->Shadow()->active_version(), initial_version_);
+}
+
+TEST_F(PolicyAdminTest, StopShadowAnswersTheLastReport) {
+  const std::string shadow = PushOk(PushShadowPrice("12.00")).version();
+  ShadowSample sample;
+  sample.request_id = "r1";
+  sample.differences = kShadowEstimatedCost;
+  sample.active.allowed = true;
+  sample.active.estimated_cost_nanos = 5;
+  sample.shadow.error = "INVALID_ARGUMENT: no";
+  registry_->Shadow()->stats().RecordDifference(sample);
+
+  v1::StopShadowRequest request;
+  request.set_actor("dana");
+  request.set_reason("seen enough");
+  v1::StopShadowResponse stopped;
+  ASSERT_TRUE(admin_->StopShadow(request, &stopped).ok());
+  EXPECT_EQ(stopped.version(), shadow);
+  EXPECT_EQ(stopped.final_report().checks_differing(), 1);
+  EXPECT_EQ(stopped.final_report().differences().estimated_cost(), 1);
+  ASSERT_THAT(stopped.final_report().samples(), SizeIs(1));
+  const v1::ShadowSample& out = stopped.final_report().samples(0);
+  EXPECT_EQ(out.request_id(), "r1");
+  EXPECT_THAT(out.differences(), ::testing::ElementsAre("estimated_cost"));
+  EXPECT_EQ(out.active().verdict(), v1::VERDICT_ALLOW);
+  EXPECT_EQ(out.active().estimated_cost_nanos(), 5);
+  EXPECT_EQ(out.shadow().verdict(), v1::VERDICT_UNSPECIFIED);
+  EXPECT_EQ(out.shadow().error(), "INVALID_ARGUMENT: no");
+  EXPECT_EQ(registry_->Shadow(), nullptr);
+  EXPECT_EQ(store()->ShadowVersion(), "");
+  const std::vector<storage::AuditEntry> audit = storage_.ledger->ListAudit(1);
+  ASSERT_THAT(audit, SizeIs(1));
+  EXPECT_EQ(audit[0].action, "policy.shadow.stop");
+  EXPECT_EQ(audit[0].actor, "dana");
+
+  // Stopping again changes nothing.
+  stopped.Clear();
+  ASSERT_TRUE(admin_->StopShadow(request, &stopped).ok());
+  EXPECT_EQ(stopped.version(), "");
+  EXPECT_THAT(storage_.ledger->ListAudit(10), SizeIs(3));
+
+  v1::GetShadowReportRequest bad;
+  bad.set_sample_limit(-1);
+  v1::GetShadowReportResponse report;
+  EXPECT_EQ(admin_->GetShadowReport(bad, &report).code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(PolicyAdminTest,
+       RestartRestoresTheShadowOrDropsOneThatNoLongerCompiles) {
+  const std::string shadow = PushOk(PushShadowPrice("12.00")).version();
+  absl::StatusOr<StartupPolicy> restart = LoadStartupPolicy(
+      store(), dir_.Sub("policies"), PolicySource::kStore, clock_.Now());
+  ASSERT_TRUE(restart.ok()) << restart.status();
+  EXPECT_EQ(restart->policy->version(), initial_version_);
+  ASSERT_NE(restart->shadow, nullptr);
+  EXPECT_EQ(restart->shadow->version(), shadow);
+  EXPECT_EQ(restart->shadow_note, "");
+
+  // A shadow version this binary cannot compile is dropped, not fatal.
+  storage::PolicyVersion old;
+  old.id = "00000000000000bb";
+  old.files = {{"pricing.yaml", "apiVersion: bursar.dev/v0\nkind: Policy\n"}};
+  ASSERT_TRUE(
+      store()->PutShadow(old, storage::Actor{"old", ""}, clock_.Now()).ok());
+  restart = LoadStartupPolicy(store(), dir_.Sub("policies"),
+                              PolicySource::kStore, clock_.Now());
+  ASSERT_TRUE(restart.ok()) << restart.status();
+  EXPECT_EQ(restart->shadow, nullptr);
+  EXPECT_THAT(restart->shadow_note, HasSubstr(old.id));
+  EXPECT_THAT(restart->shadow_note, HasSubstr("does not compile"));
+  EXPECT_EQ(store()->ShadowVersion(), "");
+}
+
 TEST(PolicyStartupTest, EmptyStoreNeedsAPolicyDirectoryThatCompiles) {
   TempDir dir;
   storage::RocksLedgerOptions options;

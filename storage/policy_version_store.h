@@ -7,9 +7,12 @@
 // trusts the caller's version id to be the content hash of the files.
 //
 // Versions are immutable and never deleted, so any of them can be activated
-// again (rollback). Every change is one WriteBatch with the WAL on, audited
-// in the same batch, and acknowledged only once durable per the database's
-// sync mode. Thread-safe: every method may be called concurrently.
+// again (rollback). Besides the active version, at most one other version is
+// the shadow version (server/ evaluates it beside the active one without
+// acting on its answers); activating the shadow version clears the shadow,
+// so the two always differ. Every change is one WriteBatch with the WAL on,
+// audited in the same batch, and acknowledged only once durable per the
+// database's sync mode. Thread-safe: every method may be called concurrently.
 
 #include <string>
 #include <vector>
@@ -52,6 +55,8 @@ struct PutPolicyResult {
   bool created = false;
   // The active version before the call ("" when none).
   std::string previous_active;
+  // The shadow version before the call ("" when none).
+  std::string previous_shadow;
 };
 
 class PolicyVersionStore {
@@ -63,8 +68,9 @@ class PolicyVersionStore {
   // twice is idempotent. With `activate`, the version also becomes the
   // active one, in the same WriteBatch. A call that changes something is
   // audited as "policy.push" on "policy:<id>" (actor.reason is the reason);
-  // a call that changes nothing writes nothing. InvalidArgument for a bad id
-  // or a version over kMaxPolicyVersionBytes.
+  // a call that changes nothing writes nothing. Activating the shadow
+  // version also clears the shadow (in the same batch). InvalidArgument for a
+  // bad id or a version over kMaxPolicyVersionBytes.
   virtual absl::StatusOr<PutPolicyResult> Put(PolicyVersion version,
                                               bool activate, const Actor& actor,
                                               absl::Time now) = 0;
@@ -81,11 +87,30 @@ class PolicyVersionStore {
 
   // Makes the stored version `id` the active one, audited as
   // "policy.activate" on "policy:<id>" (nothing is written if it is active
-  // already). Returns the id that was active before. NotFound if `id` is not
-  // stored.
+  // already). If `id` is the shadow version, the shadow is cleared in the
+  // same batch (a promotion). Returns the id that was active before.
+  // NotFound if `id` is not stored.
   virtual absl::StatusOr<std::string> Activate(absl::string_view id,
                                                const Actor& actor,
                                                absl::Time now) = 0;
+
+  // The id of the shadow version; "" when none.
+  virtual std::string ShadowVersion() const = 0;
+
+  // Stores `version` as Put does (unless stored already) and makes it the
+  // shadow version, replacing any other, in one batch audited as
+  // "policy.shadow" on "policy:<id>". Nothing is written if it is the shadow
+  // version already. FailedPrecondition if no version is active or `version`
+  // is the active one; InvalidArgument as for Put.
+  virtual absl::StatusOr<PutPolicyResult> PutShadow(PolicyVersion version,
+                                                    const Actor& actor,
+                                                    absl::Time now) = 0;
+
+  // Clears the shadow version, audited as "policy.shadow.stop" on
+  // "policy:<id>". Returns the id that was the shadow ("" when none; then
+  // nothing is written).
+  virtual absl::StatusOr<std::string> ClearShadow(const Actor& actor,
+                                                  absl::Time now) = 0;
 };
 
 }  // namespace bursar::storage

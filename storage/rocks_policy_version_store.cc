@@ -1,6 +1,7 @@
 // PolicyVersionStore on the shared RocksDB database: one record per version
-// in the `policies` column family, and the active version's id under the key
-// "active" of the same family (storage/README.md).
+// in the `policies` column family, the active version's id under the key
+// "active" and the shadow version's under "shadow" of the same family
+// (storage/README.md).
 
 #include <algorithm>
 #include <memory>
@@ -21,6 +22,7 @@ namespace {
 
 constexpr char kVersionPrefix[] = "v/";
 constexpr char kActiveKey[] = "active";
+constexpr char kShadowKey[] = "shadow";
 
 std::string VersionKey(absl::string_view id) {
   return absl::StrCat(kVersionPrefix, id);
@@ -70,12 +72,15 @@ PolicyVersion FromRecord(PolicyVersionRecord record, bool with_files) {
   return version;
 }
 
-// The audit JSON of a version (PolicyAuditState); "" for none, or if it
-// cannot be printed (text that is not UTF-8).
-std::string AuditJson(const std::optional<PolicyVersion>& version) {
+// The audit JSON of the active version and the shadow version's id
+// (PolicyAuditState); "" when no version is active, or if it cannot be
+// printed (text that is not UTF-8).
+std::string AuditJson(const std::optional<PolicyVersion>& version,
+                      absl::string_view shadow) {
   if (!version.has_value()) return "";
   PolicyAuditState state;
   state.set_version(version->id);
+  state.set_shadow_version(std::string(shadow));
   state.set_author(version->author);
   state.set_message(version->message);
   state.set_created_at(absl::FormatTime(
@@ -98,7 +103,8 @@ class RocksPolicyVersionStore final : public PolicyVersionStore {
         db_(database_->db()),
         cf_(database_->cf(RocksDatabase::kPoliciesCf)) {}
 
-  // Reads the active version's id; DataLoss if it names no stored version.
+  // Reads the active and shadow versions' ids; DataLoss if one names no
+  // stored version.
   absl::Status Load();
 
   absl::StatusOr<PutPolicyResult> Put(PolicyVersion version, bool activate,
@@ -112,8 +118,29 @@ class RocksPolicyVersionStore final : public PolicyVersionStore {
   }
   absl::StatusOr<std::string> Activate(absl::string_view id, const Actor& actor,
                                        absl::Time now) override;
+  std::string ShadowVersion() const override {
+    absl::MutexLock lock(&mu_);
+    return shadow_;
+  }
+  absl::StatusOr<PutPolicyResult> PutShadow(PolicyVersion version,
+                                            const Actor& actor,
+                                            absl::Time now) override;
+  absl::StatusOr<std::string> ClearShadow(const Actor& actor,
+                                          absl::Time now) override;
 
  private:
+  // The state a policy audit record shows: the active version and the
+  // shadow version's id.
+  struct AuditState {
+    std::optional<PolicyVersion> active;
+    std::string shadow;
+  };
+
+  // Validates `version` (InvalidArgument) and sorts its files.
+  static absl::Status Normalize(PolicyVersion& version);
+  // The active version (without files) and the shadow id, as they are now.
+  absl::StatusOr<AuditState> CurrentState() const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The stored version `id`, nullopt if there is none.
   absl::StatusOr<std::optional<PolicyVersion>> Read(absl::string_view id,
                                                     bool with_files) const;
@@ -125,10 +152,19 @@ class RocksPolicyVersionStore final : public PolicyVersionStore {
                                              const Actor& actor, absl::Time now,
                                              uint64_t* ticket)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<PutPolicyResult> PutShadowLocked(PolicyVersion version,
+                                                  const Actor& actor,
+                                                  absl::Time now,
+                                                  uint64_t* ticket)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<std::string> ClearShadowLocked(const Actor& actor,
+                                                absl::Time now,
+                                                uint64_t* ticket)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void AddAudit(rocksdb::WriteBatch& batch, absl::Time now,
                 absl::string_view action, absl::string_view id,
-                const Actor& actor, const std::optional<PolicyVersion>& before,
-                const std::optional<PolicyVersion>& after);
+                const Actor& actor, const AuditState& before,
+                const AuditState& after);
 
   const std::shared_ptr<RocksDatabase> database_;
   rocksdb::DB* const db_;
@@ -137,24 +173,33 @@ class RocksPolicyVersionStore final : public PolicyVersionStore {
   // order of writes is the order of changes to active_.
   mutable absl::Mutex mu_;
   std::string active_ ABSL_GUARDED_BY(mu_);
+  std::string shadow_ ABSL_GUARDED_BY(mu_);
 };
 
 absl::Status RocksPolicyVersionStore::Load() {
-  std::string active;
-  const rocksdb::Status status =
-      db_->Get(rocksdb::ReadOptions(), cf_, kActiveKey, &active);
-  if (status.IsNotFound()) return absl::OkStatus();
-  if (!status.ok()) return FromRocks(status, "reading the active policy");
-  absl::StatusOr<std::optional<PolicyVersion>> stored =
-      Read(active, /*with_files=*/false);
-  if (!stored.ok()) return stored.status();
-  if (!stored->has_value()) {
-    return absl::DataLossError(absl::StrCat("the active policy version \"",
-                                            absl::CHexEscape(active),
-                                            "\" is not stored in the ledger"));
+  std::string ids[2];
+  const char* const keys[2] = {kActiveKey, kShadowKey};
+  const char* const roles[2] = {"active", "shadow"};
+  for (int i = 0; i < 2; ++i) {
+    const rocksdb::Status status =
+        db_->Get(rocksdb::ReadOptions(), cf_, keys[i], &ids[i]);
+    if (status.IsNotFound()) continue;
+    if (!status.ok()) {
+      return FromRocks(
+          status, absl::StrCat("reading the ", roles[i], " policy version"));
+    }
+    absl::StatusOr<std::optional<PolicyVersion>> stored =
+        Read(ids[i], /*with_files=*/false);
+    if (!stored.ok()) return stored.status();
+    if (!stored->has_value()) {
+      return absl::DataLossError(absl::StrCat(
+          "the ", roles[i], " policy version \"", absl::CHexEscape(ids[i]),
+          "\" is not stored in the ledger"));
+    }
   }
   absl::MutexLock lock(&mu_);
-  active_ = std::move(active);
+  active_ = std::move(ids[0]);
+  shadow_ = std::move(ids[1]);
   return absl::OkStatus();
 }
 
@@ -173,18 +218,31 @@ absl::StatusOr<std::optional<PolicyVersion>> RocksPolicyVersionStore::Read(
   return FromRecord(std::move(record), with_files);
 }
 
-void RocksPolicyVersionStore::AddAudit(
-    rocksdb::WriteBatch& batch, absl::Time now, absl::string_view action,
-    absl::string_view id, const Actor& actor,
-    const std::optional<PolicyVersion>& before,
-    const std::optional<PolicyVersion>& after) {
+absl::StatusOr<RocksPolicyVersionStore::AuditState>
+RocksPolicyVersionStore::CurrentState() const {
+  AuditState state;
+  state.shadow = shadow_;
+  if (!active_.empty()) {
+    absl::StatusOr<std::optional<PolicyVersion>> read =
+        Read(active_, /*with_files=*/false);
+    if (!read.ok()) return read.status();
+    state.active = *std::move(read);
+  }
+  return state;
+}
+
+void RocksPolicyVersionStore::AddAudit(rocksdb::WriteBatch& batch,
+                                       absl::Time now, absl::string_view action,
+                                       absl::string_view id, const Actor& actor,
+                                       const AuditState& before,
+                                       const AuditState& after) {
   AuditRecord record;
   record.set_actor(actor.name);
   record.set_action(std::string(action));
   record.set_target(absl::StrCat("policy:", id));
   record.set_reason(actor.reason);
-  record.set_before_json(AuditJson(before));
-  record.set_after_json(AuditJson(after));
+  record.set_before_json(AuditJson(before.active, before.shadow));
+  record.set_after_json(AuditJson(after.active, after.shadow));
   database_->AddAudit(batch, now, std::move(record));
 }
 
@@ -202,9 +260,7 @@ absl::StatusOr<PutPolicyResult> RocksPolicyVersionStore::Put(
   return result;
 }
 
-absl::StatusOr<PutPolicyResult> RocksPolicyVersionStore::PutLocked(
-    PolicyVersion version, bool activate, const Actor& actor, absl::Time now,
-    uint64_t* ticket) {
+absl::Status RocksPolicyVersionStore::Normalize(PolicyVersion& version) {
   if (absl::Status s = ValidateId(version.id); !s.ok()) return s;
   size_t bytes = version.author.size() + version.message.size();
   for (const PolicyFile& file : version.files) {
@@ -218,20 +274,22 @@ absl::StatusOr<PutPolicyResult> RocksPolicyVersionStore::PutLocked(
   std::sort(
       version.files.begin(), version.files.end(),
       [](const PolicyFile& a, const PolicyFile& b) { return a.path < b.path; });
+  return absl::OkStatus();
+}
 
+absl::StatusOr<PutPolicyResult> RocksPolicyVersionStore::PutLocked(
+    PolicyVersion version, bool activate, const Actor& actor, absl::Time now,
+    uint64_t* ticket) {
+  if (absl::Status s = Normalize(version); !s.ok()) return s;
   absl::StatusOr<std::optional<PolicyVersion>> existing =
       Read(version.id, /*with_files=*/true);
   if (!existing.ok()) return existing.status();
-  std::optional<PolicyVersion> previous;
-  if (!active_.empty()) {
-    absl::StatusOr<std::optional<PolicyVersion>> read =
-        Read(active_, /*with_files=*/false);
-    if (!read.ok()) return read.status();
-    previous = *std::move(read);
-  }
+  absl::StatusOr<AuditState> previous = CurrentState();
+  if (!previous.ok()) return previous.status();
 
   PutPolicyResult result;
   result.previous_active = active_;
+  result.previous_shadow = shadow_;
   rocksdb::WriteBatch batch;
   if (existing->has_value()) {
     result.version = **std::move(existing);
@@ -245,19 +303,24 @@ absl::StatusOr<PutPolicyResult> RocksPolicyVersionStore::PutLocked(
   }
   const bool activates = activate && active_ != result.version.id;
   if (activates) batch.Put(cf_, kActiveKey, result.version.id);
+  // Activating the shadow version promotes it.
+  const bool promotes = activates && shadow_ == result.version.id;
+  if (promotes) batch.Delete(cf_, kShadowKey);
   if (batch.Count() == 0) {
     *ticket = database_->LatestTicket();
     return result;
   }
-  std::optional<PolicyVersion> after = previous;
+  AuditState after = *previous;
   if (activates) {
-    after = result.version;
-    after->files.clear();
+    after.active = result.version;
+    after.active->files.clear();
   }
-  AddAudit(batch, now, "policy.push", result.version.id, actor, previous,
+  if (promotes) after.shadow.clear();
+  AddAudit(batch, now, "policy.push", result.version.id, actor, *previous,
            after);
   if (absl::Status s = database_->Write(batch, ticket); !s.ok()) return s;
   if (activates) active_ = result.version.id;
+  if (promotes) shadow_.clear();
   return result;
 }
 
@@ -331,19 +394,111 @@ absl::StatusOr<std::string> RocksPolicyVersionStore::ActivateLocked(
     *ticket = database_->LatestTicket();
     return active_;
   }
-  std::optional<PolicyVersion> previous;
-  if (!active_.empty()) {
-    absl::StatusOr<std::optional<PolicyVersion>> read =
-        Read(active_, /*with_files=*/false);
-    if (!read.ok()) return read.status();
-    previous = *std::move(read);
-  }
+  absl::StatusOr<AuditState> previous = CurrentState();
+  if (!previous.ok()) return previous.status();
   rocksdb::WriteBatch batch;
   batch.Put(cf_, kActiveKey, std::string(id));
-  AddAudit(batch, now, "policy.activate", id, actor, previous, *target);
+  // Activating the shadow version promotes it.
+  const bool promotes = shadow_ == id;
+  if (promotes) batch.Delete(cf_, kShadowKey);
+  AuditState after{*target, promotes ? std::string() : shadow_};
+  AddAudit(batch, now, "policy.activate", id, actor, *previous, after);
   if (absl::Status s = database_->Write(batch, ticket); !s.ok()) return s;
+  if (promotes) shadow_.clear();
   std::string was = std::exchange(active_, std::string(id));
   return was;
+}
+
+absl::StatusOr<PutPolicyResult> RocksPolicyVersionStore::PutShadow(
+    PolicyVersion version, const Actor& actor, absl::Time now) {
+  uint64_t ticket = 0;
+  absl::StatusOr<PutPolicyResult> result;
+  {
+    absl::MutexLock lock(&mu_);
+    result = PutShadowLocked(std::move(version), actor, now, &ticket);
+  }
+  if (!result.ok()) return result;
+  if (absl::Status s = database_->AwaitDurable(ticket); !s.ok()) return s;
+  return result;
+}
+
+absl::StatusOr<PutPolicyResult> RocksPolicyVersionStore::PutShadowLocked(
+    PolicyVersion version, const Actor& actor, absl::Time now,
+    uint64_t* ticket) {
+  if (absl::Status s = Normalize(version); !s.ok()) return s;
+  if (active_.empty()) {
+    return absl::FailedPreconditionError(
+        "no policy version is active, so none can run in shadow beside it");
+  }
+  if (version.id == active_) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("policy version \"", version.id,
+                     "\" is the active version; a shadow version must differ "
+                     "from it"));
+  }
+  absl::StatusOr<std::optional<PolicyVersion>> existing =
+      Read(version.id, /*with_files=*/true);
+  if (!existing.ok()) return existing.status();
+  absl::StatusOr<AuditState> previous = CurrentState();
+  if (!previous.ok()) return previous.status();
+
+  PutPolicyResult result;
+  result.previous_active = active_;
+  result.previous_shadow = shadow_;
+  rocksdb::WriteBatch batch;
+  if (existing->has_value()) {
+    result.version = **std::move(existing);
+    result.created = false;
+  } else {
+    version.created_at = now;
+    batch.Put(cf_, VersionKey(version.id),
+              ToRecord(version).SerializeAsString());
+    result.version = std::move(version);
+    result.created = true;
+  }
+  if (shadow_ == result.version.id) {
+    // Stored and the shadow already (so not new): nothing to write.
+    *ticket = database_->LatestTicket();
+    return result;
+  }
+  batch.Put(cf_, kShadowKey, result.version.id);
+  AuditState after = *previous;
+  after.shadow = result.version.id;
+  AddAudit(batch, now, "policy.shadow", result.version.id, actor, *previous,
+           after);
+  if (absl::Status s = database_->Write(batch, ticket); !s.ok()) return s;
+  shadow_ = result.version.id;
+  return result;
+}
+
+absl::StatusOr<std::string> RocksPolicyVersionStore::ClearShadow(
+    const Actor& actor, absl::Time now) {
+  uint64_t ticket = 0;
+  absl::StatusOr<std::string> previous;
+  {
+    absl::MutexLock lock(&mu_);
+    previous = ClearShadowLocked(actor, now, &ticket);
+  }
+  if (!previous.ok()) return previous;
+  if (absl::Status s = database_->AwaitDurable(ticket); !s.ok()) return s;
+  return previous;
+}
+
+absl::StatusOr<std::string> RocksPolicyVersionStore::ClearShadowLocked(
+    const Actor& actor, absl::Time now, uint64_t* ticket) {
+  if (shadow_.empty()) {
+    *ticket = database_->LatestTicket();
+    return std::string();
+  }
+  absl::StatusOr<AuditState> previous = CurrentState();
+  if (!previous.ok()) return previous.status();
+  rocksdb::WriteBatch batch;
+  batch.Delete(cf_, kShadowKey);
+  AuditState after = *previous;
+  after.shadow.clear();
+  AddAudit(batch, now, "policy.shadow.stop", shadow_, actor, *previous, after);
+  if (absl::Status s = database_->Write(batch, ticket); !s.ok()) return s;
+  return std::exchange(shadow_, std::string());
 }
 
 }  // namespace

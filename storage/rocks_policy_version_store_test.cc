@@ -25,6 +25,7 @@ using ::bursar::testing::TempDir;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
+using ::testing::Not;
 using ::testing::SizeIs;
 
 const absl::Time kT0 = absl::FromCivil(absl::CivilSecond(2026, 3, 18, 12, 0, 0),
@@ -296,6 +297,117 @@ TEST_F(PolicyVersionStoreTest, ReopenRestoresVersionsActiveAndAudit) {
   EXPECT_THAT(Audit(), SizeIs(5));
   Reopen();
   EXPECT_EQ(store().ActiveVersion(), "v2");
+}
+
+TEST_F(PolicyVersionStoreTest, ShadowIsStoredReplacedClearedAndAudited) {
+  // No shadow without an active version.
+  EXPECT_EQ(
+      store()
+          .PutShadow(Version("v2", {{"p.yaml", "two"}}), Actor{"ci", ""}, kT0)
+          .status()
+          .code(),
+      absl::StatusCode::kFailedPrecondition);
+  Put(Version("v1", {{"p.yaml", "one"}}));
+  // Nor may the active version shadow itself.
+  EXPECT_EQ(
+      store()
+          .PutShadow(Version("v1", {{"p.yaml", "one"}}), Actor{"ci", ""}, kT0)
+          .status()
+          .code(),
+      absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(store().ShadowVersion(), "");
+
+  absl::StatusOr<PutPolicyResult> put =
+      store().PutShadow(Version("v2", {{"p.yaml", "two"}}),
+                        Actor{"ci", "try v2"}, kT0 + absl::Minutes(1));
+  ASSERT_TRUE(put.ok()) << put.status();
+  EXPECT_TRUE(put->created);
+  EXPECT_EQ(put->previous_active, "v1");
+  EXPECT_EQ(put->previous_shadow, "");
+  EXPECT_EQ(store().ShadowVersion(), "v2");
+  EXPECT_EQ(store().ActiveVersion(), "v1");
+  ASSERT_TRUE(store().Get("v2").ok());
+
+  // The same shadow again writes nothing; another one replaces it.
+  put = store().PutShadow(Version("v2", {{"p.yaml", "two"}}),
+                          Actor{"ci", "again"}, kT0 + absl::Minutes(2));
+  ASSERT_TRUE(put.ok()) << put.status();
+  EXPECT_FALSE(put->created);
+  EXPECT_EQ(put->previous_shadow, "v2");
+  put = store().PutShadow(Version("v3", {{"p.yaml", "three"}}),
+                          Actor{"ci", "try v3"}, kT0 + absl::Minutes(3));
+  ASSERT_TRUE(put.ok()) << put.status();
+  EXPECT_EQ(put->previous_shadow, "v2");
+  EXPECT_EQ(store().ShadowVersion(), "v3");
+
+  absl::StatusOr<std::string> was =
+      store().ClearShadow(Actor{"dana", "enough"}, kT0 + absl::Minutes(4));
+  ASSERT_TRUE(was.ok()) << was.status();
+  EXPECT_EQ(*was, "v3");
+  EXPECT_EQ(store().ShadowVersion(), "");
+  // Clearing no shadow writes nothing.
+  was = store().ClearShadow(Actor{"dana", "again"}, kT0 + absl::Minutes(5));
+  ASSERT_TRUE(was.ok()) << was.status();
+  EXPECT_EQ(*was, "");
+
+  const std::vector<AuditEntry> audit = Audit();
+  EXPECT_THAT(Describe(audit),
+              ElementsAre("policy.shadow.stop policy:v3 by dana (enough)",
+                          "policy.shadow policy:v3 by ci (try v3)",
+                          "policy.shadow policy:v2 by ci (try v2)",
+                          "policy.push policy:v1 by ci-bot (release 42)"));
+  EXPECT_THAT(audit[0].before_json, HasSubstr("\"shadow_version\":\"v3\""));
+  EXPECT_THAT(audit[0].after_json, HasSubstr("\"shadow_version\":\"\""));
+  EXPECT_THAT(audit[1].before_json, HasSubstr("\"shadow_version\":\"v2\""));
+  EXPECT_THAT(audit[1].after_json, HasSubstr("\"shadow_version\":\"v3\""));
+  // The active version stays v1 throughout.
+  EXPECT_THAT(audit[1].after_json, HasSubstr("\"version\":\"v1\""));
+}
+
+TEST_F(PolicyVersionStoreTest, ActivatingTheShadowPromotesIt) {
+  Put(Version("v1", {{"p.yaml", "one"}}));
+  ASSERT_TRUE(
+      store()
+          .PutShadow(Version("v2", {{"p.yaml", "two"}}), Actor{"ci", ""}, kT0)
+          .ok());
+  ASSERT_TRUE(
+      store()
+          .PutShadow(Version("v3", {{"p.yaml", "three"}}), Actor{"ci", ""}, kT0)
+          .ok());
+  // Activating another version keeps the shadow.
+  ASSERT_TRUE(store().Activate("v2", Actor{"dana", ""}, kT0).ok());
+  EXPECT_EQ(store().ShadowVersion(), "v3");
+  // Activating the shadow version clears it, in the same batch.
+  absl::StatusOr<std::string> was =
+      store().Activate("v3", Actor{"dana", "promote"}, kT0);
+  ASSERT_TRUE(was.ok()) << was.status();
+  EXPECT_EQ(*was, "v2");
+  EXPECT_EQ(store().ActiveVersion(), "v3");
+  EXPECT_EQ(store().ShadowVersion(), "");
+  const std::vector<AuditEntry> audit = Audit();
+  ASSERT_THAT(audit, Not(IsEmpty()));
+  EXPECT_EQ(audit[0].action, "policy.activate");
+  EXPECT_THAT(audit[0].before_json, HasSubstr("\"shadow_version\":\"v3\""));
+  EXPECT_THAT(audit[0].after_json, HasSubstr("\"shadow_version\":\"\""));
+
+  // So does a push that activates the shadow's content.
+  ASSERT_TRUE(
+      store()
+          .PutShadow(Version("v4", {{"p.yaml", "four"}}), Actor{"ci", ""}, kT0)
+          .ok());
+  const PutPolicyResult put = Put(Version("v4", {{"p.yaml", "four"}}));
+  EXPECT_EQ(put.previous_shadow, "v4");
+  EXPECT_EQ(store().ActiveVersion(), "v4");
+  EXPECT_EQ(store().ShadowVersion(), "");
+
+  // Both keys survive a reopen.
+  ASSERT_TRUE(
+      store()
+          .PutShadow(Version("v1", {{"p.yaml", "one"}}), Actor{"ci", ""}, kT0)
+          .ok());
+  Reopen();
+  EXPECT_EQ(store().ActiveVersion(), "v4");
+  EXPECT_EQ(store().ShadowVersion(), "v1");
 }
 
 // A data directory written before the `policies` column family existed

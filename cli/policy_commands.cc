@@ -98,7 +98,7 @@ int PolicyCheck(const CommandContext& context,
     // The shape of a dry-run push's answer.
     v1::PushPolicyResponse response;
     for (const policy::Diagnostic& d : compiled.diagnostics) {
-      *response.add_diagnostics() = DiagnosticToProto(d);
+      *response.add_diagnostics() = server::DiagnosticToProto(d);
     }
     if (compiled.policy != nullptr) {
       response.set_compiled_version(compiled.policy->version());

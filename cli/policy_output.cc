@@ -136,19 +136,6 @@ std::string FormatDiagnostic(const v1::Diagnostic& diagnostic) {
   return policy::FormatDiagnostic(d);
 }
 
-v1::Diagnostic DiagnosticToProto(const policy::Diagnostic& diagnostic) {
-  v1::Diagnostic out;
-  out.set_severity(diagnostic.severity == policy::Diagnostic::Severity::kError
-                       ? v1::Diagnostic::SEVERITY_ERROR
-                       : v1::Diagnostic::SEVERITY_WARNING);
-  out.set_path(diagnostic.path);
-  out.set_line(diagnostic.line);
-  out.set_column(diagnostic.column);
-  out.set_field(diagnostic.field);
-  out.set_message(diagnostic.message);
-  return out;
-}
-
 std::string CountDiagnostics(int errors, int warnings) {
   if (errors == 0 && warnings == 0) return "no errors";
   std::string text;

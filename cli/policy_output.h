@@ -18,9 +18,6 @@ namespace bursar::cli {
 // A diagnostic from the server as policy::FormatDiagnostic writes it.
 std::string FormatDiagnostic(const v1::Diagnostic& diagnostic);
 
-// A local diagnostic in the API's form (for `policy check --json`).
-v1::Diagnostic DiagnosticToProto(const policy::Diagnostic& diagnostic);
-
 // "2 errors, 1 warning", "1 error", "no errors".
 std::string CountDiagnostics(int errors, int warnings);
 

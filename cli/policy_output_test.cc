@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "server/policy_files.h"
 
 namespace bursar::cli {
 namespace {
@@ -147,7 +148,7 @@ TEST(PolicyDiagnosticsTest, FormatsAsTheLoaderDoes) {
   local.path = "p.yaml";
   local.line = 3;
   local.message = "m";
-  EXPECT_EQ(FormatDiagnostic(DiagnosticToProto(local)),
+  EXPECT_EQ(FormatDiagnostic(server::DiagnosticToProto(local)),
             policy::FormatDiagnostic(local));
 }
 

@@ -201,19 +201,6 @@ absl::Status ValidatePushRequest(const v1::PushPolicyRequest& request) {
   return absl::OkStatus();
 }
 
-v1::Diagnostic DiagnosticToProto(const policy::Diagnostic& diagnostic) {
-  v1::Diagnostic out;
-  out.set_severity(diagnostic.severity == policy::Diagnostic::Severity::kError
-                       ? v1::Diagnostic::SEVERITY_ERROR
-                       : v1::Diagnostic::SEVERITY_WARNING);
-  out.set_path(diagnostic.path);
-  out.set_line(diagnostic.line);
-  out.set_column(diagnostic.column);
-  out.set_field(diagnostic.field);
-  out.set_message(diagnostic.message);
-  return out;
-}
-
 absl::Status PolicyAdmin::PushPolicy(const v1::PushPolicyRequest& request,
                                      v1::PushPolicyResponse* response) {
   if (absl::Status s = ValidatePushRequest(request); !s.ok()) return s;

@@ -94,8 +94,6 @@ void FillShadowReport(const ShadowRun& run, size_t sample_limit,
 // INVALID_ARGUMENT naming the first bad field (files[i].path, ...).
 absl::Status ValidatePushRequest(const v1::PushPolicyRequest& request);
 
-v1::Diagnostic DiagnosticToProto(const policy::Diagnostic& diagnostic);
-
 // --- Start-up -------------------------------------------------------------
 
 // Where bursard takes its policy from at start-up (--policy_source).

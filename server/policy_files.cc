@@ -53,4 +53,17 @@ bool IsPolicyTestFile(absl::string_view path) {
   return absl::EndsWith(path, "_test.yaml");
 }
 
+v1::Diagnostic DiagnosticToProto(const policy::Diagnostic& diagnostic) {
+  v1::Diagnostic out;
+  out.set_severity(diagnostic.severity == policy::Diagnostic::Severity::kError
+                       ? v1::Diagnostic::SEVERITY_ERROR
+                       : v1::Diagnostic::SEVERITY_WARNING);
+  out.set_path(diagnostic.path);
+  out.set_line(diagnostic.line);
+  out.set_column(diagnostic.column);
+  out.set_field(diagnostic.field);
+  out.set_message(diagnostic.message);
+  return out;
+}
+
 }  // namespace bursar::server

@@ -26,6 +26,7 @@
 #include "policy/money.h"
 #include "policy/pricing.h"
 #include "policy/variables.h"
+#include "policy/yaml_limits.h"
 #include "yaml-cpp/yaml.h"
 
 namespace bursar::policy {
@@ -37,6 +38,7 @@ constexpr absl::string_view kPolicyTestKind = "PolicyTest";
 constexpr absl::string_view kTestFileSuffix = "_test.yaml";
 constexpr size_t kMaxPolicyNameLength = 63;
 constexpr size_t kMaxModelNameLength = 256;
+constexpr size_t kMaxTimeZoneNameLength = 64;
 
 // A position in a source file; line and column are 1-based, 0 if unknown.
 struct Location {
@@ -318,7 +320,7 @@ void PolicyCompiler::AddFile(const SourceFile& file) {
   file_ = &file;
   std::vector<YAML::Node> documents;
   try {
-    documents = YAML::LoadAll(file.content);
+    documents = LoadYamlWithinLimits(file.content);
   } catch (const YAML::Exception& e) {
     ++unreadable_;
     Location where{file.path};
@@ -326,7 +328,10 @@ void PolicyCompiler::AddFile(const SourceFile& file) {
       where.line = e.mark.line + 1;
       where.column = e.mark.column + 1;
     }
-    Error(where, "", absl::StrCat("not valid YAML: ", e.msg));
+    const bool over_limit =
+        dynamic_cast<const YamlLimitExceeded*>(&e) != nullptr;
+    Error(where, "",
+          over_limit ? e.msg : absl::StrCat("not valid YAML: ", e.msg));
     return;
   }
   const auto first_diagnostic =
@@ -424,8 +429,19 @@ void PolicyCompiler::CompileTimezone(const Entry& entry) {
   if (!ClaimOnce(timezone_location_, entry, "timezone")) return;
   std::optional<std::string> name = ReadString(entry, "timezone");
   if (!name.has_value()) return;
+  // LoadTimeZone reads the file the name leads to under the zoneinfo
+  // directory, or the absolute path it is; only the characters of IANA names
+  // (no '.', no leading '/') keep it from opening e.g. /dev/stdin, which
+  // blocks.
+  const bool iana_like = !name->empty() &&
+                         name->size() <= kMaxTimeZoneNameLength &&
+                         name->front() != '/' &&
+                         std::all_of(name->begin(), name->end(), [](char c) {
+                           return absl::ascii_isalnum(c) || c == '/' ||
+                                  c == '_' || c == '-' || c == '+';
+                         });
   absl::TimeZone zone;
-  if (!absl::LoadTimeZone(*name, &zone)) {
+  if (!iana_like || !absl::LoadTimeZone(*name, &zone)) {
     Error(WhereValue(entry), "timezone",
           absl::StrCat("expected an IANA time zone name such as "
                        "\"America/New_York\" or \"UTC\", got ",
@@ -1147,7 +1163,9 @@ std::optional<std::vector<Entry>> PolicyCompiler::ReadMapping(
   std::vector<Entry> entries;
   absl::flat_hash_map<std::string, YAML::Node> first_keys;
   for (auto it = node.begin(); it != node.end(); ++it) {
-    const YAML::Node& key = it->first;
+    // A copy: the iterator's operator-> returns a temporary proxy, so a
+    // reference to its `first` would dangle after this statement.
+    const YAML::Node key = it->first;
     if (!key.IsScalar()) {
       Error(Where(key), field,
             absl::StrCat("expected a string key, got ", Describe(key)));

@@ -304,6 +304,58 @@ TEST(CompilePolicyTest, YamlSyntaxErrorHasItsPosition) {
                                        ".+")));
 }
 
+// Inputs that used to hang yaml-cpp 0.7's LoadAll (a stray ',' loops,
+// allocating, forever), make it recurse without bound, or take ~200x their
+// size in memory are refused with a diagnostic (docs/policy-language.md,
+// "Limits").
+TEST(CompilePolicyTest, InputLimits) {
+  EXPECT_THAT(Errors(","),
+              ElementsAre("p.yaml:1:1: not valid YAML: unexpected character: "
+                          "expected a value, a key or '---'"));
+  EXPECT_THAT(Errors(absl::StrCat(kHeader, kGpt41, ",\n")),
+              ElementsAre(StartsWith("p.yaml:6:1: not valid YAML: ")));
+
+  // The document's mapping, 62 lists and a mapping: 64 levels.
+  const std::string nested =
+      std::string(62, '[') + "{a: 1}" + std::string(62, ']');
+  EXPECT_THAT(Errors(absl::StrCat(kHeader, kGpt41, "x: ", nested, "\n")),
+              ElementsAre(HasSubstr("unknown field \"x\"")));
+  EXPECT_THAT(
+      Errors(absl::StrCat(kHeader, kGpt41, "x: [", nested, "]\n")),
+      ElementsAre("p.yaml:6:67: lists and mappings nest more than 64 levels "
+                  "deep here; a policy needs far fewer"));
+  EXPECT_THAT(Errors(std::string(100'000, '[')),
+              ElementsAre(AllOf(StartsWith("p.yaml:1:"),
+                                HasSubstr("nest more than 64 levels"))));
+
+  const std::string big =
+      absl::StrCat(kHeader, kGpt41, "# ", std::string(256 * 1024, 'x'), "\n");
+  EXPECT_THAT(Errors(big),
+              ElementsAre(absl::StrCat(
+                  "p.yaml: the file is ", big.size(),
+                  " bytes; a policy file may hold at most 256 KiB, so split "
+                  "it into several files")));
+}
+
+// A time zone name leads LoadTimeZone to a file; only IANA-shaped names get
+// there, so a policy cannot make the loader read e.g. /dev/stdin.
+TEST(CompilePolicyTest, TimezoneIsAnIanaNameNotAPath) {
+  for (const char* zone : {"/dev/stdin", "../../../usr/share/zoneinfo/UTC",
+                           "file:/usr/share/zoneinfo/UTC"}) {
+    EXPECT_THAT(
+        Errors(absl::StrCat(kHeader, kGpt41, "timezone: \"", zone, "\"\n")),
+        ElementsAre(HasSubstr("timezone: expected an IANA time zone name")))
+        << zone;
+  }
+  for (const char* zone : {"Etc/GMT+5", "America/Port-au-Prince",
+                           "America/Argentina/Buenos_Aires"}) {
+    CompileResult result =
+        CompileOne(absl::StrCat(kHeader, kGpt41, "timezone: \"", zone, "\"\n"));
+    EXPECT_NE(result.policy, nullptr)
+        << zone << ::testing::PrintToString(Formatted(result));
+  }
+}
+
 TEST(CompilePolicyTest, NoPricedModelIsAnError) {
   CompileResult result = CompileOne(kHeader);
   EXPECT_EQ(result.policy, nullptr);

@@ -19,6 +19,7 @@
 #include "policy/call_plan.h"
 #include "policy/money.h"
 #include "policy/usage_view.h"
+#include "policy/yaml_limits.h"
 #include "yaml-cpp/yaml.h"
 
 namespace bursar::policy {
@@ -65,7 +66,7 @@ class TestFileReader {
     std::vector<TestCase> cases;
     std::vector<YAML::Node> documents;
     try {
-      documents = YAML::LoadAll(file_.content);
+      documents = LoadYamlWithinLimits(file_.content);
     } catch (const YAML::Exception& e) {
       Error(e.mark, "", absl::StrCat("not valid YAML: ", e.msg));
       return cases;

@@ -88,5 +88,14 @@ cases:
   EXPECT_FALSE(report.ok());
 }
 
+// yaml-cpp 0.7's LoadAll loops forever on a stray ','; the reader refuses it.
+TEST(PolicyTestsTest, StrayCommaIsADiagnosticNotAHang) {
+  const PolicyTestReport report =
+      RunPolicyTests(*Compile(), {{"p_test.yaml", "cases: []\n,\n"}});
+  ASSERT_FALSE(report.diagnostics.empty());
+  EXPECT_THAT(report.diagnostics[0].message, HasSubstr("not valid YAML"));
+  EXPECT_FALSE(report.ok());
+}
+
 }  // namespace
 }  // namespace bursar::policy

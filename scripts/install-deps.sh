@@ -8,6 +8,8 @@ packages=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   grpc-proto librocksdb-dev libabsl-dev libre2-dev libyaml-cpp-dev
   libgtest-dev libgmock-dev libbenchmark-dev
+  # clang and its libFuzzer/ASan runtime, for the fuzz test (tests/fuzz/)
+  clang libclang-rt-14-dev
 )
 
 missing=()

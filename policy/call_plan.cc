@@ -158,7 +158,7 @@ absl::StatusOr<CallPlan> PlanCall(const CompiledPolicy& policy,
     facts.max_output_tokens = plan.max_output_tokens;
     facts.estimated_cost_nanos = plan.estimated_cost_nanos;
     const PolicyActivation slo_view(&facts, context.usage, context.now,
-                                    local_now, slo.budget);
+                                    local_now, &*usage);
     if (!Holds(slo.when, slo_view)) continue;
     std::string actions;
     if (auto to = slo.downgrade.find(plan.model); to != slo.downgrade.end()) {

@@ -174,10 +174,15 @@ absl::string_view FindLabel(LabelSpan labels, absl::string_view key) {
   return it->second;
 }
 
-Value PolicyActivation::BudgetField(int field, absl::string_view name) const {
+Value PolicyActivation::NamedBudgetField(int field,
+                                         absl::string_view name) const {
   const std::optional<BudgetUsage> usage =
       usage_ == nullptr ? std::nullopt : usage_->Budget(name);
-  const BudgetUsage figures = usage.value_or(BudgetUsage{});
+  return BudgetField(field, usage.value_or(BudgetUsage{}));
+}
+
+Value PolicyActivation::BudgetField(int field,
+                                    const BudgetUsage& figures) const {
   switch (field) {
     case kAmount:
       return Value::Money(figures.amount_nanos);
@@ -210,10 +215,13 @@ Value PolicyActivation::BudgetField(int field, absl::string_view name) const {
 }
 
 Value PolicyActivation::Get(const VariableRef& ref) const {
-  if (ref.id >= kNamedBudget)
-    return BudgetField(ref.id - kNamedBudget, ref.key);
-  if (ref.id >= kOwnBudget)
-    return BudgetField(ref.id - kOwnBudget, own_budget_);
+  if (ref.id >= kNamedBudget) {
+    return NamedBudgetField(ref.id - kNamedBudget, ref.key);
+  }
+  if (ref.id >= kOwnBudget) {
+    return BudgetField(ref.id - kOwnBudget,
+                       own_budget_ != nullptr ? *own_budget_ : BudgetUsage{});
+  }
   switch (ref.id) {
     case kRequestModel:
       return Value::String(request_->model);

@@ -68,9 +68,11 @@ struct RequestFacts {
 // nothing.
 class PolicyActivation final : public expr::Activation {
  public:
+  // `own_budget` is what `budget.*` reads (spend_slos, alerts): the figures
+  // the caller already looked up, so conditions do not look them up again.
   PolicyActivation(const RequestFacts* request, const UsageView* usage,
                    absl::Time now, absl::CivilSecond local_now,
-                   absl::string_view own_budget = {})
+                   const BudgetUsage* own_budget = nullptr)
       : request_(request),
         usage_(usage),
         now_(now),
@@ -80,13 +82,14 @@ class PolicyActivation final : public expr::Activation {
   expr::Value Get(const expr::VariableRef& ref) const override;
 
  private:
-  expr::Value BudgetField(int field, absl::string_view name) const;
+  expr::Value BudgetField(int field, const BudgetUsage& figures) const;
+  expr::Value NamedBudgetField(int field, absl::string_view name) const;
 
   const RequestFacts* request_;
   const UsageView* usage_;
   absl::Time now_;
   absl::CivilSecond local_now_;
-  absl::string_view own_budget_;
+  const BudgetUsage* own_budget_;
 };
 
 // The value of `key` among sorted labels, "" if absent.

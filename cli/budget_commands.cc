@@ -72,10 +72,6 @@ std::vector<std::pair<std::string, std::string>> BudgetLines(
   return lines;
 }
 
-std::unique_ptr<v1::Admin::Stub> AdminStub(const CommandContext& context) {
-  return v1::Admin::NewStub(context.channel);
-}
-
 int BudgetSet(const CommandContext& context,
               const std::vector<std::string>& args) {
   v1::SetBudgetRequest request;

@@ -46,6 +46,10 @@ std::unique_ptr<grpc::ClientContext> NewCall(const CommandContext& context) {
   return call;
 }
 
+std::unique_ptr<v1::Admin::Stub> AdminStub(const CommandContext& context) {
+  return v1::Admin::NewStub(context.channel);
+}
+
 int PrintJson(const google::protobuf::Message& response) {
   absl::StatusOr<std::string> json = ToJson(response);
   if (!json.ok()) {

@@ -13,6 +13,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "google/protobuf/message.h"
+#include "bursar/v1/admin.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
 
 namespace bursar::cli {
@@ -78,6 +79,9 @@ int RpcError(const CommandContext& context, const grpc::Status& status);
 
 // A client context whose deadline is context.timeout from now.
 std::unique_ptr<grpc::ClientContext> NewCall(const CommandContext& context);
+
+// A stub of the Admin service on the command's channel.
+std::unique_ptr<v1::Admin::Stub> AdminStub(const CommandContext& context);
 
 // Prints `response` as JSON to stdout; kExitOk, or kExitRpcError if it
 // cannot be printed.

@@ -43,10 +43,6 @@ ABSL_DECLARE_FLAG(int32_t, limit);
 namespace bursar::cli {
 namespace {
 
-std::unique_ptr<v1::Admin::Stub> AdminStub(const CommandContext& context) {
-  return v1::Admin::NewStub(context.channel);
-}
-
 // The files of the policy directory `dir`; policy tests (*_test.yaml) too
 // unless `with_tests` is false. On failure prints why and sets *exit.
 std::optional<std::vector<policy::SourceFile>> ReadDir(

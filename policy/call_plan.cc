@@ -109,11 +109,15 @@ absl::StatusOr<CallPlan> PlanCall(const CompiledPolicy& policy,
   facts.max_output_tokens = plan.max_output_tokens;
   facts.attempt = request.attempt;
   plan.price = policy.FindPrice(request.model);
+  // Whether plan.estimated_cost_nanos is the estimate for plan.price and
+  // plan.max_output_tokens.
+  bool estimated = false;
   if (plan.price != nullptr) {
     if (absl::Status s = Estimate(plan, request.input_tokens); !s.ok()) {
       return s;
     }
     facts.estimated_cost_nanos = plan.estimated_cost_nanos;
+    estimated = true;
   }
 
   // One route: the first whose condition holds.
@@ -128,6 +132,7 @@ absl::StatusOr<CallPlan> PlanCall(const CompiledPolicy& policy,
                         " because ", route.when.source)});
       plan.model = route.route_to;
       plan.price = policy.FindPrice(plan.model);  // routes name priced models
+      estimated = false;
     }
     break;
   }
@@ -147,11 +152,23 @@ absl::StatusOr<CallPlan> PlanCall(const CompiledPolicy& policy,
         absl::StrCat("model: ", NoPriceMessage(policy, request.model),
                      "; priced models include ", SomePricedModels(policy)));
   }
-  if (absl::Status s = Estimate(plan, request.input_tokens); !s.ok()) return s;
+  if (!estimated) {
+    if (absl::Status s = Estimate(plan, request.input_tokens); !s.ok()) {
+      return s;
+    }
+  }
 
   // Spend SLOs: each may downgrade the current model and cap the output.
   for (const SpendSlo& slo : rules.spend_slos) {
     if (context.usage == nullptr) break;
+    // An SLO that could neither downgrade the current model nor lower the
+    // output cap changes nothing and is not reported, so its budget and
+    // condition need no look.
+    if (!(slo.cap_output_tokens > 0 &&
+          slo.cap_output_tokens < plan.max_output_tokens) &&
+        !slo.downgrade.contains(plan.model)) {
+      continue;
+    }
     const std::optional<BudgetUsage> usage = context.usage->Budget(slo.budget);
     if (!usage.has_value()) continue;  // the budget does not apply
     facts.model = plan.model;

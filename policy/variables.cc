@@ -166,11 +166,49 @@ absl::StatusOr<VariableRef> PolicySchema::Resolve(
                    "budgets[\"name\"]., or now."));
 }
 
+namespace {
+
+// Up to this many labels, FindLabel scans rather than bisects.
+constexpr size_t kLabelsToScan = 8;
+
+// a < b as string_view orders them (bytes as unsigned char, then length),
+// inline: label keys are short, and a call of memcmp costs more than the
+// loop.
+inline bool ShortLess(absl::string_view a, absl::string_view b) {
+  const size_t n = std::min(a.size(), b.size());
+  for (size_t i = 0; i < n; ++i) {
+    if (a[i] != b[i]) {
+      return static_cast<unsigned char>(a[i]) <
+             static_cast<unsigned char>(b[i]);
+    }
+  }
+  return a.size() < b.size();
+}
+
+inline bool ShortEqual(absl::string_view a, absl::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (a[i] != b[i]) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
 absl::string_view FindLabel(LabelSpan labels, absl::string_view key) {
-  auto it = std::lower_bound(
-      labels.begin(), labels.end(), key,
-      [](const auto& entry, absl::string_view k) { return entry.first < k; });
-  if (it == labels.end() || it->first != key) return {};
+  // A request has few labels: scanning them, sizes first, beats a binary
+  // search. Both find the first entry with the key.
+  if (labels.size() <= kLabelsToScan) {
+    for (const auto& entry : labels) {
+      if (ShortEqual(entry.first, key)) return entry.second;
+    }
+    return {};
+  }
+  auto it = std::lower_bound(labels.begin(), labels.end(), key,
+                             [](const auto& entry, absl::string_view k) {
+                               return ShortLess(entry.first, k);
+                             });
+  if (it == labels.end() || !ShortEqual(it->first, key)) return {};
   return it->second;
 }
 

@@ -43,7 +43,7 @@ std::string PathToString(const std::vector<PathSegment>& path) {
   return out;
 }
 
-bool Program::EvalBool(const Activation& activation, bool* ok) const {
+bool Program::EvalCondition(const Activation& activation, bool* ok) const {
   bool evaluated = false;
   const Value value = Eval(activation, &evaluated);
   const bool decided = evaluated && value.type == Type::kBool;

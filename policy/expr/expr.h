@@ -143,7 +143,14 @@ class Program {
   virtual Value Eval(const Activation& activation, bool* ok) const = 0;
   // Eval for conditions. A program whose result_type is not kBool never
   // yields true: EvalBool returns false and sets *ok = false.
-  bool EvalBool(const Activation& activation, bool* ok = nullptr) const;
+  bool EvalBool(const Activation& activation, bool* ok = nullptr) const {
+    return EvalCondition(activation, ok);
+  }
+
+ protected:
+  // EvalBool's work; the default calls Eval. An implementation may
+  // override it to decide conditions without building a Value.
+  virtual bool EvalCondition(const Activation& activation, bool* ok) const;
 };
 
 struct CompileResult {

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <deque>
 #include <limits>
 #include <memory>
@@ -10,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/base/attributes.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
@@ -52,11 +54,44 @@ enum class Op : uint8_t {
   kStartsWith,
   kEndsWith,
   kContains,
+  // Specialised forms of the common shapes `variable <cmp> literal` and
+  // `variable in [literals]`, made by Specialise after building: `var` is
+  // the variable and `value` the literal (for kInStringVarConst the
+  // elements stay in operands_ as constants). They read the variable
+  // directly and never recurse.
+  kCmpInt64VarConst,
+  kCmpDoubleVarConst,
+  kCmpStringVarConst,
+  kInStringVarConst,
 };
 
 enum class Cmp : uint8_t { kEq, kNe, kLt, kLe, kGt, kGe };
 
 enum class RuntimeError : uint8_t { kNone, kDivisionByZero, kOverflow };
+
+// The comparison with its operands swapped: `a < b` is `b > a`.
+Cmp Mirror(Cmp cmp) {
+  switch (cmp) {
+    case Cmp::kLt:
+      return Cmp::kGt;
+    case Cmp::kLe:
+      return Cmp::kGe;
+    case Cmp::kGt:
+      return Cmp::kLt;
+    case Cmp::kGe:
+      return Cmp::kLe;
+    default:
+      return cmp;
+  }
+}
+
+// String equality: sizes first, then the first byte, and memcmp only for
+// the rest.
+inline bool StringEqual(absl::string_view a, absl::string_view b) {
+  return a.size() == b.size() &&
+         (a.empty() ||
+          (a[0] == b[0] && std::memcmp(a.data(), b.data(), a.size()) == 0));
+}
 
 struct Instr {
   Op op = Op::kConst;
@@ -72,7 +107,8 @@ struct Instr {
 };
 
 template <typename T>
-bool Compare(Cmp cmp, const T& a, const T& b) {
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool Compare(Cmp cmp, const T& a,
+                                                 const T& b) {
   switch (cmp) {
     case Cmp::kEq:
       return a == b;
@@ -132,18 +168,46 @@ class CompiledProgram final : public Program {
 
   Value Eval(const Activation& activation, bool* ok) const override {
     RuntimeError error = RuntimeError::kNone;
-    Value value = EvalAt(root_, activation, &error);
+    Value value;
+    if (result_type_ == Type::kBool) {
+      const bool result = EvalBoolAt(root_, activation, &error);
+      if (error == RuntimeError::kNone) value = Value::Bool(result);
+    } else {
+      value = EvalAt(root_, activation, &error);
+    }
     if (ok != nullptr) *ok = error == RuntimeError::kNone;
     return value;
   }
 
   int instruction_count() const { return static_cast<int>(instrs_.size()); }
 
+ protected:
+  bool EvalCondition(const Activation& activation, bool* ok) const override {
+    if (result_type_ != Type::kBool) {
+      if (ok != nullptr) *ok = false;
+      return false;
+    }
+    RuntimeError error = RuntimeError::kNone;
+    const bool result = EvalBoolAt(root_, activation, &error);
+    const bool decided = error == RuntimeError::kNone;
+    if (ok != nullptr) *ok = decided;
+    return decided && result;
+  }
+
  private:
   friend class Builder;
 
   Value EvalAt(int32_t index, const Activation& activation,
                RuntimeError* error) const;
+  // EvalAt for instructions of type bool, without building Values; false
+  // after an error.
+  bool EvalBoolAt(int32_t index, const Activation& activation,
+                  RuntimeError* error) const;
+  bool EvalLeaf(const Instr& in, const Activation& activation,
+                bool* result) const;
+  // Rewrites instructions into their specialised forms (see Op); run once
+  // after building.
+  void Specialise();
   // The value of instruction `index`: constants are read in place and
   // variables fetched directly, which spares most leaves a call of EvalAt;
   // other instructions are evaluated into *storage.
@@ -207,14 +271,14 @@ Value CompiledProgram::EvalAt(int32_t index, const Activation& activation,
       return Value::Double(static_cast<double>(x.int_value));
     }
     case Op::kAnd:
-    case Op::kOr: {
-      // Left to right; stops at the first operand that decides.
-      const bool decisive = in.op == Op::kOr;
-      for (int32_t i = in.first; i < in.first + in.count; ++i) {
-        BURSAR_EVAL_OPERAND(x, operands_[i]);
-        if (x.bool_value == decisive) return Value::Bool(decisive);
-      }
-      return Value::Bool(!decisive);
+    case Op::kOr:
+    case Op::kCmpInt64VarConst:
+    case Op::kCmpDoubleVarConst:
+    case Op::kCmpStringVarConst:
+    case Op::kInStringVarConst: {
+      const bool result = EvalBoolAt(index, activation, error);
+      if (*error != RuntimeError::kNone) return Value();
+      return Value::Bool(result);
     }
     case Op::kAddInt64:
     case Op::kSubInt64:
@@ -343,6 +407,134 @@ Value CompiledProgram::EvalAt(int32_t index, const Activation& activation,
   return Value();
 }
 
+// The specialised leaves, evaluated in place: true with the value in
+// *result when `in` is one, false otherwise.
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool CompiledProgram::EvalLeaf(
+    const Instr& in, const Activation& activation, bool* result) const {
+  switch (in.op) {
+    case Op::kConst:
+      *result = in.value.bool_value;
+      return true;
+    case Op::kCmpInt64VarConst:
+      *result = Compare(in.cmp, activation.Get(*in.var).int_value,
+                        in.value.int_value);
+      return true;
+    case Op::kCmpDoubleVarConst:
+      *result = Compare(in.cmp, activation.Get(*in.var).double_value,
+                        in.value.double_value);
+      return true;
+    case Op::kCmpStringVarConst: {
+      const Value x = activation.Get(*in.var);
+      switch (in.cmp) {
+        case Cmp::kEq:
+          *result = StringEqual(x.string_value, in.value.string_value);
+          break;
+        case Cmp::kNe:
+          *result = !StringEqual(x.string_value, in.value.string_value);
+          break;
+        default:
+          *result = Compare(in.cmp, x.string_value, in.value.string_value);
+          break;
+      }
+      return true;
+    }
+    case Op::kInStringVarConst: {
+      const Value x = activation.Get(*in.var);
+      bool found = false;
+      for (int32_t i = in.first; i < in.first + in.count; ++i) {
+        if (StringEqual(x.string_value,
+                        instrs_[operands_[i]].value.string_value)) {
+          found = true;
+          break;
+        }
+      }
+      *result = found;
+      return true;
+    }
+    default:
+      return false;
+  }
+}
+
+bool CompiledProgram::EvalBoolAt(int32_t index, const Activation& activation,
+                                 RuntimeError* error) const {
+  const Instr& in = instrs_[index];
+  bool result = false;
+  if (EvalLeaf(in, activation, &result)) return result;
+  switch (in.op) {
+    case Op::kAnd:
+    case Op::kOr: {
+      // Left to right; stops at the first operand that decides.
+      const bool decisive = in.op == Op::kOr;
+      for (int32_t i = in.first; i < in.first + in.count; ++i) {
+        const int32_t operand = operands_[i];
+        bool x = false;
+        if (!EvalLeaf(instrs_[operand], activation, &x)) {
+          x = EvalBoolAt(operand, activation, error);
+          if (*error != RuntimeError::kNone) return false;
+        }
+        if (x == decisive) return decisive;
+      }
+      return !decisive;
+    }
+    case Op::kNot: {
+      const bool x = EvalBoolAt(in.a, activation, error);
+      if (*error != RuntimeError::kNone) return false;
+      return !x;
+    }
+    default: {
+      const Value value = EvalAt(index, activation, error);
+      return *error == RuntimeError::kNone && value.bool_value;
+    }
+  }
+}
+
+void CompiledProgram::Specialise() {
+  for (Instr& in : instrs_) {
+    switch (in.op) {
+      case Op::kCmpInt64:
+      case Op::kCmpDouble:
+      case Op::kCmpString: {
+        const Instr& a = instrs_[in.a];
+        const Instr& b = instrs_[in.b];
+        const Instr* var = nullptr;
+        const Instr* literal = nullptr;
+        Cmp cmp = in.cmp;
+        if (a.op == Op::kVar && b.op == Op::kConst) {
+          var = &a;
+          literal = &b;
+        } else if (a.op == Op::kConst && b.op == Op::kVar) {
+          var = &b;
+          literal = &a;
+          cmp = Mirror(cmp);
+        } else {
+          break;
+        }
+        in.var = var->var;
+        in.value = literal->value;
+        in.cmp = cmp;
+        in.op = in.op == Op::kCmpInt64    ? Op::kCmpInt64VarConst
+                : in.op == Op::kCmpDouble ? Op::kCmpDoubleVarConst
+                                          : Op::kCmpStringVarConst;
+        break;
+      }
+      case Op::kInString: {
+        if (instrs_[in.a].op != Op::kVar) break;
+        bool all_const = true;
+        for (int32_t i = in.first; i < in.first + in.count; ++i) {
+          if (instrs_[operands_[i]].op != Op::kConst) all_const = false;
+        }
+        if (!all_const) break;
+        in.var = instrs_[in.a].var;
+        in.op = Op::kInStringVarConst;
+        break;
+      }
+      default:
+        break;
+    }
+  }
+}
+
 // `a in [...]`: the elements left to right, stopping at the first equal
 // one.
 bool CompiledProgram::EvalIn(const Instr& in, const Activation& activation,
@@ -399,6 +591,7 @@ class Builder {
       return result;
     }
     program_->root_ = root;
+    program_->Specialise();
     program_->result_type_ = checked_.result_type;
     program_->instrs_.shrink_to_fit();
     program_->operands_.shrink_to_fit();

@@ -30,3 +30,10 @@ test: build
 
 clean:
 	rm -rf $(BUILD_DIR)
+
+# make bench: end-to-end gRPC benchmark (bench/run.sh): bursar-echo, then
+# bursard --sync=none and --sync=group, with bursar-load; prints the ratios of
+# DESIGN.md section 7. Takes about 3 minutes.
+.PHONY: bench
+bench: configure
+	BUILD_DIR=$(BUILD_DIR) bench/run.sh

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -326,6 +327,30 @@ v1::Budget MakeBudget(const std::string& name,
   budget.set_timezone(timezone);
   budget.set_per_label(per_label);
   return budget;
+}
+
+std::unique_ptr<grpc::ClientContext> Call() {
+  auto context = std::make_unique<grpc::ClientContext>();
+  context->set_deadline(std::chrono::system_clock::now() +
+                        std::chrono::seconds(10));
+  return context;
+}
+
+CliRun RunBursarctl(const std::string& bursarctl_path,
+                    const std::string& server, const std::string& args) {
+  const std::string command = absl::StrCat(bursarctl_path, " --server=", server,
+                                           " --actor=ci ", args, " 2>&1");
+  CliRun run;
+  FILE* pipe = popen(command.c_str(), "r");
+  if (pipe == nullptr) return run;
+  char buffer[4096];
+  size_t n = 0;
+  while ((n = fread(buffer, 1, sizeof(buffer), pipe)) > 0) {
+    run.output.append(buffer, n);
+  }
+  const int status = pclose(pipe);
+  run.exit_status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return run;
 }
 
 std::string StatusText(const grpc::Status& status) {

@@ -135,6 +135,20 @@ v1::Budget MakeBudget(const std::string& name,
 // "code 3: message", for failure messages.
 std::string StatusText(const grpc::Status& status);
 
+// A client context with a 10 s deadline, for calls made through the stubs.
+std::unique_ptr<grpc::ClientContext> Call();
+
+// What a bursarctl run printed (stdout and stderr) and its exit status.
+struct CliRun {
+  std::string output;
+  int exit_status = -1;
+};
+
+// Runs `bursarctl --server=SERVER --actor=ci ARGS` (ARGS as a shell would
+// split them) from the binary at `bursarctl_path`.
+CliRun RunBursarctl(const std::string& bursarctl_path,
+                    const std::string& server, const std::string& args);
+
 }  // namespace bursar::testing
 
 // ASSERT/EXPECT that a grpc::Status is OK, printing code and message if not.

@@ -54,33 +54,8 @@ std::string PricingWithGpt41Output(const std::string& usd) {
   return pricing;
 }
 
-// What a bursarctl run printed (stdout and stderr) and its exit status.
-struct CliRun {
-  std::string output;
-  int exit_status = -1;
-};
-
 CliRun Bursarctl(const std::string& server, const std::string& args) {
-  const std::string command = absl::StrCat(BURSARCTL_PATH, " --server=", server,
-                                           " --actor=ci ", args, " 2>&1");
-  CliRun run;
-  FILE* pipe = popen(command.c_str(), "r");
-  if (pipe == nullptr) return run;
-  char buffer[4096];
-  size_t n = 0;
-  while ((n = fread(buffer, 1, sizeof(buffer), pipe)) > 0) {
-    run.output.append(buffer, n);
-  }
-  const int status = pclose(pipe);
-  run.exit_status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return run;
-}
-
-std::unique_ptr<grpc::ClientContext> Call() {
-  auto context = std::make_unique<grpc::ClientContext>();
-  context->set_deadline(std::chrono::system_clock::now() +
-                        std::chrono::seconds(10));
-  return context;
+  return RunBursarctl(BURSARCTL_PATH, server, args);
 }
 
 class PolicyVersionsTest : public ::testing::Test {

@@ -27,13 +27,6 @@ constexpr absl::Duration kStartTimeout = absl::Seconds(20);
 constexpr absl::Duration kExitTimeout = absl::Seconds(20);
 constexpr absl::Duration kRpcTimeout = absl::Seconds(10);
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
 std::string DescribeWaitStatus(int status) {
   if (WIFEXITED(status)) return absl::StrCat("exit code ", WEXITSTATUS(status));
   if (WIFSIGNALED(status)) {
@@ -334,6 +327,29 @@ std::unique_ptr<grpc::ClientContext> Call() {
   context->set_deadline(std::chrono::system_clock::now() +
                         std::chrono::seconds(10));
   return context;
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+void WriteFile(const std::string& path, const std::string& content) {
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << content;
+}
+
+std::string PricingWithGpt41Output(const std::string& usd) {
+  std::string pricing =
+      ReadFile(absl::StrCat(BURSAR_POLICY_DIR, "/pricing.yaml"));
+  const size_t line = pricing.find("\n  gpt-4.1:");
+  const size_t output = pricing.find("output: \"8.00\"", line);
+  EXPECT_NE(line, std::string::npos);
+  EXPECT_NE(output, std::string::npos);
+  EXPECT_LT(output, pricing.find('\n', line + 1));
+  pricing.replace(output, 14, absl::StrCat("output: \"", usd, "\""));
+  return pricing;
 }
 
 CliRun RunBursarctl(const std::string& bursarctl_path,

@@ -135,6 +135,14 @@ v1::Budget MakeBudget(const std::string& name,
 // "code 3: message", for failure messages.
 std::string StatusText(const grpc::Status& status);
 
+// Whole-file read and write for test fixtures.
+std::string ReadFile(const std::string& path);
+void WriteFile(const std::string& path, const std::string& content);
+
+// policies/example's pricing.yaml with gpt-4.1's output price (USD per 1M
+// tokens, e.g. "16.00") replaced.
+std::string PricingWithGpt41Output(const std::string& usd);
+
 // A client context with a 10 s deadline, for calls made through the stubs.
 std::unique_ptr<grpc::ClientContext> Call();
 

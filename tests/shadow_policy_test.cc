@@ -30,29 +30,6 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::SizeIs;
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
-void WriteFile(const std::string& path, const std::string& content) {
-  std::ofstream(path, std::ios::binary | std::ios::trunc) << content;
-}
-
-// policies/example's pricing.yaml with gpt-4.1's output price replaced.
-std::string PricingWithGpt41Output(const std::string& usd) {
-  std::string pricing =
-      ReadFile(absl::StrCat(BURSAR_POLICY_DIR, "/pricing.yaml"));
-  const size_t line = pricing.find("\n  gpt-4.1:");
-  const size_t output = pricing.find("output: \"8.00\"", line);
-  EXPECT_NE(line, std::string::npos);
-  EXPECT_NE(output, std::string::npos);
-  pricing.replace(output, 14, absl::StrCat("output: \"", usd, "\""));
-  return pricing;
-}
-
 // A deny rule the active policy does not have.
 constexpr char kMarketingDeny[] = R"yaml(apiVersion: bursar.dev/v1
 kind: Policy

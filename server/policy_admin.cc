@@ -159,6 +159,19 @@ absl::Status ValidatePath(absl::string_view path, int index,
   return absl::OkStatus();
 }
 
+// INVALID_ARGUMENT for an actor or reason over its size limit.
+absl::Status ValidateActor(absl::string_view actor, absl::string_view reason) {
+  if (actor.size() > kMaxPolicyAuthorBytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "actor: ", actor.size(), " bytes; at most ", kMaxPolicyAuthorBytes));
+  }
+  if (reason.size() > kMaxPolicyMessageBytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "reason: ", reason.size(), " bytes; at most ", kMaxPolicyMessageBytes));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::Status ValidatePushRequest(const v1::PushPolicyRequest& request) {
@@ -359,15 +372,9 @@ absl::Status PolicyAdmin::ActivatePolicyVersion(
         "version: ", request.version().size(), " bytes; versions have at most ",
         storage::kMaxPolicyVersionIdBytes));
   }
-  if (request.actor().size() > kMaxPolicyAuthorBytes) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("actor: ", request.actor().size(), " bytes; at most ",
-                     kMaxPolicyAuthorBytes));
-  }
-  if (request.reason().size() > kMaxPolicyMessageBytes) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("reason: ", request.reason().size(), " bytes; at most ",
-                     kMaxPolicyMessageBytes));
+  if (absl::Status s = ValidateActor(request.actor(), request.reason());
+      !s.ok()) {
+    return s;
   }
   const storage::Actor actor{OrUnknown(request.actor()), request.reason()};
 
@@ -435,15 +442,9 @@ absl::Status PolicyAdmin::ActivatePolicyVersion(
 
 absl::Status PolicyAdmin::StopShadow(const v1::StopShadowRequest& request,
                                      v1::StopShadowResponse* response) {
-  if (request.actor().size() > kMaxPolicyAuthorBytes) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("actor: ", request.actor().size(), " bytes; at most ",
-                     kMaxPolicyAuthorBytes));
-  }
-  if (request.reason().size() > kMaxPolicyMessageBytes) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("reason: ", request.reason().size(), " bytes; at most ",
-                     kMaxPolicyMessageBytes));
+  if (absl::Status s = ValidateActor(request.actor(), request.reason());
+      !s.ok()) {
+    return s;
   }
   const storage::Actor actor{OrUnknown(request.actor()), request.reason()};
   absl::MutexLock lock(&mu_);

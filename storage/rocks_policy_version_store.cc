@@ -144,6 +144,12 @@ class RocksPolicyVersionStore final : public PolicyVersionStore {
   // The stored version `id`, nullopt if there is none.
   absl::StatusOr<std::optional<PolicyVersion>> Read(absl::string_view id,
                                                     bool with_files) const;
+  // Fills result's previous ids and version; adds `version` to `batch`
+  // unless it is stored already (then result.created is false).
+  absl::Status StageVersion(PolicyVersion version, absl::Time now,
+                            rocksdb::WriteBatch& batch,
+                            PutPolicyResult& result) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<PutPolicyResult> PutLocked(PolicyVersion version,
                                             bool activate, const Actor& actor,
                                             absl::Time now, uint64_t* ticket)
@@ -277,20 +283,14 @@ absl::Status RocksPolicyVersionStore::Normalize(PolicyVersion& version) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<PutPolicyResult> RocksPolicyVersionStore::PutLocked(
-    PolicyVersion version, bool activate, const Actor& actor, absl::Time now,
-    uint64_t* ticket) {
-  if (absl::Status s = Normalize(version); !s.ok()) return s;
+absl::Status RocksPolicyVersionStore::StageVersion(
+    PolicyVersion version, absl::Time now, rocksdb::WriteBatch& batch,
+    PutPolicyResult& result) const {
   absl::StatusOr<std::optional<PolicyVersion>> existing =
       Read(version.id, /*with_files=*/true);
   if (!existing.ok()) return existing.status();
-  absl::StatusOr<AuditState> previous = CurrentState();
-  if (!previous.ok()) return previous.status();
-
-  PutPolicyResult result;
   result.previous_active = active_;
   result.previous_shadow = shadow_;
-  rocksdb::WriteBatch batch;
   if (existing->has_value()) {
     result.version = **std::move(existing);
     result.created = false;
@@ -300,6 +300,21 @@ absl::StatusOr<PutPolicyResult> RocksPolicyVersionStore::PutLocked(
               ToRecord(version).SerializeAsString());
     result.version = std::move(version);
     result.created = true;
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<PutPolicyResult> RocksPolicyVersionStore::PutLocked(
+    PolicyVersion version, bool activate, const Actor& actor, absl::Time now,
+    uint64_t* ticket) {
+  if (absl::Status s = Normalize(version); !s.ok()) return s;
+  absl::StatusOr<AuditState> previous = CurrentState();
+  if (!previous.ok()) return previous.status();
+  PutPolicyResult result;
+  rocksdb::WriteBatch batch;
+  if (absl::Status s = StageVersion(std::move(version), now, batch, result);
+      !s.ok()) {
+    return s;
   }
   const bool activates = activate && active_ != result.version.id;
   if (activates) batch.Put(cf_, kActiveKey, result.version.id);
@@ -436,25 +451,13 @@ absl::StatusOr<PutPolicyResult> RocksPolicyVersionStore::PutShadowLocked(
                      "\" is the active version; a shadow version must differ "
                      "from it"));
   }
-  absl::StatusOr<std::optional<PolicyVersion>> existing =
-      Read(version.id, /*with_files=*/true);
-  if (!existing.ok()) return existing.status();
   absl::StatusOr<AuditState> previous = CurrentState();
   if (!previous.ok()) return previous.status();
-
   PutPolicyResult result;
-  result.previous_active = active_;
-  result.previous_shadow = shadow_;
   rocksdb::WriteBatch batch;
-  if (existing->has_value()) {
-    result.version = **std::move(existing);
-    result.created = false;
-  } else {
-    version.created_at = now;
-    batch.Put(cf_, VersionKey(version.id),
-              ToRecord(version).SerializeAsString());
-    result.version = std::move(version);
-    result.created = true;
+  if (absl::Status s = StageVersion(std::move(version), now, batch, result);
+      !s.ok()) {
+    return s;
   }
   if (shadow_ == result.version.id) {
     // Stored and the shadow already (so not new): nothing to write.

@@ -1,0 +1,103 @@
+#include "limits/concurrency_pools.h"
+
+#include <algorithm>
+
+#include "absl/container/inlined_vector.h"
+
+namespace bursar::limits {
+namespace {
+
+absl::string_view ClassOf(absl::string_view priority) {
+  return priority.empty() ? kStandardPriority : priority;
+}
+
+int64_t ReservedFor(const PoolAsk& ask, absl::string_view priority) {
+  if (ask.reserve == nullptr) return 0;
+  auto it = ask.reserve->find(priority);
+  return it == ask.reserve->end() ? 0 : it->second;
+}
+
+int64_t ReservedTotal(const PoolAsk& ask) {
+  int64_t total = 0;
+  if (ask.reserve != nullptr) {
+    for (const auto& [cls, slots] : *ask.reserve) total += slots;
+  }
+  return total;
+}
+
+}  // namespace
+
+int64_t ConcurrencyPools::Pool::total() const {
+  int64_t total = shared_in_use;
+  for (const auto& [cls, n] : reserved_in_use) total += n;
+  return total;
+}
+
+std::optional<PoolDenial> ConcurrencyPools::Acquire(
+    absl::Span<const PoolAsk> pools, absl::string_view priority,
+    bool dry_run) {
+  const absl::string_view cls = ClassOf(priority);
+  absl::MutexLock lock(&mu_);
+  // Decide every pool first (all or nothing), then take.
+  enum class Take : char { kShared, kReserved };
+  absl::InlinedVector<Take, 4> takes;
+  for (const PoolAsk& ask : pools) {
+    const int64_t reserved_total = ReservedTotal(ask);
+    const int64_t shared_capacity =
+        std::max<int64_t>(0, ask.max_in_flight - reserved_total);
+    const int64_t own_reserve = ReservedFor(ask, cls);
+    int64_t shared_in_use = 0, own_in_use = 0, in_flight = 0;
+    if (auto it = pools_.find(ask.pool); it != pools_.end()) {
+      shared_in_use = it->second.shared_in_use;
+      if (auto own = it->second.reserved_in_use.find(cls);
+          own != it->second.reserved_in_use.end()) {
+        own_in_use = own->second;
+      }
+      in_flight = it->second.total();
+    }
+    if (in_flight < ask.max_in_flight && shared_in_use < shared_capacity) {
+      takes.push_back(Take::kShared);
+    } else if (in_flight < ask.max_in_flight && own_in_use < own_reserve) {
+      takes.push_back(Take::kReserved);
+    } else {
+      return PoolDenial{std::string(ask.pool), in_flight, ask.max_in_flight,
+                        reserved_total - own_reserve};
+    }
+  }
+  if (dry_run) return std::nullopt;
+  for (size_t i = 0; i < pools.size(); ++i) {
+    Pool& pool = pools_[pools[i].pool];
+    if (takes[i] == Take::kShared) {
+      ++pool.shared_in_use;
+    } else {
+      ++pool.reserved_in_use[cls];
+    }
+  }
+  return std::nullopt;
+}
+
+void ConcurrencyPools::Release(absl::string_view pool_name,
+                               absl::string_view priority) {
+  const absl::string_view cls = ClassOf(priority);
+  absl::MutexLock lock(&mu_);
+  auto it = pools_.find(pool_name);
+  if (it == pools_.end()) return;
+  Pool& pool = it->second;
+  // A class's own reserve is given back first, so shared slots stay taken
+  // only while the class needs more than its reserve.
+  if (auto own = pool.reserved_in_use.find(cls);
+      own != pool.reserved_in_use.end() && own->second > 0) {
+    if (--own->second == 0) pool.reserved_in_use.erase(own);
+  } else if (pool.shared_in_use > 0) {
+    --pool.shared_in_use;
+  }
+  if (pool.total() == 0) pools_.erase(it);
+}
+
+int64_t ConcurrencyPools::in_flight(absl::string_view pool) const {
+  absl::MutexLock lock(&mu_);
+  auto it = pools_.find(pool);
+  return it == pools_.end() ? 0 : it->second.total();
+}
+
+}  // namespace bursar::limits

@@ -1,0 +1,151 @@
+#ifndef BURSAR_LIMITS_RATE_LIMITER_H_
+#define BURSAR_LIMITS_RATE_LIMITER_H_
+
+// Request and token rate limits over sliding windows, per (rule, window,
+// key) counter, all in memory.
+//
+// Algorithm (docs/decisions/006-sliding-window-rate-limits.md): a window of
+// length W is cut into kSubBuckets sub-buckets of W / kSubBuckets. A call at
+// time t is admitted when what the current sub-bucket and the kSubBuckets
+// before it hold, plus the call, fits the limit. Those buckets cover
+// [t - W, t], so any interval of length W sees at most `limit`: there is no
+// fixed-window double burst at a boundary. The price is granularity: a
+// steady stream at the limit is admitted at kSubBuckets / (kSubBuckets + 1)
+// of it, and `retry_after` is exact to the sub-bucket (it names the moment
+// enough old sub-buckets leave the window for the call to fit).
+//
+// Memory: a counter keeps only its non-empty sub-buckets (one inline), and a
+// counter whose sub-buckets have all left their window (and as long again,
+// see kRetainedBuckets) is idle: EvictIdle drops it. Thread-safe; counters are sharded, and one Acquire locks the
+// shards it touches in a fixed order, so a call is admitted by every window
+// of every rule or by none.
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/inlined_vector.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+
+namespace bursar::limits {
+
+inline constexpr int kSubBuckets = 20;
+
+// The limits of one window of a rule; 0 means "no limit of that kind".
+struct WindowLimit {
+  absl::Duration window;
+  int64_t max_requests = 0;
+  int64_t max_tokens = 0;
+};
+
+// One counter a call must fit: rule `rule` for the key value `key` (empty
+// for a rule with one shared counter), in each of `windows`.
+struct RateAsk {
+  absl::string_view rule;
+  absl::string_view key;
+  absl::Span<const WindowLimit> windows;
+};
+
+// What an admitted call took from one window of one counter: enough to
+// correct the tokens at Report and to persist the counter.
+struct RateCharge {
+  std::string rule;
+  std::string key;
+  int64_t window_seconds = 0;  // whole seconds (windows are 1 s .. 1 day)
+  int64_t bucket = 0;          // sub-bucket index since the Unix epoch
+  int64_t tokens = 0;
+};
+
+// Why a call was not admitted: the counter and window that are full.
+struct RateDenial {
+  std::string rule;
+  std::string key;
+  absl::Duration window;
+  bool tokens = false;  // which limit: tokens (true) or requests
+  int64_t limit = 0;
+  int64_t used = 0;    // in the window now
+  int64_t wanted = 0;  // what the call asked for
+  // How long until the call fits, other traffic aside; zero when it never
+  // can (wanted > limit).
+  absl::Duration retry_after;
+  bool never_fits() const { return wanted > limit; }
+};
+
+class RateLimiter {
+ public:
+  RateLimiter() = default;
+  RateLimiter(const RateLimiter&) = delete;
+  RateLimiter& operator=(const RateLimiter&) = delete;
+
+  // Admits one request of `tokens` tokens against every window of every
+  // ask, or none. On admission appends one RateCharge per window to
+  // `charges` (unless dry_run, which takes nothing) and returns nullopt;
+  // otherwise returns the denial with the longest retry_after.
+  std::optional<RateDenial> Acquire(absl::Span<const RateAsk> asks,
+                                    int64_t tokens, absl::Time now,
+                                    bool dry_run,
+                                    std::vector<RateCharge>* charges)
+      ABSL_NO_THREAD_SAFETY_ANALYSIS;  // locks a run-time set of shards
+
+  // Gives back what Acquire took (the call did not go ahead after all).
+  void Release(absl::Span<const RateCharge> charges);
+
+  // The call used `actual_tokens` instead of charge.tokens: moves the
+  // difference in the sub-bucket it was charged to. A sub-bucket that has
+  // left its window is past caring and is left alone.
+  void Correct(const RateCharge& charge, int64_t actual_tokens);
+
+  // Adds persisted figures back at start-up (a counter's sub-bucket).
+  void Restore(const RateCharge& charge, int64_t requests);
+
+  // Drops every counter whose sub-buckets have all left their window.
+  // Returns how many were dropped.
+  size_t EvictIdle(absl::Time now);
+
+  // Counters in memory.
+  size_t size() const;
+
+ private:
+  static constexpr int kShards = 16;
+
+  struct Bucket {
+    int64_t index = 0;
+    int64_t requests = 0;
+    int64_t tokens = 0;
+  };
+  struct Counter {
+    int64_t window_seconds = 0;
+    // Non-empty sub-buckets, oldest first.
+    absl::InlinedVector<Bucket, 1> buckets;
+  };
+  struct Shard {
+    mutable absl::Mutex mu;
+    // Key: rule \x1f window_seconds \x1f key.
+    absl::flat_hash_map<std::string, Counter> counters ABSL_GUARDED_BY(mu);
+  };
+
+  // Sub-buckets kept behind the current one: the window's, and as many
+  // again for calls whose clock reading lags another's.
+  static constexpr int64_t kRetainedBuckets = 2 * kSubBuckets;
+
+  static int ShardOf(absl::string_view counter_key);
+  static void DropBucketsBefore(int64_t index,
+                                absl::InlinedVector<Bucket, 1>& buckets);
+  Shard& shard(int i) { return shards_[i]; }
+
+  std::array<Shard, kShards> shards_;
+};
+
+// The sub-bucket of a window that contains `t`.
+int64_t SubBucketIndex(absl::Duration window, absl::Time t);
+
+}  // namespace bursar::limits
+
+#endif  // BURSAR_LIMITS_RATE_LIMITER_H_

@@ -1,0 +1,176 @@
+#include "limits/rate_limiter.h"
+
+#include <atomic>
+#include <random>
+#include <thread>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace bursar::limits {
+namespace {
+
+const absl::Time kStart = absl::FromUnixSeconds(1'800'000'000);
+
+class RateLimiterTest : public ::testing::Test {
+ protected:
+  std::optional<RateDenial> Take(absl::string_view key, int64_t tokens,
+                                 absl::Time now,
+                                 std::vector<RateCharge>* charges = nullptr) {
+    std::vector<RateCharge> local;
+    RateAsk ask{"per-user", key, windows_};
+    return limiter_.Acquire({&ask, 1}, tokens, now, /*dry_run=*/false,
+                            charges != nullptr ? charges : &local);
+  }
+
+  std::vector<WindowLimit> windows_ = {
+      {absl::Minutes(1), /*max_requests=*/0, /*max_tokens=*/1000}};
+  RateLimiter limiter_;
+};
+
+TEST_F(RateLimiterTest, AdmitsUpToTheLimitThenNamesTheWindow) {
+  EXPECT_EQ(Take("alice", 600, kStart), std::nullopt);
+  EXPECT_EQ(Take("alice", 400, kStart), std::nullopt);
+  std::optional<RateDenial> denial = Take("alice", 1, kStart);
+  ASSERT_TRUE(denial.has_value());
+  EXPECT_EQ(denial->rule, "per-user");
+  EXPECT_EQ(denial->key, "alice");
+  EXPECT_TRUE(denial->tokens);
+  EXPECT_EQ(denial->limit, 1000);
+  EXPECT_EQ(denial->used, 1000);
+  EXPECT_GT(denial->retry_after, absl::ZeroDuration());
+  // Keys are counted apart.
+  EXPECT_EQ(Take("bob", 1000, kStart), std::nullopt);
+}
+
+TEST_F(RateLimiterTest, RetryAfterIsExact) {
+  ASSERT_EQ(Take("alice", 1000, kStart), std::nullopt);
+  std::optional<RateDenial> denial = Take("alice", 10, kStart);
+  ASSERT_TRUE(denial.has_value());
+  const absl::Time ready = kStart + denial->retry_after;
+  EXPECT_LE(denial->retry_after, absl::Minutes(1) + absl::Seconds(3));
+  EXPECT_GE(denial->retry_after, absl::Minutes(1));
+  EXPECT_TRUE(Take("alice", 10, ready - absl::Nanoseconds(1)).has_value());
+  EXPECT_EQ(Take("alice", 10, ready), std::nullopt);
+}
+
+TEST_F(RateLimiterTest, NoDoubleBurstAtAWindowBoundary) {
+  // Fill the limit late in one minute; early in the next nothing fits.
+  ASSERT_EQ(Take("alice", 1000, kStart + absl::Seconds(59)), std::nullopt);
+  EXPECT_TRUE(Take("alice", 1, kStart + absl::Seconds(61)).has_value());
+}
+
+TEST_F(RateLimiterTest, CallBiggerThanTheLimitNeverFits) {
+  std::optional<RateDenial> denial = Take("alice", 1001, kStart);
+  ASSERT_TRUE(denial.has_value());
+  EXPECT_TRUE(denial->never_fits());
+  EXPECT_EQ(denial->retry_after, absl::ZeroDuration());
+}
+
+TEST_F(RateLimiterTest, RequestLimitCountsCalls) {
+  windows_ = {{absl::Seconds(1), /*max_requests=*/2, /*max_tokens=*/0}};
+  EXPECT_EQ(Take("k", 0, kStart), std::nullopt);
+  EXPECT_EQ(Take("k", 0, kStart), std::nullopt);
+  std::optional<RateDenial> denial = Take("k", 0, kStart);
+  ASSERT_TRUE(denial.has_value());
+  EXPECT_FALSE(denial->tokens);
+  EXPECT_EQ(Take("k", 0, kStart + denial->retry_after), std::nullopt);
+}
+
+TEST_F(RateLimiterTest, AllWindowsOrNone) {
+  windows_ = {{absl::Minutes(1), 0, 1000}, {absl::Hours(1), 0, 1500}};
+  ASSERT_EQ(Take("k", 1000, kStart), std::nullopt);
+  // The minute is full; an hour later both are free, but a minute later the
+  // hour has only 500 left.
+  EXPECT_TRUE(Take("k", 600, kStart + absl::Minutes(2)).has_value());
+  EXPECT_EQ(Take("k", 500, kStart + absl::Minutes(2)), std::nullopt);
+  std::optional<RateDenial> denial = Take("k", 1, kStart + absl::Minutes(2));
+  ASSERT_TRUE(denial.has_value());
+  EXPECT_EQ(denial->window, absl::Hours(1));
+}
+
+TEST_F(RateLimiterTest, ReleaseAndCorrectMoveTheCount) {
+  std::vector<RateCharge> charges;
+  ASSERT_EQ(Take("k", 800, kStart, &charges), std::nullopt);
+  ASSERT_EQ(charges.size(), 1u);
+  EXPECT_TRUE(Take("k", 300, kStart).has_value());
+  limiter_.Correct(charges[0], 100);  // used 100 of the 800 reserved
+  EXPECT_EQ(Take("k", 900, kStart), std::nullopt);
+  EXPECT_TRUE(Take("k", 1, kStart).has_value());
+}
+
+TEST_F(RateLimiterTest, ReleaseGivesTheChargeBack) {
+  std::vector<RateCharge> charges;
+  ASSERT_EQ(Take("k", 800, kStart, &charges), std::nullopt);
+  limiter_.Release(charges);
+  EXPECT_EQ(limiter_.size(), 0u);
+  EXPECT_EQ(Take("k", 1000, kStart), std::nullopt);
+}
+
+TEST_F(RateLimiterTest, DryRunTakesNothing) {
+  std::vector<RateCharge> charges;
+  RateAsk ask{"per-user", "k", windows_};
+  EXPECT_EQ(limiter_.Acquire({&ask, 1}, 1000, kStart, true, &charges),
+            std::nullopt);
+  EXPECT_TRUE(charges.empty());
+  EXPECT_EQ(Take("k", 1000, kStart), std::nullopt);
+}
+
+TEST_F(RateLimiterTest, IdleCountersAreEvicted) {
+  for (int i = 0; i < 1000; ++i) {
+    ASSERT_EQ(Take(absl::StrCat("user-", i), 1, kStart), std::nullopt);
+  }
+  EXPECT_EQ(limiter_.size(), 1000u);
+  EXPECT_EQ(limiter_.EvictIdle(kStart + absl::Seconds(30)), 0u);
+  ASSERT_EQ(Take("user-0", 1, kStart + absl::Seconds(40)), std::nullopt);
+  EXPECT_EQ(limiter_.EvictIdle(kStart + absl::Seconds(124)), 999u);
+  EXPECT_EQ(limiter_.size(), 1u);
+}
+
+TEST_F(RateLimiterTest, RestoredCountsAreEnforced) {
+  const int64_t bucket = SubBucketIndex(absl::Minutes(1), kStart);
+  limiter_.Restore({"per-user", "k", 60, bucket, 990}, 3);
+  EXPECT_TRUE(Take("k", 11, kStart).has_value());
+  EXPECT_EQ(Take("k", 10, kStart), std::nullopt);
+}
+
+// Many threads, a fake clock moving forward: no interval of a minute ever
+// admits more than the limit.
+TEST_F(RateLimiterTest, ConcurrentCallersNeverExceedAnyWindow) {
+  windows_ = {{absl::Minutes(1), 0, 5000}};
+  absl::Mutex mu;
+  std::vector<std::pair<absl::Time, int64_t>> admitted;
+  std::atomic<int64_t> clock_ms{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      std::mt19937 rng(t);
+      for (int i = 0; i < 2000; ++i) {
+        const absl::Time now =
+            kStart + absl::Milliseconds(clock_ms.fetch_add(13));
+        const int64_t tokens = 1 + rng() % 400;
+        if (!Take("shared", tokens, now).has_value()) {
+          absl::MutexLock lock(&mu);
+          admitted.emplace_back(now, tokens);
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  std::sort(admitted.begin(), admitted.end());
+  ASSERT_GT(admitted.size(), 100u);
+  size_t first = 0;
+  int64_t in_window = 0;
+  for (size_t last = 0; last < admitted.size(); ++last) {
+    in_window += admitted[last].second;
+    while (admitted[last].first - admitted[first].first >= absl::Minutes(1)) {
+      in_window -= admitted[first++].second;
+    }
+    ASSERT_LE(in_window, 5000) << "at " << admitted[last].first;
+  }
+}
+
+}  // namespace
+}  // namespace bursar::limits

@@ -76,6 +76,20 @@ std::optional<PoolDenial> ConcurrencyPools::Acquire(
   return std::nullopt;
 }
 
+void ConcurrencyPools::Restore(const PoolAsk& ask,
+                               absl::string_view priority) {
+  const absl::string_view cls = ClassOf(priority);
+  absl::MutexLock lock(&mu_);
+  Pool& pool = pools_[ask.pool];
+  const int64_t shared_capacity = ask.max_in_flight - ReservedTotal(ask);
+  if (pool.shared_in_use >= shared_capacity &&
+      pool.reserved_in_use[cls] < ReservedFor(ask, cls)) {
+    ++pool.reserved_in_use[cls];
+  } else {
+    ++pool.shared_in_use;
+  }
+}
+
 void ConcurrencyPools::Release(absl::string_view pool_name,
                                absl::string_view priority) {
   const absl::string_view cls = ClassOf(priority);

@@ -52,6 +52,10 @@ class ConcurrencyPools {
   std::optional<PoolDenial> Acquire(absl::Span<const PoolAsk> pools,
                                     absl::string_view priority, bool dry_run);
 
+  // Takes a slot without asking whether there is one: for calls already in
+  // flight when the server restarted.
+  void Restore(const PoolAsk& pool, absl::string_view priority);
+
   // Gives one slot of `priority` back to `pool`. Releasing more than was
   // taken leaves the pool at zero.
   void Release(absl::string_view pool, absl::string_view priority);

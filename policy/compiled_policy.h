@@ -14,6 +14,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "limits/rate_limiter.h"
 #include "policy/expr/expr.h"
 #include "policy/pricing.h"
 
@@ -74,18 +75,19 @@ struct DenyRule {
   std::string message;
 };
 
-// rate_limits (validated now; enforced by the rate-limit engine).
+// rate_limits: while `when` holds, each call takes one request and its
+// tokens (input + the output granted) from the counter of `key`'s value in
+// every window; limits/rate_limiter.h is the engine.
 struct RateLimitRule {
   std::string name;
   Condition when;
-  std::string key_source;  // e.g. request.labels.user; empty: one counter
-  int64_t requests_per_second = 0, requests_per_minute = 0,
-          requests_per_hour = 0, requests_per_day = 0;
-  int64_t tokens_per_second = 0, tokens_per_minute = 0, tokens_per_hour = 0,
-          tokens_per_day = 0;
+  Condition key;  // type string; program null: one shared counter
+  // One entry per window length the rule limits, shortest first.
+  std::vector<limits::WindowLimit> windows;
 };
 
-// concurrency (validated now; enforced by the concurrency engine).
+// concurrency: while `when` holds, each call takes a slot until it is
+// reported; limits/concurrency_pools.h is the engine.
 struct ConcurrencyPool {
   std::string name;
   Condition when;

@@ -807,36 +807,39 @@ void PolicyCompiler::CompileRateLimits(const Entry& entry) {
       auto key = ReadCondition(it->second, JoinField(field, "key"),
                                VariableScope{}, expr::Type::kString);
       if (key)
-        rule.key_source = key->source;
+        rule.key = *std::move(key);
       else
         ok = false;
     }
-    struct Limit {
-      absl::string_view key;
-      int64_t* value;
+    struct Window {
+      absl::string_view suffix;
+      absl::Duration length;
     };
-    const Limit limits[] = {
-        {"requests_per_second", &rule.requests_per_second},
-        {"requests_per_minute", &rule.requests_per_minute},
-        {"requests_per_hour", &rule.requests_per_hour},
-        {"requests_per_day", &rule.requests_per_day},
-        {"tokens_per_second", &rule.tokens_per_second},
-        {"tokens_per_minute", &rule.tokens_per_minute},
-        {"tokens_per_hour", &rule.tokens_per_hour},
-        {"tokens_per_day", &rule.tokens_per_day},
-    };
+    constexpr Window kWindows[] = {{"second", absl::Seconds(1)},
+                                   {"minute", absl::Minutes(1)},
+                                   {"hour", absl::Hours(1)},
+                                   {"day", absl::Hours(24)}};
     int given = 0;
-    for (const Limit& limit : limits) {
-      auto it = fields->find(limit.key);
-      if (it == fields->end()) continue;
-      ++given;
-      auto value =
-          ReadCount(it->second, JoinField(field, limit.key), 1, kMaxRate,
-                    limit.key.substr(0, limit.key.find('_')));
-      if (value)
-        *limit.value = *value;
-      else
-        ok = false;
+    for (const Window& window : kWindows) {
+      limits::WindowLimit limit{window.length, 0, 0};
+      for (absl::string_view unit : {"requests", "tokens"}) {
+        const std::string name = absl::StrCat(unit, "_per_", window.suffix);
+        auto it = fields->find(name);
+        if (it == fields->end()) continue;
+        ++given;
+        auto value =
+            ReadCount(it->second, JoinField(field, name), 1, kMaxRate, unit);
+        if (!value) {
+          ok = false;
+        } else if (unit == "requests") {
+          limit.max_requests = *value;
+        } else {
+          limit.max_tokens = *value;
+        }
+      }
+      if (limit.max_requests > 0 || limit.max_tokens > 0) {
+        rule.windows.push_back(limit);
+      }
     }
     if (given == 0) {
       Error(Where(node), field,

@@ -144,7 +144,11 @@ alerts:
   EXPECT_EQ(rules.spend_slos[0].escalate_after, 3);
   EXPECT_EQ(rules.on_exhausted.size(), 3u);
   EXPECT_EQ(rules.on_exhausted[1].min_output_tokens, 64);
-  EXPECT_EQ(rules.rate_limits[0].tokens_per_minute, 50000);
+  ASSERT_EQ(rules.rate_limits[0].windows.size(), 1u);
+  EXPECT_EQ(rules.rate_limits[0].windows[0].window, absl::Minutes(1));
+  EXPECT_EQ(rules.rate_limits[0].windows[0].max_requests, 120);
+  EXPECT_EQ(rules.rate_limits[0].windows[0].max_tokens, 50000);
+  EXPECT_EQ(rules.rate_limits[0].key.source, "request.labels.user");
   EXPECT_EQ(rules.concurrency[0].reserve.at("critical"), 60);
   EXPECT_EQ(rules.alerts[0].severity, "warning");
 }

@@ -186,6 +186,11 @@ int Run() {
 
   Decider decider(ledger.get(), &policies, clock.get(),
                   DeciderOptions{.reservation_ttl = ttl});
+  if (absl::Status s = decider.RestoreInFlight(); !s.ok()) {
+    Log(LogLevel::kError, "cannot restore the calls in flight",
+        {LF{"error", std::string(s.message())}});
+    return 1;
+  }
   BudgetAdmin budget_admin(ledger.get(), clock.get());
   PolicyAdmin policy_admin(storage->policy_versions.get(), &policies,
                            clock.get());
@@ -222,7 +227,7 @@ int Run() {
   absl::Notification stopping;
   std::thread expirer([&] {
     while (!stopping.WaitForNotificationWithTimeout(absl::Seconds(1))) {
-      absl::StatusOr<int> expired = ledger->ExpireHolds(clock->Now());
+      absl::StatusOr<int> expired = decider.ExpireReservations();
       if (!expired.ok()) {
         Log(LogLevel::kError, "expiring holds failed",
             {LF{"error", std::string(expired.status().message())}});

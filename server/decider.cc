@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <limits>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -10,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "policy/call_plan.h"
+#include "policy/limit_asks.h"
 #include "policy/money.h"
 #include "policy/pricing.h"
 #include "server/hold_terms.pb.h"
@@ -266,9 +268,43 @@ absl::Status Decider::Check(const v1::CheckRequest& request,
   }
 
   // Reserve; when a budget cannot fit, walk the on_exhausted chain. Every
-  // step changes the plan or ends it, so this ends.
+  // step changes the plan or ends it, so this ends. Each plan first takes
+  // its rate limits and pool slots; a plan that goes no further gives them
+  // back.
   absl::StatusOr<storage::ReserveResult> reserved;
+  policy::LimitAsks asks;
+  std::vector<limits::RateCharge> rate_charges;
   while (true) {
+    policy::MatchLimits(*active, call, *plan, now, &asks);
+    rate_charges.clear();
+    if (std::optional<limits::RateDenial> denial =
+            rates_.Acquire(asks.rates, asks.tokens, now, request.dry_run(),
+                           &rate_charges)) {
+      response->set_verdict(v1::VERDICT_DENY);
+      v1::Reason* reason = response->add_reasons();
+      reason->set_rule(policy::RateLimitRuleName(*denial));
+      reason->set_message(policy::RateDenialMessage(*denial));
+      if (!denial->never_fits()) {
+        const absl::Duration wait = denial->retry_after;
+        const int64_t seconds = absl::IDivDuration(wait, absl::Seconds(1),
+                                                   nullptr);
+        response->mutable_retry_after()->set_seconds(seconds);
+        response->mutable_retry_after()->set_nanos(static_cast<int32_t>(
+            absl::ToInt64Nanoseconds(wait - absl::Seconds(seconds))));
+      }
+      return absl::OkStatus();
+    }
+    if (std::optional<limits::PoolDenial> denial =
+            pools_.Acquire(asks.pools, request.priority(), request.dry_run())) {
+      rates_.Release(rate_charges);
+      response->set_verdict(v1::VERDICT_DENY);
+      v1::Reason* reason = response->add_reasons();
+      reason->set_rule(policy::PoolRuleName(*denial));
+      reason->set_message(
+          policy::PoolDenialMessage(*denial, request.priority()));
+      return absl::OkStatus();
+    }
+
     storage::LabelSet labels;
     labels.Add("model", plan->model);
     if (!request.provider().empty()) labels.Add("provider", request.provider());
@@ -277,9 +313,9 @@ absl::Status Decider::Check(const v1::CheckRequest& request,
     }
     labels.Add("provider", plan->price->provider);
 
+    HoldTerms terms;
     std::string terms_bytes;
     if (!request.dry_run()) {
-      HoldTerms terms;
       terms.set_model(plan->model);
       terms.set_policy_version(active->version());
       terms.set_input_nanos_per_mtok(plan->price->input_nanos_per_mtok);
@@ -288,6 +324,18 @@ absl::Status Decider::Check(const v1::CheckRequest& request,
       terms.set_output_nanos_per_mtok(plan->price->output_nanos_per_mtok);
       *terms.mutable_answer() = *response;
       terms.mutable_answer()->set_verdict(v1::VERDICT_ALLOW);
+      for (const limits::RateCharge& charge : rate_charges) {
+        RateCharge* out = terms.add_rate_charges();
+        out->set_rule(charge.rule);
+        out->set_key(charge.key);
+        out->set_window_seconds(charge.window_seconds);
+        out->set_bucket(charge.bucket);
+        out->set_tokens(charge.tokens);
+      }
+      for (const limits::PoolAsk& pool : asks.pools) {
+        terms.add_pools(std::string(pool.pool));
+      }
+      terms.set_priority(request.priority());
       terms_bytes = terms.SerializeAsString();
     }
 
@@ -299,6 +347,13 @@ absl::Status Decider::Check(const v1::CheckRequest& request,
     reserve.ttl = options_.reservation_ttl;
     reserve.dry_run = request.dry_run();
     reserved = ledger_->Reserve(reserve, now);
+    if (!reserved.ok() ||
+        reserved->kind == storage::ReserveResult::Kind::kDenied ||
+        reserved->kind == storage::ReserveResult::Kind::kReplayed) {
+      // Nothing new is in flight: this plan's counts and slots go back (a
+      // replay holds those of the first Check).
+      if (!request.dry_run()) ReleasePools(terms);
+    }
     if (!reserved.ok()) return reserved.status();
     if (reserved->kind != storage::ReserveResult::Kind::kDenied) break;
 
@@ -378,10 +433,76 @@ absl::Status Decider::Report(const v1::ReportRequest& request,
   absl::StatusOr<storage::SettleResult> settled =
       ledger_->Settle(request.reservation_id(), *cost, now);
   if (!settled.ok()) return settled.status();
+  if (!settled->already_reported) {
+    // Rate windows count what the call really used; an expired hold gave
+    // its pool slots back when it expired.
+    const int64_t used_tokens = usage.input_tokens() + usage.output_tokens();
+    for (const RateCharge& charge : terms.rate_charges()) {
+      rates_.Correct({charge.rule(), charge.key(), charge.window_seconds(),
+                      charge.bucket(), charge.tokens()},
+                     used_tokens);
+    }
+    if (!settled->after_expiry) {
+      for (const std::string& pool : terms.pools()) {
+        pools_.Release(pool, terms.priority());
+      }
+    }
+  }
   response->set_cost_nanos(settled->cost_nanos);
   response->set_already_reported(settled->already_reported);
   response->set_reported_after_expiry(settled->after_expiry);
   return absl::OkStatus();
+}
+
+void Decider::ReleasePools(const HoldTerms& terms) {
+  for (const RateCharge& charge : terms.rate_charges()) {
+    const limits::RateCharge taken{charge.rule(), charge.key(),
+                                   charge.window_seconds(), charge.bucket(),
+                                   charge.tokens()};
+    rates_.Release({&taken, 1});
+  }
+  for (const std::string& pool : terms.pools()) {
+    pools_.Release(pool, terms.priority());
+  }
+}
+
+absl::Status Decider::RestoreInFlight() {
+  const std::shared_ptr<const policy::CompiledPolicy> active =
+      policies_->Active();
+  absl::Status status;
+  ledger_->ForEachOpenHold([&](const storage::HoldView& hold) {
+    HoldTerms terms;
+    if (!terms.ParseFromString(hold.terms)) {
+      status.Update(absl::DataLossError(absl::StrCat(
+          "reservation ", hold.reservation_id, " has unreadable terms")));
+      return;
+    }
+    for (const std::string& name : terms.pools()) {
+      limits::PoolAsk ask{name, std::numeric_limits<int64_t>::max(), nullptr};
+      for (const policy::ConcurrencyPool& pool : active->rules().concurrency) {
+        if (pool.name == name) {
+          ask = {pool.name, pool.max_in_flight, &pool.reserve};
+        }
+      }
+      pools_.Restore(ask, terms.priority());
+    }
+  });
+  return status;
+}
+
+absl::StatusOr<int> Decider::ExpireReservations() {
+  const absl::Time now = clock_->Now();
+  std::vector<std::string> expired_terms;
+  absl::StatusOr<int> expired = ledger_->ExpireHolds(now, &expired_terms);
+  for (const std::string& bytes : expired_terms) {
+    HoldTerms terms;
+    if (!terms.ParseFromString(bytes)) continue;  // Report says DataLoss
+    for (const std::string& pool : terms.pools()) {
+      pools_.Release(pool, terms.priority());
+    }
+  }
+  rates_.EvictIdle(now);
+  return expired;
 }
 
 }  // namespace bursar::server

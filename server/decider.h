@@ -11,6 +11,8 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "bursar/v1/decision.pb.h"
+#include "limits/concurrency_pools.h"
+#include "limits/rate_limiter.h"
 #include "server/clock.h"
 #include "server/policy_registry.h"
 #include "storage/ledger.h"
@@ -23,6 +25,8 @@ inline constexpr size_t kMaxLabelKeyBytes = 64;
 inline constexpr size_t kMaxLabelValueBytes = 256;
 inline constexpr size_t kMaxRequestIdBytes = 128;
 inline constexpr size_t kMaxModelBytes = 256;
+
+class HoldTerms;  // server/hold_terms.proto
 
 struct DeciderOptions {
   absl::Duration reservation_ttl = absl::Minutes(10);
@@ -41,11 +45,29 @@ class Decider {
   absl::Status Report(const v1::ReportRequest& request,
                       v1::ReportResponse* response);
 
+  // At start-up: gives the calls still in flight (open reservations) their
+  // concurrency slots back.
+  absl::Status RestoreInFlight();
+
+  // Expires reservations past their TTL (charging their estimate, freeing
+  // their slots) and drops idle rate-limit counters. Returns how many
+  // reservations expired. Called every second by bursard.
+  absl::StatusOr<int> ExpireReservations();
+
+  const limits::RateLimiter& rate_limiter() const { return rates_; }
+  const limits::ConcurrencyPools& pools() const { return pools_; }
+
  private:
+  // Gives back the rate-limit charges and pool slots of a call that holds
+  // them no longer.
+  void ReleasePools(const HoldTerms& terms);
+
   storage::Ledger* const ledger_;
   const PolicyRegistry* const policies_;
   Clock* const clock_;
   const DeciderOptions options_;
+  limits::RateLimiter rates_;
+  limits::ConcurrencyPools pools_;
 };
 
 // INVALID_ARGUMENT naming the first bad field.

@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -163,8 +164,14 @@ class Ledger {
                                               absl::Time now) = 0;
   // Charges every open hold whose TTL has passed at its estimate (flagged as
   // unreported) and forgets settled holds older than the retention. Returns
-  // how many holds expired.
-  virtual absl::StatusOr<int> ExpireHolds(absl::Time now) = 0;
+  // how many holds expired, and appends their terms to `expired_terms`
+  // unless it is null.
+  virtual absl::StatusOr<int> ExpireHolds(
+      absl::Time now, std::vector<std::string>* expired_terms) = 0;
+  // Calls `visit` with every open hold (under the ledger's lock: `visit`
+  // must not call the ledger).
+  virtual void ForEachOpenHold(
+      absl::FunctionRef<void(const HoldView&)> visit) const = 0;
   // Open holds right now.
   virtual size_t open_holds() const = 0;
 };

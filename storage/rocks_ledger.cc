@@ -121,7 +121,10 @@ class RocksLedger final : public Ledger {
   absl::StatusOr<SettleResult> Settle(absl::string_view reservation_id,
                                       int64_t cost_nanos,
                                       absl::Time now) override;
-  absl::StatusOr<int> ExpireHolds(absl::Time now) override;
+  absl::StatusOr<int> ExpireHolds(
+      absl::Time now, std::vector<std::string>* expired_terms) override;
+  void ForEachOpenHold(
+      absl::FunctionRef<void(const HoldView&)> visit) const override;
   size_t open_holds() const override {
     absl::MutexLock lock(&mu_);
     return expiry_queue_.size();
@@ -196,6 +199,7 @@ class RocksLedger final : public Ledger {
                 const Actor& actor, const BudgetSpec* before,
                 const BudgetSpec* after) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::string NewReservationId() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  static HoldView ViewOf(const HoldRecord& hold);
   void Forget(const std::string& reservation_id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
@@ -745,7 +749,16 @@ absl::StatusOr<HoldView> RocksLedger::GetHold(
         "settled more than ",
         absl::FormatDuration(options_.settled_retention), " ago"));
   }
-  const HoldRecord& hold = it->second;
+  return ViewOf(it->second);
+}
+
+void RocksLedger::ForEachOpenHold(
+    absl::FunctionRef<void(const HoldView&)> visit) const {
+  absl::MutexLock lock(&mu_);
+  for (const auto& [micros, id] : expiry_queue_) visit(ViewOf(holds_.at(id)));
+}
+
+HoldView RocksLedger::ViewOf(const HoldRecord& hold) {
   HoldView view;
   view.reservation_id = hold.reservation_id();
   view.state = hold.state() == HoldRecord::STATE_OPEN      ? HoldState::kOpen
@@ -867,7 +880,8 @@ void RocksLedger::Forget(const std::string& reservation_id) {
   holds_.erase(it);
 }
 
-absl::StatusOr<int> RocksLedger::ExpireHolds(absl::Time now) {
+absl::StatusOr<int> RocksLedger::ExpireHolds(
+    absl::Time now, std::vector<std::string>* expired_terms) {
   absl::MutexLock lock(&mu_);
   const int64_t now_micros = absl::ToUnixMicros(now);
   rocksdb::WriteBatch batch;
@@ -905,6 +919,7 @@ absl::StatusOr<int> RocksLedger::ExpireHolds(absl::Time now) {
     hold.set_settled_at_micros(now_micros);
     ApplyToCharges(hold, -estimate, estimate, estimate);
     retention_queue_.emplace(now_micros, id);
+    if (expired_terms != nullptr) expired_terms->push_back(hold.terms());
   }
   for (const std::string& id : pruned_ids) {
     auto it = holds_.find(id);

@@ -608,12 +608,12 @@ TEST_F(RocksLedgerTest, ExpiredHoldChargesItsEstimateUntilReportedLate) {
       Reserve(Labels({}), 500, kT0, "", "", absl::Minutes(10));
   ASSERT_EQ(hold.kind, ReserveResult::Kind::kReserved);
 
-  absl::StatusOr<int> expired = ledger_->ExpireHolds(kT0 + absl::Minutes(9));
+  absl::StatusOr<int> expired = ledger_->ExpireHolds(kT0 + absl::Minutes(9), nullptr);
   ASSERT_TRUE(expired.ok()) << expired.status();
   EXPECT_EQ(*expired, 0);
   EXPECT_EQ(ledger_->open_holds(), 1u);
 
-  expired = ledger_->ExpireHolds(kT0 + absl::Minutes(11));
+  expired = ledger_->ExpireHolds(kT0 + absl::Minutes(11), nullptr);
   ASSERT_TRUE(expired.ok()) << expired.status();
   EXPECT_EQ(*expired, 1);
   EXPECT_EQ(ledger_->open_holds(), 0u);
@@ -626,7 +626,7 @@ TEST_F(RocksLedgerTest, ExpiredHoldChargesItsEstimateUntilReportedLate) {
   EXPECT_EQ(view->state, HoldState::kExpired);
   EXPECT_EQ(view->cost_nanos, 500);
   // Expiring again finds nothing new.
-  expired = ledger_->ExpireHolds(kT0 + absl::Minutes(12));
+  expired = ledger_->ExpireHolds(kT0 + absl::Minutes(12), nullptr);
   ASSERT_TRUE(expired.ok());
   EXPECT_EQ(*expired, 0);
   EXPECT_EQ(StandingOf("b").spent_nanos, 500);
@@ -661,14 +661,14 @@ TEST_F(RocksLedgerTest, SettledAndExpiredHoldsArePrunedAfterRetention) {
       Reserve(Labels({}), 300, kT0, "", "", absl::Hours(24));
   const absl::Time t1 = kT0 + absl::Minutes(2);
   Settle(settled.reservation_id, 50, t1);
-  ASSERT_TRUE(ledger_->ExpireHolds(t1).ok());  // expires `unreported`
+  ASSERT_TRUE(ledger_->ExpireHolds(t1, nullptr).ok());  // expires `unreported`
 
-  ASSERT_TRUE(ledger_->ExpireHolds(t1 + absl::Minutes(59)).ok());
+  ASSERT_TRUE(ledger_->ExpireHolds(t1 + absl::Minutes(59), nullptr).ok());
   EXPECT_TRUE(ledger_->GetHold(settled.reservation_id).ok());
   EXPECT_TRUE(ledger_->GetHold(unreported.reservation_id).ok());
 
   ASSERT_TRUE(
-      ledger_->ExpireHolds(t1 + absl::Hours(1) + absl::Seconds(1)).ok());
+      ledger_->ExpireHolds(t1 + absl::Hours(1) + absl::Seconds(1), nullptr).ok());
   for (const ReserveResult* r : {&settled, &unreported}) {
     const absl::StatusOr<HoldView> view = ledger_->GetHold(r->reservation_id);
     EXPECT_EQ(view.status().code(), absl::StatusCode::kNotFound);
@@ -745,7 +745,7 @@ TEST_F(RocksLedgerTest, ExpiryAfterMidnightChargesTheDayOfTheReservation) {
       Reserve(Labels({}), 600, late, "", "", absl::Minutes(10));
   ASSERT_EQ(hold.kind, ReserveResult::Kind::kReserved);
   const absl::Time next_day = late + absl::Minutes(11);
-  ASSERT_TRUE(ledger_->ExpireHolds(next_day).ok());
+  ASSERT_TRUE(ledger_->ExpireHolds(next_day, nullptr).ok());
   EXPECT_EQ(StandingOf("daily", "", late).spent_nanos, 600);
   EXPECT_EQ(StandingOf("daily", "", late).unreported_nanos, 600);
   EXPECT_EQ(StandingOf("daily", "", next_day).spent_nanos, 0);
@@ -774,7 +774,7 @@ TEST_F(RocksLedgerTest, ReopenRestoresEverything) {
       Reserve(Labels({{"team", "a"}, {"user", "u3"}}), 500, kT0,
               "req-unreported", "t3", absl::Minutes(1));
   const absl::Time t1 = kT0 + absl::Minutes(2);
-  ASSERT_EQ(*ledger_->ExpireHolds(t1), 1);
+  ASSERT_EQ(*ledger_->ExpireHolds(t1, nullptr), 1);
 
   auto snapshot = [&] {
     std::vector<std::string> out;

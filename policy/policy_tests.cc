@@ -17,6 +17,7 @@
 #include "absl/time/civil_time.h"
 #include "absl/time/time.h"
 #include "policy/call_plan.h"
+#include "policy/limit_asks.h"
 #include "policy/money.h"
 #include "policy/usage_view.h"
 #include "policy/yaml_limits.h"
@@ -36,12 +37,29 @@ struct TestBudget {
   std::string period = "none";
 };
 
+// What a rate-limit counter has taken in the current sub-bucket.
+struct TestRateUsage {
+  std::string rule;
+  std::string key;
+  absl::Duration window;
+  int64_t tokens = 0;
+  int64_t requests = 0;
+};
+
+// Calls in flight in a pool, by priority class.
+struct TestInFlight {
+  std::string pool;
+  std::map<std::string, int64_t> by_priority;
+};
+
 struct TestCase {
   std::string name;
   int line = 0;
   absl::Time now = absl::FromCivil(absl::CivilSecond(2026, 1, 1, 12, 0, 0),
                                    absl::UTCTimeZone());
   std::vector<TestBudget> budgets;
+  std::vector<TestRateUsage> rate_usage;
+  std::vector<TestInFlight> in_flight;
   // The request; labels as given (std::map keeps them sorted).
   std::string model;
   std::string provider;
@@ -49,11 +67,13 @@ struct TestCase {
   std::map<std::string, std::string> labels;
   int64_t input_tokens = 0;
   int64_t max_output_tokens = 0;
+  int64_t attempt = 1;
   // Expectations; unset ones are not checked.
   std::optional<bool> expect_allow;
   std::optional<std::string> expect_model;
   std::optional<int64_t> expect_max_output_tokens;
   std::optional<std::set<std::string>> expect_fired;
+  std::optional<absl::Duration> expect_retry_after;
 };
 
 // Reads test documents, reporting mistakes as diagnostics.
@@ -107,7 +127,9 @@ class TestFileReader {
       return std::nullopt;
     }
     const size_t errors_before = diagnostics_->size();
-    Fields(node, field, {"name", "now", "budgets", "request", "expect"});
+    Fields(node, field,
+           {"name", "now", "budgets", "rate_usage", "in_flight", "request",
+            "expect"});
     TestCase c;
     c.line = node.Mark().line + 1;
     c.name = Text(node["name"], field + ".name");
@@ -131,6 +153,26 @@ class TestFileReader {
         }
       }
     }
+    if (const YAML::Node usage = node["rate_usage"]; usage) {
+      if (!usage.IsSequence()) {
+        Error(usage.Mark(), field + ".rate_usage", "expected a list");
+      } else {
+        for (size_t i = 0; i < usage.size(); ++i) {
+          c.rate_usage.push_back(ReadRateUsage(
+              usage[i], absl::StrCat(field, ".rate_usage[", i, "]")));
+        }
+      }
+    }
+    if (const YAML::Node in_flight = node["in_flight"]; in_flight) {
+      if (!in_flight.IsSequence()) {
+        Error(in_flight.Mark(), field + ".in_flight", "expected a list");
+      } else {
+        for (size_t i = 0; i < in_flight.size(); ++i) {
+          c.in_flight.push_back(ReadInFlight(
+              in_flight[i], absl::StrCat(field, ".in_flight[", i, "]")));
+        }
+      }
+    }
     const YAML::Node request = node["request"];
     if (!request || !request.IsMap()) {
       Error(node.Mark(), field + ".request",
@@ -139,7 +181,10 @@ class TestFileReader {
       const std::string r = field + ".request";
       Fields(request, r,
              {"model", "provider", "priority", "labels", "input_tokens",
-              "max_output_tokens"});
+              "max_output_tokens", "attempt"});
+      if (request["attempt"]) {
+        c.attempt = Count(request["attempt"], r + ".attempt");
+      }
       c.model = Text(request["model"], r + ".model");
       if (request["provider"]) {
         c.provider = Text(request["provider"], r + ".provider");
@@ -163,7 +208,18 @@ class TestFileReader {
             "expected { verdict, model, max_output_tokens, fired }");
     } else {
       const std::string e = field + ".expect";
-      Fields(expect, e, {"verdict", "model", "max_output_tokens", "fired"});
+      Fields(expect, e,
+             {"verdict", "model", "max_output_tokens", "fired", "retry_after"});
+      if (expect["retry_after"]) {
+        const std::string text = Text(expect["retry_after"], e + ".retry_after");
+        absl::Duration d;
+        if (!absl::ParseDuration(text, &d)) {
+          Error(expect["retry_after"].Mark(), e + ".retry_after",
+                absl::StrCat("expected a duration such as \"63s\", got \"",
+                             text, "\""));
+        }
+        c.expect_retry_after = d;
+      }
       if (expect["verdict"]) {
         const std::string verdict = Text(expect["verdict"], e + ".verdict");
         if (verdict != "allow" && verdict != "deny") {
@@ -192,6 +248,55 @@ class TestFileReader {
     }
     if (diagnostics_->size() != errors_before) return std::nullopt;
     return c;
+  }
+
+  TestRateUsage ReadRateUsage(const YAML::Node& node,
+                              const std::string& field) {
+    TestRateUsage u;
+    if (!node.IsMap()) {
+      Error(node.Mark(), field,
+            "expected { rule, key, window, tokens, requests }");
+      return u;
+    }
+    Fields(node, field, {"rule", "key", "window", "tokens", "requests"});
+    u.rule = Text(node["rule"], field + ".rule");
+    if (node["key"]) u.key = Text(node["key"], field + ".key");
+    const std::string window = Text(node["window"], field + ".window");
+    if (window == "second") {
+      u.window = absl::Seconds(1);
+    } else if (window == "minute") {
+      u.window = absl::Minutes(1);
+    } else if (window == "hour") {
+      u.window = absl::Hours(1);
+    } else if (window == "day") {
+      u.window = absl::Hours(24);
+    } else if (node["window"]) {
+      Error(node["window"].Mark(), field + ".window",
+            absl::StrCat("expected second, minute, hour or day, got \"",
+                         window, "\""));
+    }
+    if (node["tokens"]) u.tokens = Count(node["tokens"], field + ".tokens");
+    if (node["requests"]) {
+      u.requests = Count(node["requests"], field + ".requests");
+    }
+    return u;
+  }
+
+  TestInFlight ReadInFlight(const YAML::Node& node, const std::string& field) {
+    TestInFlight f;
+    if (!node.IsMap() || !node["pool"]) {
+      Error(node.Mark(), field,
+            "expected { pool: <name>, <priority>: <calls>, ... }, e.g. "
+            "{ pool: gpt41-slots, standard: 7, critical: 2 }");
+      return f;
+    }
+    f.pool = Text(node["pool"], field + ".pool");
+    for (const auto& entry : node) {
+      const std::string key = entry.first.as<std::string>();
+      if (key == "pool") continue;
+      f.by_priority[key] = Count(entry.second, absl::StrCat(field, ".", key));
+    }
+    return f;
   }
 
   TestBudget ReadBudget(const YAML::Node& node, const std::string& field) {
@@ -354,6 +459,7 @@ struct Outcome {
   std::string model;
   int64_t max_output_tokens = 0;
   std::set<std::string> fired;
+  absl::Duration retry_after;
   std::string error;  // the call was rejected as invalid
 };
 
@@ -384,13 +490,49 @@ Outcome Decide(const CompiledPolicy& policy, const TestCase& c) {
   call.labels = label_span;
   call.input_tokens = c.input_tokens;
   call.max_output_tokens = c.max_output_tokens;
+  call.attempt = c.attempt;
   absl::StatusOr<CallPlan> plan = PlanCall(policy, call, {&usage, c.now});
   if (!plan.ok()) {
     outcome.error = std::string(plan.status().message());
     return outcome;
   }
+
+  // The counters and pools as the case states them.
+  limits::RateLimiter rates;
+  for (const TestRateUsage& u : c.rate_usage) {
+    rates.Restore({u.rule, u.key, absl::ToInt64Seconds(u.window),
+                   limits::SubBucketIndex(u.window, c.now), u.tokens},
+                  u.requests);
+  }
+  limits::ConcurrencyPools pools;
+  for (const TestInFlight& f : c.in_flight) {
+    limits::PoolAsk ask{f.pool, std::numeric_limits<int64_t>::max(), nullptr};
+    for (const ConcurrencyPool& pool : policy.rules().concurrency) {
+      if (pool.name == f.pool) ask = {pool.name, pool.max_in_flight, &pool.reserve};
+    }
+    for (const auto& [priority, calls] : f.by_priority) {
+      for (int64_t i = 0; i < calls; ++i) pools.Restore(ask, priority);
+    }
+  }
+
   std::set<std::string> exceeded;
+  LimitAsks asks;
+  std::vector<limits::RateCharge> charges;
   while (plan->allowed) {
+    MatchLimits(policy, call, *plan, c.now, &asks);
+    if (std::optional<limits::RateDenial> denial = rates.Acquire(
+            asks.rates, asks.tokens, c.now, /*dry_run=*/true, &charges)) {
+      plan->allowed = false;
+      exceeded.insert(RateLimitRuleName(*denial));
+      outcome.retry_after = denial->retry_after;
+      break;
+    }
+    if (std::optional<limits::PoolDenial> denial =
+            pools.Acquire(asks.pools, c.priority, /*dry_run=*/true)) {
+      plan->allowed = false;
+      exceeded.insert(PoolRuleName(*denial));
+      break;
+    }
     const std::map<std::string, std::string> labels =
         BudgetLabels(c, plan->model, plan->price->provider);
     int64_t tightest = std::numeric_limits<int64_t>::max();
@@ -452,6 +594,13 @@ PolicyTestReport RunPolicyTests(const CompiledPolicy& policy,
           problems.push_back(absl::StrCat("expected max_output_tokens ",
                                           *c.expect_max_output_tokens, ", got ",
                                           got.max_output_tokens));
+        }
+        if (c.expect_retry_after.has_value() &&
+            *c.expect_retry_after != got.retry_after) {
+          problems.push_back(absl::StrCat(
+              "expected retry_after ",
+              absl::FormatDuration(*c.expect_retry_after), ", got ",
+              absl::FormatDuration(got.retry_after)));
         }
         if (c.expect_fired.has_value() && *c.expect_fired != got.fired) {
           problems.push_back(absl::StrCat("expected fired rules ",

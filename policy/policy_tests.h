@@ -4,8 +4,9 @@
 // Policy tests: `kind: PolicyTest` documents (files named *_test.yaml) that
 // state a situation (the clock, budgets and their usage, a request) and the
 // answer the policy must give (verdict, model, output cap, rules fired).
-// RunPolicyTests decides each case exactly as Check would: PlanCall, then a
-// reservation against every budget the request matches, walking the
+// RunPolicyTests decides each case exactly as Check would: PlanCall, then
+// for each plan its rate limits and pools (limits/, the server's engines),
+// then a reservation against every budget the request matches, walking the
 // on_exhausted chain while one cannot fit. Pure: no I/O.
 //
 //   apiVersion: bursar.dev/v1
@@ -19,11 +20,17 @@
 //             selector: { team: triage } }
 //       request: { model: gpt-4.1, labels: { team: triage },
 //                  input_tokens: 1000, max_output_tokens: 2000 }
+//       rate_usage:                            # optional: counters now
+//         - { rule: per-user-tpm, key: alice, window: minute,
+//             tokens: 19000, requests: 5 }
+//       in_flight:                             # optional: pool slots taken
+//         - { pool: gpt41-slots, standard: 7, critical: 2 }
 //       expect:
 //         verdict: allow                       # allow | deny
 //         model: gpt-4.1-mini
 //         max_output_tokens: 512
 //         fired: [slo:daily-spend-slo]          # exactly these, any order
+//         retry_after: 63s                      # a rate-limit denial's wait
 
 #include <string>
 #include <vector>

@@ -286,8 +286,7 @@ absl::Status Decider::Check(const v1::CheckRequest& request,
       reason->set_message(policy::RateDenialMessage(*denial));
       if (!denial->never_fits()) {
         const absl::Duration wait = denial->retry_after;
-        const int64_t seconds = absl::IDivDuration(wait, absl::Seconds(1),
-                                                   nullptr);
+        const int64_t seconds = absl::ToInt64Seconds(wait);
         response->mutable_retry_after()->set_seconds(seconds);
         response->mutable_retry_after()->set_nanos(static_cast<int32_t>(
             absl::ToInt64Nanoseconds(wait - absl::Seconds(seconds))));

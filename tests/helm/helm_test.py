@@ -376,6 +376,29 @@ class CustomValuesTest(unittest.TestCase, CommonChecks):
                          ["spec"]["serviceAccountName"], "default")
 
 
+def notes(*extra):
+    """The NOTES.txt that `helm install` would print (a client-side dry run,
+    no cluster)."""
+    _, out, _ = helm("install", "rel", chart_dir(), "--namespace", "llm",
+                     "--dry-run=client", *extra)
+    return out[out.index("NOTES:"):]
+
+
+class NotesTest(unittest.TestCase):
+
+    def test_plaintext_and_open_roles_are_warned_about(self):
+        text = notes()
+        self.assertIn("rel-bursar.llm.svc:8081", text)
+        self.assertIn("WARNING: TLS is off", text)
+        self.assertIn("WARNING: no tokens file", text)
+
+    def test_no_warnings_with_tls_and_tokens(self):
+        text = notes("-f", custom_values())
+        self.assertNotIn("WARNING", text)
+        self.assertIn("--tls_ca=CA.pem", text)
+        self.assertIn("bursarctl policy push", text)
+
+
 class RejectedValuesTest(unittest.TestCase):
     """Bad values make helm fail with a message that names the problem."""
 

@@ -50,12 +50,19 @@ class Bursard {
 
   async start() {
     const log = fs.openSync(this.logFile, 'a');
-    this.child = spawn(BURSARD, [
-      '--listen=127.0.0.1:0', `--ready_file=${this.readyFile}`,
+    // setpriv (util-linux) makes the kernel SIGKILL bursard when this test
+    // process dies, however it dies.
+    this.child = spawn('setpriv', [
+      '--pdeathsig', 'KILL', '--', BURSARD, '--listen=127.0.0.1:0', `--ready_file=${this.readyFile}`,
       `--data_dir=${path.join(this.workDir, 'data')}`, ...BURSARD_FLAGS,
     ], {stdio: ['ignore', log, log]});
     fs.closeSync(log);
-    this.exited = new Promise((resolve) => this.child.on('exit', resolve));
+    const child = this.child;
+    process.on('exit', () => child.kill('SIGKILL'));
+    this.exited = new Promise((resolve) => {
+      child.on('exit', resolve);
+      child.on('error', (error) => resolve(`spawn error: ${error.message}`));
+    });
     let exitCode = null;
     this.exited.then((code) => { exitCode = code; });
     for (let i = 0; i < 1500; i++) {  // up to 30 s

@@ -42,6 +42,12 @@ MINI_INPUT_NANOS_PER_TOKEN = 400      # $0.40 / 1M
 MINI_OUTPUT_NANOS_PER_TOKEN = 1600    # $1.60 / 1M
 
 
+# bursard gets SIGKILL when the test process dies, so a crashed test leaves
+# no server behind (util-linux setpriv sets PR_SET_PDEATHSIG and execs; a
+# preexec_fn would fork a process that runs gRPC threads, which gRPC aborts).
+DIE_WITH_PARENT = ["setpriv", "--pdeathsig", "KILL", "--"]
+
+
 class Bursard:
     """One bursard child process on 127.0.0.1:0 (--ready_file)."""
 
@@ -53,7 +59,7 @@ class Bursard:
         self.address = None
 
     def start(self):
-        argv = [BURSARD, "--listen=127.0.0.1:0",
+        argv = [*DIE_WITH_PARENT, BURSARD, "--listen=127.0.0.1:0",
                 f"--ready_file={self.ready_file}",
                 f"--data_dir={os.path.join(self.work_dir, 'data')}",
                 *BURSARD_FLAGS]

@@ -10,7 +10,16 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   # clang and its libFuzzer/ASan runtime, for the fuzz test (tests/fuzz/)
   clang libclang-rt-14-dev
+  # Debian's python3 with gRPC and YAML, and unzip: the Helm chart test
+  # (tests/helm/) and the Python client example (examples/python/)
+  python3 python3-grpcio python3-protobuf python3-yaml unzip
 )
+# Node.js and npm (the Node client example, fetching helm): Debian's only
+# when no node/npm is on PATH (a NodeSource nodejs bundles npm and conflicts
+# with Debian's npm package).
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  packages+=(nodejs npm)
+fi
 
 missing=()
 for p in "${packages[@]}"; do

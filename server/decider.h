@@ -12,6 +12,7 @@
 #include "absl/time/time.h"
 #include "bursar/v1/decision.pb.h"
 #include "server/clock.h"
+#include "server/decision_observer.h"
 #include "server/policy_registry.h"
 #include "storage/ledger.h"
 
@@ -26,6 +27,9 @@ inline constexpr size_t kMaxModelBytes = 256;
 
 struct DeciderOptions {
   absl::Duration reservation_ttl = absl::Minutes(10);
+  // Told about every Check and Report (e.g. metrics); may be null. Must
+  // outlive the Decider.
+  DecisionObserver* observer = nullptr;
 };
 
 class Decider {
@@ -42,6 +46,12 @@ class Decider {
                       v1::ReportResponse* response);
 
  private:
+  // Check and Report without telling options_.observer.
+  absl::Status Decide(const v1::CheckRequest& request,
+                      v1::CheckResponse* response);
+  absl::Status Settle(const v1::ReportRequest& request,
+                      v1::ReportResponse* response);
+
   storage::Ledger* const ledger_;
   const PolicyRegistry* const policies_;
   Clock* const clock_;

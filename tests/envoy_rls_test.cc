@@ -218,6 +218,48 @@ TEST_F(EnvoyRlsTest, UnmappableRequestsAreInvalidArgument) {
   EXPECT_THAT(status.error_message(), HasSubstr("gpt-9"));
 }
 
+// policies/marketing-guardrails: drafts are routed to gpt-4.1-mini, and
+// marketing may not use claude-opus-4.
+class EnvoyRlsPolicyTest : public EnvoyRlsTest {
+ protected:
+  void SetUp() override {
+    BursardOptions options;
+    options.data_dir = dir_.Sub("data");
+    options.policy_dir =
+        std::string(BURSAR_SOURCE_DIR) + "/policies/marketing-guardrails";
+    server_ = std::make_unique<BursardProcess>(options, dir_.path());
+    ASSERT_TRUE(server_->Start());
+    rls_ = RateLimitService::NewStub(server_->channel());
+    SetBudget(MakeBudget("marketing", {{"team", "marketing"}}, v1::PERIOD_MONTH,
+                         1'000'000'000));
+  }
+};
+
+TEST_F(EnvoyRlsPolicyTest, APlanTheCallerCannotFollowIsOverLimitAndFree) {
+  const RateLimitResponse rerouted = Ok(Request(
+      "ai-gateway",
+      {{{"model", "gpt-4.1"}, {"team", "marketing"}, {"feature", "draft-ad"}}},
+      100));
+  EXPECT_EQ(rerouted.overall_code(), RateLimitResponse::OVER_LIMIT);
+  EXPECT_EQ(Header(rerouted, "x-bursar-denied-by"), "route:drafts-on-mini");
+  EXPECT_THAT(rerouted.raw_body(),
+              HasSubstr("switch the model to \"gpt-4.1-mini\""));
+  EXPECT_EQ(Budget("marketing").spent_nanos(), 0);
+  EXPECT_EQ(Budget("marketing").held_nanos(), 0);
+
+  const RateLimitResponse denied =
+      Ok(Request("ai-gateway",
+                 {{{"model", "claude-opus-4"}, {"team", "marketing"}}}, 100));
+  EXPECT_EQ(denied.overall_code(), RateLimitResponse::OVER_LIMIT);
+  EXPECT_EQ(Header(denied, "x-bursar-denied-by"), "deny:marketing-no-opus");
+  EXPECT_THAT(denied.raw_body(), HasSubstr("use claude-sonnet-4"));
+
+  const RateLimitResponse allowed = Ok(Request(
+      "ai-gateway", {{{"model", "gpt-4.1"}, {"team", "marketing"}}}, 100));
+  EXPECT_EQ(allowed.overall_code(), RateLimitResponse::OK);
+  EXPECT_EQ(Budget("marketing").spent_nanos(), 100 * kOutputNanosPerToken);
+}
+
 // The bytes Envoy sends, encoded by hand from upstream's field numbers
 // (domain = 1, descriptors = 2 {entries = 1 {key = 1, value = 2}},
 // hits_addend = 3), parse into the request Bursar reads.

@@ -4,8 +4,10 @@
 #include <utility>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 
 namespace bursar::server {
 namespace {
@@ -216,13 +218,45 @@ LedgerSnapshot ReadLedger(const storage::Ledger& ledger, absl::Time now,
   return snapshot;
 }
 
-MetricsRegistry::SampleFn BudgetField(const storage::Ledger* ledger,
-                                      Clock* clock, size_t max_budgets,
-                                      double BudgetTotals::*field) {
-  return [=] {
+// One ledger read shared by the bursar_budget_* callbacks: a scrape renders
+// them one after another, and they should show the same moment. A snapshot
+// younger than kLedgerSnapshotMaxAge is reused, which also bounds how often
+// scrapes walk the ledger (Standings takes the ledger's lock).
+constexpr absl::Duration kLedgerSnapshotMaxAge = absl::Seconds(1);
+
+class LedgerSnapshots {
+ public:
+  LedgerSnapshots(const storage::Ledger* ledger, Clock* clock,
+                  size_t max_budgets)
+      : ledger_(ledger), clock_(clock), max_budgets_(max_budgets) {}
+
+  std::shared_ptr<const LedgerSnapshot> Get() {
+    absl::MutexLock lock(&mu_);
+    const absl::Time now = clock_->Now();
+    const absl::Duration age = now - taken_at_;
+    if (last_ == nullptr || age < absl::ZeroDuration() ||
+        age >= kLedgerSnapshotMaxAge) {
+      last_ = std::make_shared<const LedgerSnapshot>(
+          ReadLedger(*ledger_, now, max_budgets_));
+      taken_at_ = now;
+    }
+    return last_;
+  }
+
+ private:
+  const storage::Ledger* const ledger_;
+  Clock* const clock_;
+  const size_t max_budgets_;
+  absl::Mutex mu_;
+  std::shared_ptr<const LedgerSnapshot> last_ ABSL_GUARDED_BY(mu_);
+  absl::Time taken_at_ ABSL_GUARDED_BY(mu_);
+};
+
+MetricsRegistry::SampleFn BudgetField(
+    std::shared_ptr<LedgerSnapshots> snapshots, double BudgetTotals::*field) {
+  return [snapshots, field] {
     std::vector<MetricSample> samples;
-    for (const BudgetTotals& totals :
-         ReadLedger(*ledger, clock->Now(), max_budgets).budgets) {
+    for (const BudgetTotals& totals : snapshots->Get()->budgets) {
       samples.push_back({"", {{"budget", totals.name}}, totals.*field});
     }
     return samples;
@@ -234,6 +268,8 @@ MetricsRegistry::SampleFn BudgetField(const storage::Ledger* ledger,
 absl::Status RegisterLedgerMetrics(MetricsRegistry* registry,
                                    const storage::Ledger* ledger, Clock* clock,
                                    size_t max_budgets) {
+  auto snapshots =
+      std::make_shared<LedgerSnapshots>(ledger, clock, max_budgets);
   const std::string bound =
       absl::StrCat(" (the first ", max_budgets, " budgets by name).");
   struct Gauge {
@@ -263,8 +299,7 @@ absl::Status RegisterLedgerMetrics(MetricsRegistry* registry,
   };
   for (const Gauge& gauge : gauges) {
     if (absl::Status s = registry->AddGaugeCallback(
-            gauge.name, gauge.help,
-            BudgetField(ledger, clock, max_budgets, gauge.field));
+            gauge.name, gauge.help, BudgetField(snapshots, gauge.field));
         !s.ok()) {
       return s;
     }
@@ -274,13 +309,9 @@ absl::Status RegisterLedgerMetrics(MetricsRegistry* registry,
       absl::StrCat("Budgets left out of the bursar_budget_* metrics (past the "
                    "first ",
                    max_budgets, " by name)."),
-      [=] {
-        const size_t count = ledger->ListBudgets().size();
+      [snapshots] {
         return std::vector<MetricSample>{
-            {"",
-             {},
-             static_cast<double>(count > max_budgets ? count - max_budgets
-                                                     : 0)}};
+            {"", {}, static_cast<double>(snapshots->Get()->not_exported)}};
       });
 }
 

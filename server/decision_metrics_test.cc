@@ -168,6 +168,11 @@ TEST_F(DecisionMetricsTest, BudgetFiguresAreReadAtScrapeTimeAndBounded) {
   report.mutable_usage()->set_output_tokens(1000);
   v1::ReportResponse reported;
   ASSERT_TRUE(decider_->Report(report, &reported).ok());
+  // A scrape within a second of the last one reuses its ledger snapshot.
+  EXPECT_THAT(registry_.Render(),
+              HasSubstr("bursar_budget_held_nanos{budget=\"a-search\"} "
+                        "10000000\n"));
+  clock_.Advance(absl::Seconds(1));
   text = registry_.Render();
   EXPECT_THAT(text, HasSubstr("bursar_budget_held_nanos{budget=\"a-search\"} "
                               "0\n"));

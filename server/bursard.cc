@@ -21,8 +21,11 @@
 #include "server/budget_admin.h"
 #include "server/clock.h"
 #include "server/decider.h"
+#include "server/decision_metrics.h"
+#include "server/envoy_rls.h"
 #include "server/grpc_services.h"
 #include "server/log.h"
+#include "server/metrics.h"
 #include "server/policy_admin.h"
 #include "server/policy_registry.h"
 #include "storage/rocks_storage.h"
@@ -74,6 +77,9 @@ namespace bursar::server {
 namespace {
 
 using LF = LogField;
+
+// bursar_budget_* metrics cover at most this many budgets (by name).
+constexpr size_t kMaxBudgetMetrics = 100;
 
 int Run() {
   // Signals go to the main thread's sigwait only; block them before any
@@ -184,13 +190,34 @@ int Run() {
         {LF{"note", initial->shadow_note}});
   }
 
+  // Prometheus metrics (docs/metrics.md), rendered by MetricsRegistry::Render
+  // for GET /metrics.
+  MetricsRegistry metrics;
+  absl::StatusOr<std::unique_ptr<DecisionMetrics>> decision_metrics =
+      DecisionMetrics::Create(&metrics);
+  absl::Status metrics_status = decision_metrics.status();
+  if (metrics_status.ok()) {
+    metrics_status = RegisterLedgerMetrics(&metrics, ledger.get(), clock.get(),
+                                           kMaxBudgetMetrics);
+  }
+  if (metrics_status.ok()) {
+    metrics_status = RegisterDatabaseMetrics(&metrics, storage->database_stats);
+  }
+  if (!metrics_status.ok()) {
+    Log(LogLevel::kError, "cannot register metrics",
+        {LF{"error", std::string(metrics_status.message())}});
+    return 1;
+  }
   Decider decider(ledger.get(), &policies, clock.get(),
-                  DeciderOptions{.reservation_ttl = ttl});
+                  DeciderOptions{.reservation_ttl = ttl,
+                                 .observer = decision_metrics->get()});
   if (absl::Status s = decider.RestoreInFlight(); !s.ok()) {
     Log(LogLevel::kError, "cannot restore the calls in flight",
         {LF{"error", std::string(s.message())}});
     return 1;
   }
+  EnvoyRateLimiter rate_limiter(&decider);
+  EnvoyRateLimitService envoy_rls_service(&rate_limiter);
   BudgetAdmin budget_admin(ledger.get(), clock.get());
   PolicyAdmin policy_admin(storage->policy_versions.get(), &policies,
                            clock.get());
@@ -205,6 +232,7 @@ int Run() {
                            grpc::InsecureServerCredentials(), &port);
   builder.RegisterService(&decision_service);
   builder.RegisterService(&admin_service);
+  builder.RegisterService(&envoy_rls_service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) {
     Log(LogLevel::kError, "cannot listen",

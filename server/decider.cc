@@ -1,6 +1,7 @@
 #include "server/decider.h"
 
 #include <algorithm>
+#include <chrono>
 #include <limits>
 #include <memory>
 #include <optional>
@@ -203,8 +204,8 @@ absl::Status ValidateReportRequest(const v1::ReportRequest& request) {
   return absl::OkStatus();
 }
 
-absl::Status Decider::Check(const v1::CheckRequest& request,
-                            v1::CheckResponse* response) {
+absl::Status Decider::Decide(const v1::CheckRequest& request,
+                             v1::CheckResponse* response) {
   if (absl::Status s = ValidateCheckRequest(request); !s.ok()) return s;
   const absl::Time now = clock_->Now();
   const std::shared_ptr<const policy::CompiledPolicy> active =
@@ -407,7 +408,7 @@ absl::Status Decider::Check(const v1::CheckRequest& request,
   return absl::OkStatus();
 }
 
-absl::Status Decider::Report(const v1::ReportRequest& request,
+absl::Status Decider::Settle(const v1::ReportRequest& request,
                              v1::ReportResponse* response) {
   if (absl::Status s = ValidateReportRequest(request); !s.ok()) return s;
   const absl::Time now = clock_->Now();
@@ -502,6 +503,29 @@ absl::StatusOr<int> Decider::ExpireReservations() {
   }
   rates_.EvictIdle(now);
   return expired;
+}
+
+// The observer hook: Decide and Settle are the decisions themselves.
+absl::Status Decider::Check(const v1::CheckRequest& request,
+                            v1::CheckResponse* response) {
+  if (options_.observer == nullptr) return Decide(request, response);
+  const auto start = std::chrono::steady_clock::now();
+  absl::Status status = Decide(request, response);
+  options_.observer->OnCheck(
+      request, *response, status,
+      absl::FromChrono(std::chrono::steady_clock::now() - start));
+  return status;
+}
+
+absl::Status Decider::Report(const v1::ReportRequest& request,
+                             v1::ReportResponse* response) {
+  if (options_.observer == nullptr) return Settle(request, response);
+  const auto start = std::chrono::steady_clock::now();
+  absl::Status status = Settle(request, response);
+  options_.observer->OnReport(
+      request, *response, status,
+      absl::FromChrono(std::chrono::steady_clock::now() - start));
+  return status;
 }
 
 }  // namespace bursar::server

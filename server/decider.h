@@ -14,6 +14,7 @@
 #include "limits/concurrency_pools.h"
 #include "limits/rate_limiter.h"
 #include "server/clock.h"
+#include "server/decision_observer.h"
 #include "server/policy_registry.h"
 #include "storage/ledger.h"
 
@@ -30,6 +31,9 @@ class HoldTerms;  // server/hold_terms.proto
 
 struct DeciderOptions {
   absl::Duration reservation_ttl = absl::Minutes(10);
+  // Told about every Check and Report (e.g. metrics); may be null. Must
+  // outlive the Decider.
+  DecisionObserver* observer = nullptr;
 };
 
 class Decider {
@@ -61,6 +65,11 @@ class Decider {
   // Gives back the rate-limit charges and pool slots of a call that holds
   // them no longer.
   void ReleasePools(const HoldTerms& terms);
+  // Check and Report without telling options_.observer.
+  absl::Status Decide(const v1::CheckRequest& request,
+                      v1::CheckResponse* response);
+  absl::Status Settle(const v1::ReportRequest& request,
+                      v1::ReportResponse* response);
 
   storage::Ledger* const ledger_;
   const PolicyRegistry* const policies_;

@@ -24,7 +24,9 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "rocksdb/db.h"
+#include "rocksdb/statistics.h"
 #include "rocksdb/write_batch.h"
+#include "storage/database_stats.h"
 #include "storage/ledger.h"
 #include "storage/policy_version_store.h"
 #include "storage/records.pb.h"
@@ -81,6 +83,10 @@ class RocksDatabase {
   void AddAudit(rocksdb::WriteBatch& batch, absl::Time time,
                 AuditRecord record);
 
+  // RocksDB's write and WAL fsync latencies since the database opened
+  // (options.statistics is on). Thread-safe.
+  DatabaseStats Stats() const;
+
  private:
   explicit RocksDatabase(const RocksDatabaseOptions& options)
       : options_(options) {}
@@ -90,6 +96,7 @@ class RocksDatabase {
   std::unique_ptr<rocksdb::DB> db_;
   std::vector<rocksdb::ColumnFamilyHandle*> cfs_;
   std::unique_ptr<WalSyncer> syncer_;
+  std::shared_ptr<rocksdb::Statistics> statistics_;
   // The largest audit sequence handed out.
   std::atomic<uint64_t> audit_seq_{0};
 };

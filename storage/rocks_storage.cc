@@ -12,6 +12,10 @@ absl::StatusOr<RocksStorage> OpenRocksStorage(
       RocksDatabase::Open(DatabaseOptions(options));
   if (!database.ok()) return database.status();
   RocksStorage storage;
+  storage.database_stats = [weak = std::weak_ptr<RocksDatabase>(*database)] {
+    const std::shared_ptr<RocksDatabase> open = weak.lock();
+    return open != nullptr ? open->Stats() : DatabaseStats();
+  };
   absl::StatusOr<std::unique_ptr<Ledger>> ledger =
       NewRocksLedger(*database, options);
   if (!ledger.ok()) return ledger.status();

@@ -6,9 +6,11 @@
 // the database (one directory lock, one WAL, one audit log), and it closes
 // when both are gone.
 
+#include <functional>
 #include <memory>
 
 #include "absl/status/statusor.h"
+#include "storage/database_stats.h"
 #include "storage/ledger.h"
 #include "storage/policy_version_store.h"
 #include "storage/rocks_ledger.h"
@@ -18,6 +20,9 @@ namespace bursar::storage {
 struct RocksStorage {
   std::unique_ptr<Ledger> ledger;
   std::unique_ptr<PolicyVersionStore> policy_versions;
+  // The database's latency statistics (for /metrics); all zero once both
+  // stores are gone. Thread-safe.
+  std::function<DatabaseStats()> database_stats;
 };
 
 // Opens (creating if needed) the database at options.path and loads both

@@ -216,6 +216,12 @@ int Run() {
         {LF{"error", std::string(s.message())}});
     return 1;
   }
+  if (absl::Status s = RegisterLimitMetrics(&metrics, &decider, &policies);
+      !s.ok()) {
+    Log(LogLevel::kError, "cannot register metrics",
+        {LF{"error", std::string(s.message())}});
+    return 1;
+  }
   EnvoyRateLimiter rate_limiter(&decider);
   EnvoyRateLimitService envoy_rls_service(&rate_limiter);
   BudgetAdmin budget_admin(ledger.get(), clock.get());

@@ -351,4 +351,43 @@ absl::Status RegisterDatabaseMetrics(
       [stats] { return SummarySamples(stats().wal_file_sync); });
 }
 
+absl::Status RegisterLimitMetrics(MetricsRegistry* registry,
+                                  const Decider* decider,
+                                  const PolicyRegistry* policies) {
+  if (absl::Status s = registry->AddGaugeCallback(
+          "bursar_rate_limit_counters",
+          "Rate-limit counters (rule, window, key) in memory; idle ones are "
+          "evicted every second.",
+          [decider] {
+            return std::vector<MetricSample>{
+                {"", {}, static_cast<double>(decider->rate_limiter().size())}};
+          });
+      !s.ok()) {
+    return s;
+  }
+  auto pool_samples = [decider, policies](bool in_flight) {
+    std::vector<MetricSample> samples;
+    for (const policy::ConcurrencyPool& pool :
+         policies->Active()->rules().concurrency) {
+      samples.push_back(
+          {"",
+           {{"pool", pool.name}},
+           static_cast<double>(in_flight ? decider->pools().in_flight(pool.name)
+                                         : pool.max_in_flight)});
+    }
+    return samples;
+  };
+  if (absl::Status s = registry->AddGaugeCallback(
+          "bursar_pool_in_flight",
+          "Calls holding a slot of each concurrency pool of the active policy.",
+          [pool_samples] { return pool_samples(true); });
+      !s.ok()) {
+    return s;
+  }
+  return registry->AddGaugeCallback(
+      "bursar_pool_max_in_flight",
+      "max_in_flight of each concurrency pool of the active policy.",
+      [pool_samples] { return pool_samples(false); });
+}
+
 }  // namespace bursar::server

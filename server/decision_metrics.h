@@ -16,8 +16,10 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "server/clock.h"
+#include "server/decider.h"
 #include "server/decision_observer.h"
 #include "server/metrics.h"
+#include "server/policy_registry.h"
 #include "storage/database_stats.h"
 #include "storage/ledger.h"
 
@@ -80,6 +82,14 @@ absl::Status RegisterLedgerMetrics(MetricsRegistry* registry,
 // sum and count since start-up) from `stats`, called at scrape time.
 absl::Status RegisterDatabaseMetrics(
     MetricsRegistry* registry, std::function<storage::DatabaseStats()> stats);
+
+// Registers bursar_rate_limit_counters (rate-limit counters in memory) and
+// bursar_pool_in_flight / bursar_pool_max_in_flight, labelled by pool, for
+// the pools of the active policy. `decider` and `policies` must outlive
+// every Render() of the registry.
+absl::Status RegisterLimitMetrics(MetricsRegistry* registry,
+                                  const Decider* decider,
+                                  const PolicyRegistry* policies);
 
 }  // namespace bursar::server
 

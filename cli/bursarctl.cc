@@ -10,12 +10,12 @@
 #include <cstddef>
 #include <cstdlib>
 #include <fstream>
-#include <sstream>
-#include <tuple>
 #include <iostream>
 #include <optional>
 #include <set>
+#include <sstream>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -28,9 +28,9 @@
 #include "cli/budget_commands.h"
 #include "cli/command.h"
 #include "cli/command_line.h"
+#include "cli/credentials.h"
 #include "cli/decision_commands.h"
 #include "cli/output.h"
-#include "cli/credentials.h"
 #include "cli/policy_commands.h"
 #include "cli/token_commands.h"
 #include "grpcpp/grpcpp.h"
@@ -340,11 +340,11 @@ int Main(int argc, char** argv) {
   context.actor = absl::GetFlag(FLAGS_actor);
   if (context.actor.empty()) context.actor = EnvOr("USER", "unknown");
   const char* env_token = std::getenv("BURSAR_TOKEN");
-  absl::StatusOr<std::string> token = ResolveToken(
-      absl::GetFlag(FLAGS_token), absl::GetFlag(FLAGS_token_file),
-      env_token != nullptr && *env_token != '\0'
-          ? std::optional<std::string>(env_token)
-          : std::nullopt);
+  absl::StatusOr<std::string> token =
+      ResolveToken(absl::GetFlag(FLAGS_token), absl::GetFlag(FLAGS_token_file),
+                   env_token != nullptr && *env_token != '\0'
+                       ? std::optional<std::string>(env_token)
+                       : std::nullopt);
   if (!token.ok()) return UsageError(context.command, token.status().message());
   context.token = *std::move(token);
   absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =

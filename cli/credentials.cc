@@ -18,9 +18,10 @@ absl::StatusOr<std::string> Checked(absl::string_view token,
   for (char c : trimmed) {
     if (absl::ascii_isspace(static_cast<unsigned char>(c)) ||
         absl::ascii_iscntrl(static_cast<unsigned char>(c))) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          source, ": the token has a space or control character inside; "
-                  "give the token alone"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(source,
+                       ": the token has a space or control character inside; "
+                       "give the token alone"));
     }
   }
   return std::string(trimmed);
@@ -49,8 +50,7 @@ absl::StatusOr<std::string> ResolveToken(absl::string_view token_flag,
         Checked(first_line, absl::StrCat("--token_file=", token_file));
     if (token.ok() && token->empty()) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "--token_file=", token_file,
-          ": no token on its first line"));
+          "--token_file=", token_file, ": no token on its first line"));
     }
     return token;
   }

@@ -40,8 +40,8 @@ int CheckNameAndRole(const CommandContext& context, bool required,
                       "entry)");
   }
   // The same rules as bursard's tokens file, by parsing the entry.
-  const std::string entry = absl::StrCat(
-      "tokens:\n", auth::TokensFileEntry(*name, *role, "probe"));
+  const std::string entry =
+      absl::StrCat("tokens:\n", auth::TokensFileEntry(*name, *role, "probe"));
   absl::StatusOr<std::vector<auth::TokenEntry>> parsed =
       auth::ParseTokensFile(entry, "--name/--role");
   if (!parsed.ok()) {
@@ -105,7 +105,8 @@ int Hash(const CommandContext& context, const std::vector<std::string>&) {
   if (token.empty()) {
     // Typed at a terminal: not echoed, so it stays off the screen.
     termios saved;
-    const bool tty = isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &saved) == 0;
+    const bool tty =
+        isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &saved) == 0;
     if (tty) {
       termios quiet = saved;
       quiet.c_lflag &= ~static_cast<tcflag_t>(ECHO);

@@ -100,10 +100,10 @@ absl::Status BudgetAdmin::SetBudget(const v1::SetBudgetRequest& request,
   absl::StatusOr<storage::BudgetSpec> spec = BudgetFromProto(request.budget());
   if (!spec.ok()) return spec.status();
   absl::StatusOr<std::pair<storage::BudgetSpec, bool>> stored =
-      ledger_->SetBudget(*std::move(spec),
-                         auth::AuditActor(caller, request.actor(),
-                                          request.reason()),
-                         clock_->Now());
+      ledger_->SetBudget(
+          *std::move(spec),
+          auth::AuditActor(caller, request.actor(), request.reason()),
+          clock_->Now());
   if (!stored.ok()) return stored.status();
   *response->mutable_budget() = BudgetToProto(stored->first);
   response->set_created(stored->second);

@@ -196,9 +196,8 @@ int Run() {
   std::shared_ptr<grpc::experimental::FileWatcherCertificateProvider>
       certificates;
   if (!transport.insecure) {
-    absl::StatusOr<auth::TlsFilesSummary> summary =
-        auth::CheckTlsFiles({transport.tls_cert, transport.tls_key,
-                             transport.tls_client_ca});
+    absl::StatusOr<auth::TlsFilesSummary> summary = auth::CheckTlsFiles(
+        {transport.tls_cert, transport.tls_key, transport.tls_client_ca});
     if (!summary.ok()) {
       Log(LogLevel::kError, "refusing to start",
           {LF{"error", std::string(summary.status().message())}});
@@ -360,8 +359,8 @@ int Run() {
   auto file_stamp = [](const std::string& path) {
     struct stat st;
     if (stat(path.c_str(), &st) != 0) return std::string("missing");
-    return absl::StrCat(st.st_ino, ":", st.st_size, ":", st.st_mtim.tv_sec,
-                        ".", st.st_mtim.tv_nsec);
+    return absl::StrCat(st.st_ino, ":", st.st_size, ":", st.st_mtim.tv_sec, ".",
+                        st.st_mtim.tv_nsec);
   };
   std::string tokens_stamp = transport.tokens_file.empty()
                                  ? std::string()
@@ -378,8 +377,9 @@ int Run() {
         auth::LoadTokensFile(transport.tokens_file);
     if (!loaded.ok()) {
       // Keeps the tokens it has; tries again when the file changes again.
-      Log(LogLevel::kError, "cannot reload the tokens file; keeping the "
-                            "tokens loaded before",
+      Log(LogLevel::kError,
+          "cannot reload the tokens file; keeping the "
+          "tokens loaded before",
           {LF{"error", std::string(loaded.status().message())}});
     } else {
       Log(LogLevel::kInfo, "tokens file reloaded",

@@ -38,13 +38,13 @@ std::atomic<int64_t> refusal_second{0};
 std::atomic<int> refusal_lines{0};
 std::atomic<int64_t> refusals_suppressed{0};
 
-void LogRefusal(absl::string_view method, const grpc::ServerContextBase& context,
+void LogRefusal(absl::string_view method,
+                const grpc::ServerContextBase& context,
                 const absl::Status& status) {
   const int64_t now = absl::ToUnixSeconds(absl::Now());
   int64_t second = refusal_second.load(std::memory_order_relaxed);
-  if (second != now &&
-      refusal_second.compare_exchange_strong(second, now,
-                                             std::memory_order_relaxed)) {
+  if (second != now && refusal_second.compare_exchange_strong(
+                           second, now, std::memory_order_relaxed)) {
     refusal_lines.store(0, std::memory_order_relaxed);
   }
   if (refusal_lines.fetch_add(1, std::memory_order_relaxed) >=
@@ -59,8 +59,7 @@ void LogRefusal(absl::string_view method, const grpc::ServerContextBase& context
   Log(LogLevel::kWarning, "call refused",
       {LF{"method", std::string(method)},
        LF{"code", absl::StatusCodeToString(status.code())},
-       LF{"peer", context.peer()},
-       LF{"reason", std::string(status.message())},
+       LF{"peer", context.peer()}, LF{"reason", std::string(status.message())},
        LF{"suppressed_before", absl::StrCat(suppressed)}});
 }
 
@@ -160,10 +159,9 @@ grpc::ServerUnaryReactor* AdminService::DeleteBudget(
     grpc::CallbackServerContext* context,
     const v1::DeleteBudgetRequest* request,
     v1::DeleteBudgetResponse* response) {
-  return Unary(context, *auth_, kDeleteBudget,
-               [&](const auth::Caller& caller) {
-                 return budgets_->DeleteBudget(*request, caller, response);
-               });
+  return Unary(context, *auth_, kDeleteBudget, [&](const auth::Caller& caller) {
+    return budgets_->DeleteBudget(*request, caller, response);
+  });
 }
 
 grpc::ServerUnaryReactor* AdminService::ListAudit(
@@ -203,11 +201,10 @@ grpc::ServerUnaryReactor* AdminService::ActivatePolicyVersion(
     grpc::CallbackServerContext* context,
     const v1::ActivatePolicyVersionRequest* request,
     v1::ActivatePolicyVersionResponse* response) {
-  return Unary(context, *auth_, kActivatePolicyVersion,
-               [&](const auth::Caller& caller) {
-                 return policies_->ActivatePolicyVersion(*request, caller,
-                                                         response);
-               });
+  return Unary(
+      context, *auth_, kActivatePolicyVersion, [&](const auth::Caller& caller) {
+        return policies_->ActivatePolicyVersion(*request, caller, response);
+      });
 }
 
 grpc::ServerUnaryReactor* AdminService::StopShadow(

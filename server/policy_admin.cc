@@ -266,16 +266,15 @@ absl::Status PolicyAdmin::PushPolicy(const v1::PushPolicyRequest& request,
     if (put->previous_shadow != id) {
       Log(LogLevel::kInfo, "policy shadow started",
           {LF{"version", id}, LF{"active", put->previous_active},
-           LF{"previous_shadow", put->previous_shadow},
-           LF{"by", actor.name}, LF{"role", actor.role},
-           LF{"new", put->created ? "true" : "false"},
+           LF{"previous_shadow", put->previous_shadow}, LF{"by", actor.name},
+           LF{"role", actor.role}, LF{"new", put->created ? "true" : "false"},
            LF{"message", request.message()}});
     }
     return absl::OkStatus();
   }
-  absl::StatusOr<storage::PutPolicyResult> put = store_->Put(
-      ToStored(id, files, actor.name, request.message()),
-      /*activate=*/true, actor, now);
+  absl::StatusOr<storage::PutPolicyResult> put =
+      store_->Put(ToStored(id, files, actor.name, request.message()),
+                  /*activate=*/true, actor, now);
   if (!put.ok()) return put.status();
   if (registry_->Active() == nullptr || registry_->Active()->version() != id) {
     registry_->Activate(compiled.policy);
@@ -359,8 +358,8 @@ absl::Status PolicyAdmin::ListPolicyVersions(
 }
 
 absl::Status PolicyAdmin::ActivatePolicyVersion(
-    const v1::ActivatePolicyVersionRequest& request,
-    const auth::Caller& caller, v1::ActivatePolicyVersionResponse* response) {
+    const v1::ActivatePolicyVersionRequest& request, const auth::Caller& caller,
+    v1::ActivatePolicyVersionResponse* response) {
   if (request.version().empty()) {
     return absl::InvalidArgumentError(
         "version: say which version to activate; ListPolicyVersions lists "

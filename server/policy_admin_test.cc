@@ -112,7 +112,8 @@ class PolicyAdminTest : public ::testing::Test {
 
   v1::PushPolicyResponse PushOk(const v1::PushPolicyRequest& request) {
     v1::PushPolicyResponse response;
-    const absl::Status status = admin_->PushPolicy(request, auth::Caller(), &response);
+    const absl::Status status =
+        admin_->PushPolicy(request, auth::Caller(), &response);
     EXPECT_TRUE(status.ok()) << status;
     return response;
   }
@@ -209,8 +210,7 @@ TEST_F(PolicyAdminTest, AuthenticatedCallerIsTheActor) {
   activate.set_actor("spoofed");
   activate.set_reason("roll back");
   v1::ActivatePolicyVersionResponse activated;
-  ASSERT_TRUE(
-      admin_->ActivatePolicyVersion(activate, caller, &activated).ok());
+  ASSERT_TRUE(admin_->ActivatePolicyVersion(activate, caller, &activated).ok());
 
   const std::vector<storage::AuditEntry> audit = storage_.ledger->ListAudit(10);
   ASSERT_THAT(audit, SizeIs(3));
@@ -303,8 +303,8 @@ TEST_F(PolicyAdminTest, PolicyTestsAreLeftOutOfTheVersion) {
   EXPECT_EQ(PushOk(PushPrice("12.00")).version(), with_tests.version());
 
   v1::PushPolicyResponse only_tests;
-  const absl::Status status =
-      admin_->PushPolicy(Push({{"a_test.yaml", "x: 1"}}), auth::Caller(), &only_tests);
+  const absl::Status status = admin_->PushPolicy(
+      Push({{"a_test.yaml", "x: 1"}}), auth::Caller(), &only_tests);
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(status.message(), HasSubstr("only policy tests"));
 }
@@ -350,7 +350,8 @@ TEST_F(PolicyAdminTest, MalformedPushesAreInvalidArgumentNamingTheField) {
 
   for (const Case& c : cases) {
     v1::PushPolicyResponse response;
-    const absl::Status status = admin_->PushPolicy(c.request, auth::Caller(), &response);
+    const absl::Status status =
+        admin_->PushPolicy(c.request, auth::Caller(), &response);
     EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument)
         << c.expected << ": " << status;
     EXPECT_THAT(status.message(), HasSubstr(c.expected));
@@ -434,10 +435,10 @@ TEST_F(PolicyAdminTest, ConcurrentPushesLeaveStoreAndRegistryAgreeing) {
     threads.emplace_back([this, t] {
       for (int i = 0; i < 10; ++i) {
         v1::PushPolicyResponse response;
-        EXPECT_TRUE(
-            admin_
-                ->PushPolicy(PushPrice(absl::StrCat(t + 1, ".", i)), auth::Caller(), &response)
-                .ok());
+        EXPECT_TRUE(admin_
+                        ->PushPolicy(PushPrice(absl::StrCat(t + 1, ".", i)),
+                                     auth::Caller(), &response)
+                        .ok());
         if (i % 3 == 0) {
           v1::ActivatePolicyVersionResponse activated;
           EXPECT_TRUE(Activate(initial_version_, &activated).ok());

@@ -53,9 +53,8 @@ std::vector<Holder> MakeHolders() {
 std::string TokensFile(const std::vector<Holder>& holders) {
   std::string text = "# made by auth_test\ntokens:\n";
   for (const Holder& h : holders) {
-    absl::StrAppend(&text,
-                    auth::TokensFileEntry(h.name, auth::RoleName(h.role),
-                                          h.token));
+    absl::StrAppend(
+        &text, auth::TokensFileEntry(h.name, auth::RoleName(h.role), h.token));
   }
   return text;
 }
@@ -137,8 +136,8 @@ std::map<std::string, std::vector<std::string>> ServedMethods(
       continue;
     }
     for (int i = 0; i < service->method_count(); ++i) {
-      methods.push_back(
-          auth::FullMethodName(service->full_name(), service->method(i)->name()));
+      methods.push_back(auth::FullMethodName(service->full_name(),
+                                             service->method(i)->name()));
     }
   }
   return served;
@@ -189,10 +188,9 @@ class AuthTest : public ::testing::Test {
 
   grpc::Status CheckCall(const std::string& token) {
     v1::CheckResponse response;
-    return server_->decision().Check(CallWith(token).get(),
-                                     MakeCheck("gpt-4.1-mini", 100, 100,
-                                               {{"team", "search"}}),
-                                     &response);
+    return server_->decision().Check(
+        CallWith(token).get(),
+        MakeCheck("gpt-4.1-mini", 100, 100, {{"team", "search"}}), &response);
   }
 
   // The server's log must not contain any token, nor a Bearer header with
@@ -236,12 +234,12 @@ TEST_F(AuthTest, GatewayChecksButCannotSetBudgets) {
   EXPECT_TRUE(absl::StrContains(denied.error_message(),
                                 "\"gw-prod\" has the role gateway"))
       << StatusText(denied);
-  EXPECT_FALSE(absl::StrContains(denied.error_message(),
-                                 TokenOf(auth::Role::kGateway)));
+  EXPECT_FALSE(
+      absl::StrContains(denied.error_message(), TokenOf(auth::Role::kGateway)));
   // Nothing was set.
-  EXPECT_EQ(GetBudget(TokenOf(auth::Role::kFinance), "team-search")
-                .error_code(),
-            grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(
+      GetBudget(TokenOf(auth::Role::kFinance), "team-search").error_code(),
+      grpc::StatusCode::NOT_FOUND);
   ExpectNoTokenInTheLog();
 }
 
@@ -293,11 +291,11 @@ TEST_F(AuthTest, ViewerOnlyReads) {
   v1::ActivatePolicyVersionRequest activate;
   activate.set_version(versions.versions(0).version());
   v1::ActivatePolicyVersionResponse activated;
-  EXPECT_EQ(server_->admin()
-                .ActivatePolicyVersion(CallWith(viewer).get(), activate,
-                                       &activated)
-                .error_code(),
-            grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(
+      server_->admin()
+          .ActivatePolicyVersion(CallWith(viewer).get(), activate, &activated)
+          .error_code(),
+      grpc::StatusCode::PERMISSION_DENIED);
   EXPECT_EQ(CheckCall(viewer).error_code(),
             grpc::StatusCode::PERMISSION_DENIED);
   // Still there.
@@ -311,7 +309,8 @@ TEST_F(AuthTest, ViewerOnlyReads) {
 TEST_F(AuthTest, EveryServedMethodIsInTheRoleTableAndEnforced) {
   const std::map<std::string, std::vector<std::string>> served =
       ServedMethods(server_->channel(), "");
-  ASSERT_TRUE(served.count("bursar.v1.Decision")) << "reflection lists no Decision";
+  ASSERT_TRUE(served.count("bursar.v1.Decision"))
+      << "reflection lists no Decision";
   ASSERT_TRUE(served.count("bursar.v1.Admin"));
   ASSERT_TRUE(served.count("grpc.health.v1.Health"));
   int walked = 0;
@@ -378,21 +377,18 @@ TEST_F(AuthTest, BursarctlSendsTheTokenFromAFileOrTheEnvironment) {
   CliRun denied = RunBursarctl(
       BURSARCTL_PATH, server_->address(),
       absl::StrCat("budget set team-search --amount 1 --period month "
-                   "--token_file=", gateway_file));
+                   "--token_file=",
+                   gateway_file));
   EXPECT_EQ(denied.exit_status, 1) << denied.output;
   EXPECT_TRUE(absl::StrContains(denied.output, "PERMISSION_DENIED"))
       << denied.output;
 
-  CliRun none = RunBursarctl(BURSARCTL_PATH, server_->address(),
-                             "budget list");
+  CliRun none = RunBursarctl(BURSARCTL_PATH, server_->address(), "budget list");
   EXPECT_EQ(none.exit_status, 1) << none.output;
-  EXPECT_TRUE(absl::StrContains(none.output, "UNAUTHENTICATED"))
-      << none.output;
+  EXPECT_TRUE(absl::StrContains(none.output, "UNAUTHENTICATED")) << none.output;
 
-  ASSERT_EQ(setenv("BURSAR_TOKEN", TokenOf(auth::Role::kViewer).c_str(), 1),
-            0);
-  CliRun list = RunBursarctl(BURSARCTL_PATH, server_->address(),
-                             "budget list");
+  ASSERT_EQ(setenv("BURSAR_TOKEN", TokenOf(auth::Role::kViewer).c_str(), 1), 0);
+  CliRun list = RunBursarctl(BURSARCTL_PATH, server_->address(), "budget list");
   unsetenv("BURSAR_TOKEN");
   EXPECT_EQ(list.exit_status, 0) << list.output;
   EXPECT_TRUE(absl::StrContains(list.output, "team-search")) << list.output;
@@ -416,8 +412,8 @@ TEST_F(AuthTest, NewTokensWorkOnceTheFileIsReloaded) {
   const size_t close = made.output.find('"', open + 1);
   const std::string token = made.output.substr(open + 1, close - open - 1);
   ASSERT_TRUE(absl::StartsWith(token, "bst_")) << made.output;
-  EXPECT_TRUE(absl::StrContains(
-      made.output, auth::DigestToHex(auth::Sha256(token))))
+  EXPECT_TRUE(
+      absl::StrContains(made.output, auth::DigestToHex(auth::Sha256(token))))
       << made.output;
 
   // token hash agrees, reading the token from standard input.
@@ -475,8 +471,7 @@ TEST_F(StartupTest, NoTlsAndNoInsecureIsRefused) {
 }
 
 TEST_F(StartupTest, InsecureOnANonLoopbackAddressIsRefused) {
-  const std::string log =
-      Refused(/*insecure=*/true, {"--listen=0.0.0.0:0"});
+  const std::string log = Refused(/*insecure=*/true, {"--listen=0.0.0.0:0"});
   EXPECT_TRUE(absl::StrContains(log, "--allow_insecure_remote")) << log;
 }
 

@@ -185,12 +185,11 @@ int BursardProcess::WaitForExit(absl::Duration timeout) {
     absl::SleepFor(absl::Milliseconds(10));
   }
 
-  channel_ = grpc::CreateCustomChannel(
-      address_,
-      options_.channel_credentials != nullptr
-          ? options_.channel_credentials
-          : grpc::InsecureChannelCredentials(),
-      options_.channel_arguments);
+  channel_ = grpc::CreateCustomChannel(address_,
+                                       options_.channel_credentials != nullptr
+                                           ? options_.channel_credentials
+                                           : grpc::InsecureChannelCredentials(),
+                                       options_.channel_arguments);
   if (!channel_->WaitForConnected(std::chrono::system_clock::now() +
                                   absl::ToChronoSeconds(kStartTimeout))) {
     return ::testing::AssertionFailure()

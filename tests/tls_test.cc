@@ -28,7 +28,8 @@ constexpr char kServerName[] = "localhost";
 
 // Runs a shell command; true on exit 0 (its output goes to `log`).
 bool Run(const std::string& command, const std::string& log) {
-  const int status = std::system(absl::StrCat(command, " >>", log, " 2>&1").c_str());
+  const int status =
+      std::system(absl::StrCat(command, " >>", log, " 2>&1").c_str());
   return status == 0;
 }
 
@@ -45,8 +46,10 @@ class TestPki {
   ::testing::AssertionResult MakeCa(const std::string& name = "ca") {
     return Openssl(absl::StrCat(
         "req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
-        "-keyout ", Path(name + ".key"), " -out ", Path(name + ".pem"),
-        " -days 2 -subj '/CN=Bursar Test CA ", name, "' -addext "
+        "-keyout ",
+        Path(name + ".key"), " -out ", Path(name + ".pem"),
+        " -days 2 -subj '/CN=Bursar Test CA ", name,
+        "' -addext "
         "'basicConstraints=critical,CA:TRUE' -addext "
         "'keyUsage=critical,keyCertSign,cRLSign'"));
   }
@@ -81,8 +84,8 @@ class TestPki {
     if (Run(absl::StrCat(OPENSSL_PATH, " ", args), log)) {
       return ::testing::AssertionSuccess();
     }
-    return ::testing::AssertionFailure()
-           << "openssl " << args << " failed:\n" << ReadFile(log);
+    return ::testing::AssertionFailure() << "openssl " << args << " failed:\n"
+                                         << ReadFile(log);
   }
 
   std::string dir_;
@@ -196,10 +199,10 @@ class TlsTest : public ::testing::Test {
 
 TEST_F(TlsTest, PlaintextIsRefusedWhenTlsIsRequired) {
   ASSERT_TRUE(StartServer(/*mutual=*/false));
-  const grpc::Status plain = ListBudgets(
-      grpc::CreateChannel(server_->address(),
-                          grpc::InsecureChannelCredentials()),
-      kFinanceToken);
+  const grpc::Status plain =
+      ListBudgets(grpc::CreateChannel(server_->address(),
+                                      grpc::InsecureChannelCredentials()),
+                  kFinanceToken);
   EXPECT_EQ(plain.error_code(), grpc::StatusCode::UNAVAILABLE)
       << StatusText(plain);
   // Over TLS the same call works, and needs its token.
@@ -228,41 +231,39 @@ TEST_F(TlsTest, MutualTlsRefusesClientsWithoutACertificate) {
   ASSERT_TRUE(pki_.MakeCa("rogue-ca"));
   ASSERT_TRUE(
       pki_.MakeCert("rogue", "/OU=finance/CN=mallory", false, "rogue-ca"));
-  EXPECT_EQ(ListBudgets(NewChannel(server_->address(),
-                                   TlsCredentials(pki_, "rogue")))
-                .error_code(),
-            grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(
+      ListBudgets(NewChannel(server_->address(), TlsCredentials(pki_, "rogue")))
+          .error_code(),
+      grpc::StatusCode::UNAVAILABLE);
   // The gateway's certificate connects, and checks.
   v1::CheckResponse checked;
-  BURSAR_EXPECT_OK(
-      server_->Check(MakeCheck("gpt-4.1-mini", 10, 10), &checked));
+  BURSAR_EXPECT_OK(server_->Check(MakeCheck("gpt-4.1-mini", 10, 10), &checked));
 }
 
 TEST_F(TlsTest, RoleFromTheClientCertificateSubject) {
   ASSERT_TRUE(pki_.MakeCert("gateway", "/OU=gateway/CN=gw-1", false));
-  ASSERT_TRUE(pki_.MakeCert("finance", "/O=Example/OU=finance/CN=dana-laptop",
-                            false));
+  ASSERT_TRUE(
+      pki_.MakeCert("finance", "/O=Example/OU=finance/CN=dana-laptop", false));
   ASSERT_TRUE(pki_.MakeCert("viewer", "/OU=viewer/CN=grafana", false));
   ASSERT_TRUE(pki_.MakeCert("nobody", "/OU=engineering/CN=eve", false));
   ASSERT_TRUE(StartServer(/*mutual=*/true, "gateway"));
   const std::string address = server_->address();
 
   v1::SetBudgetRequest request;
-  *request.mutable_budget() =
-      MakeBudget("team-search", {{"team", "search"}}, v1::PERIOD_MONTH,
-                 5'000'000'000);
+  *request.mutable_budget() = MakeBudget("team-search", {{"team", "search"}},
+                                         v1::PERIOD_MONTH, 5'000'000'000);
   request.set_reason("from the finance laptop");
   v1::SetBudgetResponse set;
   // The gateway's certificate may not set budgets.
   EXPECT_EQ(server_->SetBudget(request, &set).error_code(),
             grpc::StatusCode::PERMISSION_DENIED);
   // finance's may.
-  auto finance = v1::Admin::NewStub(
-      NewChannel(address, TlsCredentials(pki_, "finance")));
+  auto finance =
+      v1::Admin::NewStub(NewChannel(address, TlsCredentials(pki_, "finance")));
   BURSAR_ASSERT_OK(finance->SetBudget(Call().get(), request, &set));
   // The viewer reads, and sees who did it, with which role.
-  auto viewer = v1::Admin::NewStub(
-      NewChannel(address, TlsCredentials(pki_, "viewer")));
+  auto viewer =
+      v1::Admin::NewStub(NewChannel(address, TlsCredentials(pki_, "viewer")));
   v1::ListAuditRequest list;
   v1::ListAuditResponse audit;
   BURSAR_ASSERT_OK(viewer->ListAudit(Call().get(), list, &audit));
@@ -279,16 +280,17 @@ TEST_F(TlsTest, RoleFromTheClientCertificateSubject) {
   const grpc::Status refused = ListBudgets(nobody);
   EXPECT_EQ(refused.error_code(), grpc::StatusCode::UNAUTHENTICATED)
       << StatusText(refused);
-  EXPECT_TRUE(absl::StrContains(refused.error_message(), "OU")) << StatusText(refused);
+  EXPECT_TRUE(absl::StrContains(refused.error_message(), "OU"))
+      << StatusText(refused);
   BURSAR_EXPECT_OK(ListBudgets(nobody, kFinanceToken));
 }
 
 TEST_F(TlsTest, ReplacedCertificateIsServedWithoutARestart) {
   ASSERT_TRUE(StartServer(/*mutual=*/false, "", {"--auth_reload_interval=1s"}));
   std::string cn;
-  BURSAR_ASSERT_OK(ListBudgets(
-      NewChannel(server_->address(), TlsCredentials(pki_)), kFinanceToken,
-      &cn));
+  BURSAR_ASSERT_OK(
+      ListBudgets(NewChannel(server_->address(), TlsCredentials(pki_)),
+                  kFinanceToken, &cn));
   EXPECT_EQ(cn, "bursar-server-1");
 
   // A new key and certificate, moved into place (key first).
@@ -307,8 +309,7 @@ TEST_F(TlsTest, ReplacedCertificateIsServedWithoutARestart) {
     absl::SleepFor(absl::Milliseconds(200));
     status = ListBudgets(NewChannel(server_->address(), TlsCredentials(pki_)),
                          kFinanceToken, &cn);
-  } while ((!status.ok() || cn != "bursar-server-2") &&
-           absl::Now() < deadline);
+  } while ((!status.ok() || cn != "bursar-server-2") && absl::Now() < deadline);
   BURSAR_EXPECT_OK(status);
   EXPECT_EQ(cn, "bursar-server-2");
   EXPECT_TRUE(server_->running());
@@ -319,24 +320,24 @@ TEST_F(TlsTest, WrongKeyIsRefusedAtStart) {
   BursardOptions options;
   options.data_dir = dir_.Sub("data");
   options.insecure = false;
-  options.extra_flags = {
-      absl::StrCat("--tls_cert=", pki_.Path("server.pem")),
-      absl::StrCat("--tls_key=", pki_.Path("other.key")),
-      absl::StrCat("--tokens_file=", tokens_file_)};
+  options.extra_flags = {absl::StrCat("--tls_cert=", pki_.Path("server.pem")),
+                         absl::StrCat("--tls_key=", pki_.Path("other.key")),
+                         absl::StrCat("--tokens_file=", tokens_file_)};
   BursardProcess server(options, dir_.path());
   EXPECT_EQ(server.RunExpectingFailure(), 2);
-  EXPECT_TRUE(absl::StrContains(server.Log(), "does not belong to the "
-                                              "certificate"))
+  EXPECT_TRUE(absl::StrContains(server.Log(),
+                                "does not belong to the "
+                                "certificate"))
       << server.Log();
 }
 
 TEST_F(TlsTest, BursarctlConnectsWithTlsAndAClientCertificate) {
   ASSERT_TRUE(pki_.MakeCert("finance", "/OU=finance/CN=dana-laptop", false));
   ASSERT_TRUE(StartServer(/*mutual=*/true, "finance"));
-  const std::string tls = absl::StrCat(
-      "--tls_ca=", pki_.Path("ca.pem"), " --tls_cert=", pki_.Path("finance.pem"),
-      " --tls_key=", pki_.Path("finance.key"),
-      " --tls_server_name=localhost ");
+  const std::string tls = absl::StrCat("--tls_ca=", pki_.Path("ca.pem"),
+                                       " --tls_cert=", pki_.Path("finance.pem"),
+                                       " --tls_key=", pki_.Path("finance.key"),
+                                       " --tls_server_name=localhost ");
   CliRun set = RunBursarctl(
       BURSARCTL_PATH, server_->address(),
       absl::StrCat(tls, "budget set cli --amount 10 --period day"));

@@ -23,10 +23,9 @@ inline storage::Actor AuditActor(const Caller& caller,
     return storage::Actor{caller.name, std::string(reason),
                           std::string(RoleName(caller.role))};
   }
-  return storage::Actor{
-      requested_actor.empty() ? std::string("unknown")
-                              : std::string(requested_actor),
-      std::string(reason), std::string(kUnauthenticatedRole)};
+  return storage::Actor{requested_actor.empty() ? std::string("unknown")
+                                                : std::string(requested_actor),
+                        std::string(reason), std::string(kUnauthenticatedRole)};
 }
 
 }  // namespace bursar::server::auth

@@ -40,12 +40,12 @@ absl::string_view Caller::ViaName() const {
 
 Authenticator::Authenticator(Options options, std::vector<TokenEntry> tokens)
     : options_(options),
-      tokens_(std::make_shared<const std::vector<TokenEntry>>(
-          std::move(tokens))) {}
+      tokens_(
+          std::make_shared<const std::vector<TokenEntry>>(std::move(tokens))) {}
 
 void Authenticator::SetTokens(std::vector<TokenEntry> tokens) {
-  auto fresh = std::make_shared<const std::vector<TokenEntry>>(
-      std::move(tokens));
+  auto fresh =
+      std::make_shared<const std::vector<TokenEntry>>(std::move(tokens));
   absl::MutexLock lock(&mu_);
   tokens_ = std::move(fresh);
 }
@@ -117,9 +117,9 @@ absl::StatusOr<Caller> Authenticator::FromCertificate(
   absl::StatusOr<std::vector<std::pair<std::string, std::string>>> attributes =
       ParseDistinguishedName(subject);
   if (!attributes.ok()) {
-    return absl::UnauthenticatedError(absl::StrCat(
-        "cannot read the client certificate's subject: ",
-        attributes.status().message()));
+    return absl::UnauthenticatedError(
+        absl::StrCat("cannot read the client certificate's subject: ",
+                     attributes.status().message()));
   }
   std::string common_name;
   std::vector<Role> roles;
@@ -140,9 +140,9 @@ absl::StatusOr<Caller> Authenticator::FromCertificate(
         RoleList(), "), or send a bearer token"));
   }
   if (common_name.empty()) {
-    return absl::UnauthenticatedError(absl::StrCat(
-        "the client certificate's subject (", subject,
-        ") has no CN; bursard names the caller by it"));
+    return absl::UnauthenticatedError(
+        absl::StrCat("the client certificate's subject (", subject,
+                     ") has no CN; bursard names the caller by it"));
   }
   Caller caller;
   caller.via = Caller::Via::kCertificate;
@@ -183,8 +183,8 @@ absl::StatusOr<Caller> Authenticator::Admit(
   if (!access->roles.Contains(caller->role)) {
     return absl::PermissionDeniedError(absl::StrCat(
         "\"", caller->name, "\" has the role ", RoleName(caller->role),
-        ", which may not call ", method, "; it needs one of the roles: ",
-        access->roles.ToString()));
+        ", which may not call ", method,
+        "; it needs one of the roles: ", access->roles.ToString()));
   }
   return caller;
 }

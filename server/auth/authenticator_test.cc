@@ -72,8 +72,8 @@ TEST_F(AuthenticatorTest, WrongRoleIsPermissionDeniedWithoutTheToken) {
     const char* method;
     const char* token;
   } cases[] = {
-      {kSetBudget, kGatewayToken}, {kGetBudget, kGatewayToken},
-      {kSetBudget, kViewerToken},  {kSetBudget, kPolicyToken},
+      {kSetBudget, kGatewayToken},  {kGetBudget, kGatewayToken},
+      {kSetBudget, kViewerToken},   {kSetBudget, kPolicyToken},
       {kPushPolicy, kFinanceToken}, {kCheck, kFinanceToken},
       {kCheck, kViewerToken},
   };
@@ -84,10 +84,10 @@ TEST_F(AuthenticatorTest, WrongRoleIsPermissionDeniedWithoutTheToken) {
     EXPECT_TRUE(absl::StrContains(status.message(), c.method)) << status;
     EXPECT_FALSE(absl::StrContains(status.message(), c.token)) << status;
   }
-  const absl::Status status =
-      Admit(kSetBudget, Bearer(kGatewayToken)).status();
-  EXPECT_TRUE(absl::StrContains(status.message(), "\"gw-prod\" has the role "
-                                                  "gateway"))
+  const absl::Status status = Admit(kSetBudget, Bearer(kGatewayToken)).status();
+  EXPECT_TRUE(absl::StrContains(status.message(),
+                                "\"gw-prod\" has the role "
+                                "gateway"))
       << status;
   EXPECT_TRUE(absl::StrContains(status.message(), "finance")) << status;
 }
@@ -130,10 +130,9 @@ TEST_F(AuthenticatorTest, MethodsMissingFromTheTableAreClosedToEveryone) {
       Admit("/bursar.v1.Admin/Refund", Bearer(kFinanceToken)).status();
   EXPECT_EQ(status.code(), absl::StatusCode::kPermissionDenied);
   Authenticator off(Authenticator::Options{.enabled = false}, {});
-  EXPECT_EQ(off.Admit("/bursar.v1.Admin/Refund", CallCredentials())
-                .status()
-                .code(),
-            absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(
+      off.Admit("/bursar.v1.Admin/Refund", CallCredentials()).status().code(),
+      absl::StatusCode::kPermissionDenied);
 }
 
 TEST_F(AuthenticatorTest, DisabledLetsEveryoneCallEverything) {
@@ -158,8 +157,8 @@ TEST_F(AuthenticatorTest, ReloadedTokensReplaceTheOldOnes) {
 TEST_F(AuthenticatorTest, TheLastOfManyTokensIsFound) {
   std::vector<TokenEntry> tokens;
   for (int i = 0; i < 100; ++i) {
-    tokens.push_back({absl::StrCat("t", i), Role::kViewer,
-                      Sha256(absl::StrCat("bst_", i))});
+    tokens.push_back(
+        {absl::StrCat("t", i), Role::kViewer, Sha256(absl::StrCat("bst_", i))});
   }
   auth_.SetTokens(tokens);
   for (int i : {0, 50, 99}) {
@@ -220,8 +219,11 @@ TEST(DistinguishedNameTest, UndoesEscapes) {
       "CN=Smith\\, Dana,OU=finance+OU=viewer,O=A\\2B\\3DB,C=US");
   ASSERT_TRUE(parsed.ok()) << parsed.status();
   const std::vector<std::pair<std::string, std::string>> expected = {
-      {"CN", "Smith, Dana"}, {"OU", "finance"}, {"OU", "viewer"},
-      {"O", "A+=B"},         {"C", "US"}};
+      {"CN", "Smith, Dana"},
+      {"OU", "finance"},
+      {"OU", "viewer"},
+      {"O", "A+=B"},
+      {"C", "US"}};
   EXPECT_EQ(*parsed, expected);
   EXPECT_FALSE(ParseDistinguishedName("CN=a,novalue").ok());
   EXPECT_FALSE(ParseDistinguishedName("CN=a\\").ok());

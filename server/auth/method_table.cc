@@ -75,7 +75,8 @@ absl::Status CheckMethodTableCovers(
     const google::protobuf::ServiceDescriptor* service =
         pool->FindServiceByName(name);
     if (service == nullptr) {
-      problems.push_back(absl::StrCat("service ", name, " is not linked in (no descriptor)"));
+      problems.push_back(
+          absl::StrCat("service ", name, " is not linked in (no descriptor)"));
       continue;
     }
     for (int i = 0; i < service->method_count(); ++i) {

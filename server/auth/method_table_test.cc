@@ -53,7 +53,8 @@ TEST(MethodTableTest, NamesAMethodMissingFromTheTable) {
   }
   google::protobuf::DescriptorPool pool;
   ASSERT_NE(pool.BuildFile(file), nullptr);
-  const absl::Status status = CheckMethodTableCovers({"bursar.v1.Admin"}, &pool);
+  const absl::Status status =
+      CheckMethodTableCovers({"bursar.v1.Admin"}, &pool);
   EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_TRUE(absl::StrContains(status.message(), "/bursar.v1.Admin/Refund"))
       << status;
@@ -77,8 +78,7 @@ TEST(MethodTableTest, EveryServedMethodIsListedByItsWireName) {
 TEST(MethodTableTest, NoDuplicateRows) {
   std::set<std::string> seen;
   for (const MethodAccess& entry : MethodTable()) {
-    EXPECT_TRUE(seen.insert(std::string(entry.method)).second)
-        << entry.method;
+    EXPECT_TRUE(seen.insert(std::string(entry.method)).second) << entry.method;
   }
 }
 
@@ -104,9 +104,10 @@ TEST(MethodTableTest, DecisionsAreForTheGatewayOnly) {
 TEST(MethodTableTest, OnlyHealthAndReflectionAreOpen) {
   for (const MethodAccess& entry : MethodTable()) {
     if (entry.open) {
-      EXPECT_TRUE(absl::StartsWith(entry.method, "/grpc.health.v1.Health/") ||
-                  absl::StartsWith(entry.method,
-                                   "/grpc.reflection.v1alpha.ServerReflection/"))
+      EXPECT_TRUE(
+          absl::StartsWith(entry.method, "/grpc.health.v1.Health/") ||
+          absl::StartsWith(entry.method,
+                           "/grpc.reflection.v1alpha.ServerReflection/"))
           << entry.method;
       EXPECT_TRUE(entry.roles.empty()) << entry.method;
     } else {

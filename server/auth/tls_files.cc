@@ -108,11 +108,11 @@ absl::StatusOr<TlsFilesSummary> CheckTlsFiles(const TlsFiles& files) {
   }
   if (X509_check_private_key(certs[0].get(), key.get()) != 1) {
     ERR_clear_error();
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--tls_key=", files.private_key_path,
-        " does not belong to the certificate in --tls_cert=",
-        files.cert_chain_path, " (", summary.subject,
-        "); give the key the certificate was issued for"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--tls_key=", files.private_key_path,
+                     " does not belong to the certificate in --tls_cert=",
+                     files.cert_chain_path, " (", summary.subject,
+                     "); give the key the certificate was issued for"));
   }
 
   if (!files.client_ca_path.empty()) {

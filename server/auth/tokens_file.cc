@@ -36,8 +36,8 @@ class Parser {
     if (!mark.is_null()) {
       absl::StrAppend(&where, ":", mark.line + 1, ":", mark.column + 1);
     }
-    return absl::InvalidArgumentError(absl::StrCat(
-        where, ": ", field, field.empty() ? "" : ": ", message));
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, ": ", field, field.empty() ? "" : ": ", message));
   }
   absl::StatusOr<TokenEntry> ParseEntry(const YAML::Node& node,
                                         const std::string& field);
@@ -53,8 +53,7 @@ bool ValidNameChar(char c) {
 absl::StatusOr<TokenEntry> Parser::ParseEntry(const YAML::Node& node,
                                               const std::string& field) {
   if (!node.IsMap()) {
-    return Error(node, field,
-                 "expected a mapping with name, role and sha256");
+    return Error(node, field, "expected a mapping with name, role and sha256");
   }
   TokenEntry entry;
   bool has_name = false, has_role = false, has_hash = false;
@@ -83,16 +82,15 @@ absl::StatusOr<TokenEntry> Parser::ParseEntry(const YAML::Node& node,
     *seen = true;
     if (!value.IsScalar()) {
       return Error(value.IsNull() ? key : value, sub,
-                   name == "role"
-                       ? absl::StrCat("expected one of ", RoleList())
-                       : std::string("expected a string"));
+                   name == "role" ? absl::StrCat("expected one of ", RoleList())
+                                  : std::string("expected a string"));
     }
     const std::string text = value.Scalar();
     if (name == "name") {
       if (text.empty() || text.size() > kMaxTokenNameBytes) {
-        return Error(value, sub,
-                     absl::StrCat("must have 1 to ", kMaxTokenNameBytes,
-                                  " characters"));
+        return Error(
+            value, sub,
+            absl::StrCat("must have 1 to ", kMaxTokenNameBytes, " characters"));
       }
       for (char c : text) {
         if (!ValidNameChar(c)) {
@@ -116,7 +114,8 @@ absl::StatusOr<TokenEntry> Parser::ParseEntry(const YAML::Node& node,
   }
   if (!has_name) return Error(node, field, "missing name (who holds it)");
   if (!has_role) {
-    return Error(node, field, absl::StrCat("missing role: one of ", RoleList()));
+    return Error(node, field,
+                 absl::StrCat("missing role: one of ", RoleList()));
   }
   if (!has_hash) {
     return Error(node, field, absl::StrCat("missing sha256: ", kHashHint));
@@ -127,9 +126,8 @@ absl::StatusOr<TokenEntry> Parser::ParseEntry(const YAML::Node& node,
 absl::StatusOr<std::vector<TokenEntry>> Parser::Parse(
     absl::string_view content) {
   if (content.size() > kMaxTokensFileBytes) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(path_, ": ", content.size(), " bytes; at most ",
-                     kMaxTokensFileBytes));
+    return absl::InvalidArgumentError(absl::StrCat(
+        path_, ": ", content.size(), " bytes; at most ", kMaxTokensFileBytes));
   }
   YAML::Node root;
   try {
@@ -210,9 +208,8 @@ absl::StatusOr<std::vector<TokenEntry>> LoadTokensFile(
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     const int error = errno;
-    const std::string message =
-        absl::StrCat("cannot read the tokens file ", path, ": ",
-                     std::strerror(error));
+    const std::string message = absl::StrCat("cannot read the tokens file ",
+                                             path, ": ", std::strerror(error));
     return error == ENOENT ? absl::NotFoundError(message)
                            : absl::FailedPreconditionError(message);
   }

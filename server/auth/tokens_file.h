@@ -9,7 +9,8 @@
 //   tokens:
 //     - name: gateway-prod        # who: goes to the audit log and logs
 //       role: gateway             # gateway | finance | policy-admin | viewer
-//       sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
+//       sha256:
+//       9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
 //
 // Unknown keys, a missing or repeated field, a name or hash given twice, a
 // role that does not exist and a hash that is not 64 hex digits are errors;

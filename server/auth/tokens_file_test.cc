@@ -19,8 +19,11 @@ TEST(TokensFileTest, ParsesEntries) {
       "tokens:\n"
       "  - name: gateway-prod\n"
       "    role: gateway\n"
-      "    sha256: ", kHashA, "\n"
-      "  - {name: dana@finance, role: finance, sha256: \"", kHashB, "\"}\n");
+      "    sha256: ",
+      kHashA,
+      "\n"
+      "  - {name: dana@finance, role: finance, sha256: \"",
+      kHashB, "\"}\n");
   absl::StatusOr<std::vector<TokenEntry>> entries =
       ParseTokensFile(text, "tokens.yaml");
   ASSERT_TRUE(entries.ok()) << entries.status();
@@ -52,8 +55,8 @@ struct BadCase {
 };
 
 TEST(TokensFileTest, EveryBadInputHasAClearError) {
-  const std::string entry_a =
-      absl::StrCat("  - name: a\n    role: gateway\n    sha256: ", kHashA, "\n");
+  const std::string entry_a = absl::StrCat(
+      "  - name: a\n    role: gateway\n    sha256: ", kHashA, "\n");
   const std::vector<BadCase> cases = {
       {"empty file", "", {"t.yaml: ", "empty", "tokens:"}},
       {"not yaml", "tokens: [\n", {"t.yaml:", "not valid YAML"}},
@@ -62,10 +65,10 @@ TEST(TokensFileTest, EveryBadInputHasAClearError) {
        absl::StrCat("tokens:\n", entry_a, "users: []\n"),
        {"t.yaml:5:1: ", "unknown key \"users\""}},
       {"tokens missing", "other: 1\n", {"unknown key \"other\""}},
-      {"tokens not a list", "tokens: abc\n",
-       {"t.yaml:1:9: tokens: ", "list"}},
+      {"tokens not a list", "tokens: abc\n", {"t.yaml:1:9: tokens: ", "list"}},
       {"tokens empty", "tokens: []\n", {"tokens: ", "at least one"}},
-      {"entry not a mapping", "tokens:\n  - gateway\n",
+      {"entry not a mapping",
+       "tokens:\n  - gateway\n",
        {"t.yaml:2:5: tokens[0]: ", "mapping with name, role and sha256"}},
       {"unknown entry key",
        absl::StrCat("tokens:\n", entry_a, "    expires: 2027-01-01\n"),
@@ -78,19 +81,23 @@ TEST(TokensFileTest, EveryBadInputHasAClearError) {
        {"t.yaml:2:5: tokens[0]: ", "missing name"}},
       {"missing role",
        absl::StrCat("tokens:\n  - name: a\n    sha256: ", kHashA, "\n"),
-       {"tokens[0]: ", "missing role", "gateway, finance, policy-admin, viewer"}},
-      {"missing sha256", "tokens:\n  - name: a\n    role: viewer\n",
+       {"tokens[0]: ", "missing role",
+        "gateway, finance, policy-admin, viewer"}},
+      {"missing sha256",
+       "tokens:\n  - name: a\n    role: viewer\n",
        {"tokens[0]: ", "missing sha256", "64 hex digits"}},
       {"unknown role",
-       absl::StrCat("tokens:\n  - name: a\n    role: admin\n    sha256: ",
-                    kHashA, "\n"),
+       absl::StrCat(
+           "tokens:\n  - name: a\n    role: admin\n    sha256: ", kHashA, "\n"),
        {"t.yaml:3:11: tokens[0].role: ", "\"admin\" is not a role",
         "gateway, finance, policy-admin, viewer"}},
       {"role is a list",
        absl::StrCat("tokens:\n  - name: a\n    role: [gateway, viewer]\n"
-                    "    sha256: ", kHashA, "\n"),
+                    "    sha256: ",
+                    kHashA, "\n"),
        {"tokens[0].role: ", "expected one of"}},
-      {"short hash", "tokens:\n  - name: a\n    role: viewer\n    sha256: abc\n",
+      {"short hash",
+       "tokens:\n  - name: a\n    role: viewer\n    sha256: abc\n",
        {"t.yaml:4:13: tokens[0].sha256: ", "64 hex digits"}},
       {"hash with a non-hex digit",
        absl::StrCat("tokens:\n  - name: a\n    role: viewer\n    sha256: ",
@@ -102,11 +109,13 @@ TEST(TokensFileTest, EveryBadInputHasAClearError) {
        {"tokens[0].name: ", "1 to 128 characters"}},
       {"name with a space",
        absl::StrCat("tokens:\n  - name: dana smith\n    role: viewer\n"
-                    "    sha256: ", kHashA, "\n"),
+                    "    sha256: ",
+                    kHashA, "\n"),
        {"tokens[0].name: ", "letters, digits"}},
       {"field given twice",
        absl::StrCat("tokens:\n  - name: a\n    name: b\n    role: viewer\n"
-                    "    sha256: ", kHashA, "\n"),
+                    "    sha256: ",
+                    kHashA, "\n"),
        {"tokens[0].name: ", "given twice"}},
       {"name given twice",
        absl::StrCat("tokens:\n", entry_a,
@@ -127,8 +136,8 @@ TEST(TokensFileTest, EveryBadInputHasAClearError) {
         << c.name;
     for (const std::string& part : c.expected) {
       EXPECT_TRUE(absl::StrContains(entries.status().message(), part))
-          << c.name << ": \"" << part << "\" not in: "
-          << entries.status().message();
+          << c.name << ": \"" << part
+          << "\" not in: " << entries.status().message();
     }
     // A message never repeats a hash or a token from the file.
     EXPECT_FALSE(absl::StrContains(entries.status().message(), kHashA))

@@ -19,9 +19,8 @@ bool IsLoopbackListenAddress(absl::string_view listen) {
     host = std::string(listen.substr(1, close - 1));
   } else {
     const size_t colon = listen.rfind(':');
-    host = std::string(colon == absl::string_view::npos
-                           ? listen
-                           : listen.substr(0, colon));
+    host = std::string(
+        colon == absl::string_view::npos ? listen : listen.substr(0, colon));
   }
   if (host == "localhost") return true;
   in_addr v4;

@@ -7,9 +7,8 @@ namespace bursar::server::auth {
 namespace {
 
 TEST(TransportTest, Loopback) {
-  for (const char* listen :
-       {"127.0.0.1:8081", "127.1.2.3:0", "localhost:8081", "[::1]:8081",
-        "unix:/tmp/bursar.sock"}) {
+  for (const char* listen : {"127.0.0.1:8081", "127.1.2.3:0", "localhost:8081",
+                             "[::1]:8081", "unix:/tmp/bursar.sock"}) {
     EXPECT_TRUE(IsLoopbackListenAddress(listen)) << listen;
   }
   for (const char* listen :

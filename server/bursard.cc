@@ -228,7 +228,12 @@ int Run() {
          LF{"reload_every", absl::FormatDuration(reload_interval)}});
   } else {
     credentials = grpc::InsecureServerCredentials();
-    Log(LogLevel::kWarning, "serving plaintext (--insecure)",
+    const bool loopback = auth::IsLoopbackListenAddress(transport.listen);
+    Log(LogLevel::kWarning,
+        loopback ? "serving plaintext (--insecure)"
+                 : "serving plaintext on a non-loopback address "
+                   "(--insecure --allow_insecure_remote): tokens and "
+                   "budgets cross the network unencrypted",
         {LF{"listen", transport.listen}});
   }
   if (authenticator.enabled()) {

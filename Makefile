@@ -1,6 +1,8 @@
 # The two commands of the README:
 #   make run   install what is missing, build, start bursard (./data,
-#              policies/example) on 127.0.0.1:8081
+#              policies/example) on 127.0.0.1:8081, plaintext and without
+#              authentication (--insecure: development only; see
+#              docs/security.md for TLS and tokens)
 #   make test  install what is missing, build, run every test with ctest
 BUILD_DIR ?= build
 BUILD_TYPE ?= RelWithDebInfo
@@ -23,7 +25,7 @@ build: configure
 	cmake --build $(BUILD_DIR) -j $(JOBS)
 
 run: build
-	$(BUILD_DIR)/server/bursard --data_dir=./data --policy_dir=policies/example $(BURSARD_FLAGS)
+	$(BUILD_DIR)/server/bursard --insecure --listen=127.0.0.1:8081 --data_dir=./data --policy_dir=policies/example $(BURSARD_FLAGS)
 
 test: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS)

@@ -177,7 +177,9 @@ stop_server
 # 2, 3. bursard, each sync mode on a fresh data dir.
 declare -A SAT HALFR
 for sync in none group; do
-  start_server "bursard-$sync" "$BURSARD" --data_dir="$WORK/data-$sync" \
+  # --insecure: plaintext on loopback without authentication, as bursar-echo
+  # (bursar-load sends no token).
+  start_server "bursard-$sync" "$BURSARD" --insecure --data_dir="$WORK/data-$sync" \
       --policy_dir="$ROOT/policies/example" --sync="$sync"
   SAT[$sync]=$(saturation "bursard-$sync")
   rate=$(awk -v r="$(field "${SAT[$sync]}" check_rate)" 'BEGIN { printf "%.0f", r / 2 }')

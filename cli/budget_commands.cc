@@ -264,14 +264,15 @@ int Audit(const CommandContext& context,
     return kExitOk;
   }
   // The change is the longest column: last.
-  Table table({"TIME", "ACTOR", "ACTION", "TARGET", "REASON", "CHANGE"});
+  Table table(
+      {"TIME", "ACTOR", "ROLE", "ACTION", "TARGET", "REASON", "CHANGE"});
   for (const v1::AuditRecord& r : response.records()) {
     const std::string change =
         absl::StartsWith(r.action(), "policy.")
             ? DescribePolicyChange(r.before_json(), r.after_json())
             : DescribeBudgetChange(r.before_json(), r.after_json());
-    table.AddRow({r.time(), OrDash(r.actor()), r.action(), r.target(),
-                  OrDash(r.reason()), OrDash(change)});
+    table.AddRow({r.time(), OrDash(r.actor()), OrDash(r.role()), r.action(),
+                  r.target(), OrDash(r.reason()), OrDash(change)});
   }
   std::cout << table.Render();
   return kExitOk;

@@ -9,10 +9,13 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdlib>
+#include <fstream>
 #include <iostream>
 #include <optional>
 #include <set>
+#include <sstream>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -25,9 +28,11 @@
 #include "cli/budget_commands.h"
 #include "cli/command.h"
 #include "cli/command_line.h"
+#include "cli/credentials.h"
 #include "cli/decision_commands.h"
 #include "cli/output.h"
 #include "cli/policy_commands.h"
+#include "cli/token_commands.h"
 #include "grpcpp/grpcpp.h"
 
 ABSL_FLAG(std::string, server, "",
@@ -40,22 +45,87 @@ ABSL_FLAG(bool, json, false,
 ABSL_FLAG(absl::Duration, timeout, absl::Seconds(5),
           "Deadline of each call to the server, e.g. 500ms or 10s.");
 ABSL_FLAG(std::string, actor, "",
-          "Who makes an admin change, for the audit log. Default: $USER, "
-          "else \"unknown\".");
+          "Who makes an admin change, for the audit log, when the server "
+          "runs without authentication (with it, the token's or "
+          "certificate's name counts). Default: $USER, else \"unknown\".");
+ABSL_FLAG(std::string, token, "",
+          "Bearer token to send (visible in the process list: prefer "
+          "--token_file or $BURSAR_TOKEN). Default: --token_file, else "
+          "$BURSAR_TOKEN.");
+ABSL_FLAG(std::string, token_file, "",
+          "File whose first line is the bearer token to send.");
+ABSL_FLAG(std::string, tls_ca, "",
+          "Connect with TLS, trusting the CA certificates in this PEM file "
+          "(default with --tls_cert or --tls_server_name: the system's "
+          "roots).");
+ABSL_FLAG(std::string, tls_cert, "",
+          "PEM client certificate chain for mutual TLS (with --tls_key).");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert.");
+ABSL_FLAG(std::string, tls_server_name, "",
+          "The name to verify the server's certificate against, when it is "
+          "not the host in --server (e.g. --server=127.0.0.1:8081 "
+          "--tls_server_name=bursar.internal).");
 
 namespace bursar::cli {
 namespace {
 
 constexpr char kDefaultServer[] = "127.0.0.1:8081";
 constexpr size_t kHelpWidth = 80;
-const std::vector<std::string> kGlobalFlags = {"server", "json", "timeout",
-                                               "actor"};
+const std::vector<std::string> kGlobalFlags = {
+    "server",     "json",   "timeout",  "actor",   "token",
+    "token_file", "tls_ca", "tls_cert", "tls_key", "tls_server_name"};
 
 std::vector<Command> AllCommands() {
   std::vector<Command> commands = BudgetCommands();
   for (Command& c : DecisionCommands()) commands.push_back(std::move(c));
   for (Command& c : PolicyCommands()) commands.push_back(std::move(c));
+  for (Command& c : TokenCommands()) commands.push_back(std::move(c));
   return commands;
+}
+
+absl::StatusOr<std::string> ReadPem(const std::string& path,
+                                    absl::string_view flag) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--", flag, "=", path, ": cannot read it"));
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// The channel to --server: TLS when any --tls_* flag is given, else
+// plaintext.
+absl::StatusOr<std::shared_ptr<grpc::Channel>> NewChannel(
+    const std::string& server) {
+  const std::string ca = absl::GetFlag(FLAGS_tls_ca);
+  const std::string cert = absl::GetFlag(FLAGS_tls_cert);
+  const std::string key = absl::GetFlag(FLAGS_tls_key);
+  const std::string server_name = absl::GetFlag(FLAGS_tls_server_name);
+  if (ca.empty() && cert.empty() && key.empty() && server_name.empty()) {
+    return grpc::CreateChannel(server, grpc::InsecureChannelCredentials());
+  }
+  if (cert.empty() != key.empty()) {
+    return absl::InvalidArgumentError(
+        "mutual TLS needs both --tls_cert and --tls_key");
+  }
+  grpc::SslCredentialsOptions options;
+  for (auto [path, flag, out] :
+       {std::tuple{ca, "tls_ca", &options.pem_root_certs},
+        std::tuple{cert, "tls_cert", &options.pem_cert_chain},
+        std::tuple{key, "tls_key", &options.pem_private_key}}) {
+    if (path.empty()) continue;
+    absl::StatusOr<std::string> pem = ReadPem(path, flag);
+    if (!pem.ok()) return pem.status();
+    *out = *std::move(pem);
+  }
+  grpc::ChannelArguments arguments;
+  if (!server_name.empty()) {
+    arguments.SetSslTargetNameOverride(server_name);
+  }
+  return grpc::CreateCustomChannel(server, grpc::SslCredentials(options),
+                                   arguments);
 }
 
 std::optional<FlagKind> RegisteredFlagKind(absl::string_view name) {
@@ -269,8 +339,20 @@ int Main(int argc, char** argv) {
   context.json = absl::GetFlag(FLAGS_json);
   context.actor = absl::GetFlag(FLAGS_actor);
   if (context.actor.empty()) context.actor = EnvOr("USER", "unknown");
-  context.channel =
-      grpc::CreateChannel(context.server, grpc::InsecureChannelCredentials());
+  const char* env_token = std::getenv("BURSAR_TOKEN");
+  absl::StatusOr<std::string> token =
+      ResolveToken(absl::GetFlag(FLAGS_token), absl::GetFlag(FLAGS_token_file),
+                   env_token != nullptr && *env_token != '\0'
+                       ? std::optional<std::string>(env_token)
+                       : std::nullopt);
+  if (!token.ok()) return UsageError(context.command, token.status().message());
+  context.token = *std::move(token);
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
+      NewChannel(context.server);
+  if (!channel.ok()) {
+    return UsageError(context.command, channel.status().message());
+  }
+  context.channel = *std::move(channel);
   return command->run(context, command_args);
 }
 

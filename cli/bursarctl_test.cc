@@ -1,6 +1,7 @@
 // Tests of bursarctl's parts that need no server: argument parsing, the
 // command-line scan, and output formatting.
 
+#include <fstream>
 #include <map>
 #include <optional>
 #include <string>
@@ -9,6 +10,7 @@
 #include "absl/status/status.h"
 #include "cli/arguments.h"
 #include "cli/command_line.h"
+#include "cli/credentials.h"
 #include "cli/output.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -274,6 +276,44 @@ TEST(ToJsonTest, UsesProtoFieldNamesAndPrintsDefaults) {
   EXPECT_THAT(*json, HasSubstr("\"amount_nanos\": \"5000000000\""));
   EXPECT_THAT(*json, HasSubstr("\"per_label\": \"\""));
   EXPECT_THAT(*json, HasSubstr("\"period\": \"PERIOD_UNSPECIFIED\""));
+}
+
+}  // namespace
+}  // namespace bursar::cli
+
+namespace bursar::cli {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+TEST(ResolveTokenTest, FlagThenFileThenEnvironment) {
+  const std::string file = ::testing::TempDir() + "/bursarctl_token";
+  std::ofstream(file, std::ios::trunc) << "  from-file \nsecond line\n";
+  EXPECT_EQ(*ResolveToken("from-flag", "", "from-env"), "from-flag");
+  EXPECT_EQ(*ResolveToken("", file, "from-env"), "from-file");
+  EXPECT_EQ(*ResolveToken("", "", "from-env"), "from-env");
+  EXPECT_EQ(*ResolveToken("", "", std::nullopt), "");
+}
+
+TEST(ResolveTokenTest, ErrorsNeverShowTheToken) {
+  const std::string file = ::testing::TempDir() + "/bursarctl_token2";
+  std::ofstream(file, std::ios::trunc) << "\n";
+  const absl::Status both = ResolveToken("s3cret", file, std::nullopt).status();
+  EXPECT_EQ(both.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(both.message(), HasSubstr("not both"));
+  const absl::Status empty = ResolveToken("", file, std::nullopt).status();
+  EXPECT_THAT(empty.message(), HasSubstr("no token on its first line"));
+  const absl::Status missing =
+      ResolveToken("", "/nonexistent/token", std::nullopt).status();
+  EXPECT_THAT(missing.message(), HasSubstr("/nonexistent/token"));
+  const absl::Status spaced =
+      ResolveToken("s3cret inside", "", std::nullopt).status();
+  EXPECT_EQ(spaced.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(spaced.message(), Not(HasSubstr("s3cret")));
+  const absl::Status env = ResolveToken("", "", "s3cret\tx").status();
+  EXPECT_THAT(env.message(), HasSubstr("$BURSAR_TOKEN"));
+  EXPECT_THAT(env.message(), Not(HasSubstr("s3cret")));
 }
 
 }  // namespace

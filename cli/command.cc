@@ -26,7 +26,12 @@ int RpcError(const CommandContext& context, const grpc::Status& status) {
   switch (status.error_code()) {
     case grpc::StatusCode::UNAVAILABLE:
       std::cerr << "bursarctl: is bursard running at " << context.server
-                << "? Set --server or BURSAR_SERVER.\n";
+                << "? Set --server or BURSAR_SERVER. If it serves TLS, give "
+                   "--tls_ca (and --tls_cert/--tls_key for mutual TLS).\n";
+      break;
+    case grpc::StatusCode::UNAUTHENTICATED:
+      std::cerr << "bursarctl: give a token with --token_file, "
+                   "$BURSAR_TOKEN or --token (docs/security.md).\n";
       break;
     case grpc::StatusCode::DEADLINE_EXCEEDED:
       std::cerr << "bursarctl: no answer from " << context.server
@@ -43,6 +48,9 @@ std::unique_ptr<grpc::ClientContext> NewCall(const CommandContext& context) {
   auto call = std::make_unique<grpc::ClientContext>();
   call->set_deadline(std::chrono::system_clock::now() +
                      absl::ToChronoNanoseconds(context.timeout));
+  if (!context.token.empty()) {
+    call->AddMetadata("authorization", "Bearer " + context.token);
+  }
   return call;
 }
 

@@ -35,8 +35,12 @@ struct CommandContext {
   absl::Duration timeout;
   // Print response messages as JSON instead of for people.
   bool json = false;
-  // Who makes admin changes (for the audit log).
+  // Who makes admin changes (for the audit log; a server with
+  // authentication records the authenticated caller instead).
   std::string actor;
+  // The bearer token every call sends ("authorization: Bearer ..."); empty:
+  // none.
+  std::string token;
   // e.g. "budget set", for messages.
   std::string command;
 };
@@ -77,7 +81,8 @@ int UsageError(absl::string_view command, absl::string_view problem);
 // or a missed deadline, what to try) to stderr; returns kExitRpcError.
 int RpcError(const CommandContext& context, const grpc::Status& status);
 
-// A client context whose deadline is context.timeout from now.
+// A client context whose deadline is context.timeout from now, carrying the
+// bearer token if there is one.
 std::unique_ptr<grpc::ClientContext> NewCall(const CommandContext& context);
 
 // A stub of the Admin service on the command's channel.

@@ -8,6 +8,9 @@ packages=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   grpc-proto librocksdb-dev libabsl-dev libre2-dev libyaml-cpp-dev
   libgtest-dev libgmock-dev libbenchmark-dev
+  # libcrypto (token hashes, TLS file checks) and the openssl command (the
+  # TLS tests make a throwaway CA and certificates with it)
+  libssl-dev openssl
   # clang and its libFuzzer/ASan runtime, for the fuzz test (tests/fuzz/)
   clang libclang-rt-14-dev
   # Debian's python3 with gRPC and YAML, and unzip: the Helm chart test

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/util/json_util.h"
+#include "server/auth/audit_actor.h"
 #include "server/time_format.h"
 
 namespace bursar::server {
@@ -91,6 +92,7 @@ v1::Budget BudgetToProto(const storage::BudgetSpec& spec) {
 }
 
 absl::Status BudgetAdmin::SetBudget(const v1::SetBudgetRequest& request,
+                                    const auth::Caller& caller,
                                     v1::SetBudgetResponse* response) {
   if (!request.has_budget()) {
     return absl::InvalidArgumentError("budget: required");
@@ -98,8 +100,10 @@ absl::Status BudgetAdmin::SetBudget(const v1::SetBudgetRequest& request,
   absl::StatusOr<storage::BudgetSpec> spec = BudgetFromProto(request.budget());
   if (!spec.ok()) return spec.status();
   absl::StatusOr<std::pair<storage::BudgetSpec, bool>> stored =
-      ledger_->SetBudget(*std::move(spec), {request.actor(), request.reason()},
-                         clock_->Now());
+      ledger_->SetBudget(
+          *std::move(spec),
+          auth::AuditActor(caller, request.actor(), request.reason()),
+          clock_->Now());
   if (!stored.ok()) return stored.status();
   *response->mutable_budget() = BudgetToProto(stored->first);
   response->set_created(stored->second);
@@ -165,13 +169,15 @@ absl::Status BudgetAdmin::ListBudgets(const v1::ListBudgetsRequest& /*request*/,
 }
 
 absl::Status BudgetAdmin::DeleteBudget(const v1::DeleteBudgetRequest& request,
+                                       const auth::Caller& caller,
                                        v1::DeleteBudgetResponse* /*response*/) {
   if (request.name().empty()) {
     return absl::InvalidArgumentError("name: which budget?");
   }
-  return ledger_->DeleteBudget(request.name(),
-                               {request.actor(), request.reason()},
-                               clock_->Now());
+  return ledger_->DeleteBudget(
+      request.name(),
+      auth::AuditActor(caller, request.actor(), request.reason()),
+      clock_->Now());
 }
 
 absl::Status BudgetAdmin::ListAudit(const v1::ListAuditRequest& request,
@@ -184,6 +190,7 @@ absl::Status BudgetAdmin::ListAudit(const v1::ListAuditRequest& request,
     v1::AuditRecord* record = response->add_records();
     record->set_time(FormatRfc3339(entry.time));
     record->set_actor(entry.actor);
+    record->set_role(entry.role);
     record->set_action(entry.action);
     record->set_target(entry.target);
     // Budget changes carry the budget; other changes (policy versions) their

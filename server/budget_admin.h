@@ -2,10 +2,13 @@
 #define BURSAR_SERVER_BUDGET_ADMIN_H_
 
 // The budget RPCs of the Admin API as plain calls over the ledger.
-// Thread-safe.
+// Thread-safe. Changes are audited as made by `caller` (its name and role)
+// when it is authenticated, else by the request's actor
+// (server/auth/audit_actor.h).
 
 #include "absl/status/status.h"
 #include "bursar/v1/admin.pb.h"
+#include "server/auth/authenticator.h"
 #include "server/clock.h"
 #include "storage/ledger.h"
 
@@ -18,12 +21,14 @@ class BudgetAdmin {
       : ledger_(ledger), clock_(clock) {}
 
   absl::Status SetBudget(const v1::SetBudgetRequest& request,
+                         const auth::Caller& caller,
                          v1::SetBudgetResponse* response);
   absl::Status GetBudget(const v1::GetBudgetRequest& request,
                          v1::GetBudgetResponse* response);
   absl::Status ListBudgets(const v1::ListBudgetsRequest& request,
                            v1::ListBudgetsResponse* response);
   absl::Status DeleteBudget(const v1::DeleteBudgetRequest& request,
+                            const auth::Caller& caller,
                             v1::DeleteBudgetResponse* response);
   absl::Status ListAudit(const v1::ListAuditRequest& request,
                          v1::ListAuditResponse* response);

@@ -2,6 +2,7 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <sys/stat.h>
 
 #include <fstream>
 #include <memory>
@@ -18,6 +19,14 @@
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
+#include "grpcpp/security/server_credentials.h"
+#include "grpcpp/security/tls_certificate_provider.h"
+#include "grpcpp/security/tls_credentials_options.h"
+#include "server/auth/authenticator.h"
+#include "server/auth/method_table.h"
+#include "server/auth/tls_files.h"
+#include "server/auth/tokens_file.h"
+#include "server/auth/transport.h"
 #include "server/budget_admin.h"
 #include "server/clock.h"
 #include "server/decider.h"
@@ -69,6 +78,37 @@ ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(10),
 ABSL_FLAG(std::string, ready_file, "",
           "If set, bursard writes the address it listens on to this file once "
           "it serves (for scripts and tests that start it on port 0).");
+ABSL_FLAG(std::string, tls_cert, "",
+          "PEM certificate chain bursard presents (TLS), server certificate "
+          "first; with --tls_key. Reloaded when the file changes (checked "
+          "every --auth_reload_interval): replace it atomically (write, then "
+          "rename) with the key.");
+ABSL_FLAG(std::string, tls_key, "",
+          "PEM private key of --tls_cert (unencrypted). Reloaded with it.");
+ABSL_FLAG(std::string, tls_client_ca, "",
+          "PEM CA bundle: mutual TLS. Every client must present a "
+          "certificate signed by one of these CAs, or the connection is "
+          "refused. Reloaded when the file changes.");
+ABSL_FLAG(std::string, tokens_file, "",
+          "YAML file of bearer tokens: name, role (gateway, finance, "
+          "policy-admin, viewer) and the token's sha256 (`bursarctl token "
+          "new` prints an entry). Callers send `authorization: Bearer "
+          "<token>`. Reloaded when the file changes; a bad new file is "
+          "logged and the old tokens stay. See docs/security.md.");
+ABSL_FLAG(bool, roles_from_client_cert, false,
+          "With --tls_client_ca: a client certificate whose subject has "
+          "OU=<role> is that role, named by its CN (a bearer token, when "
+          "sent, still decides).");
+ABSL_FLAG(absl::Duration, auth_reload_interval, absl::Seconds(60),
+          "How often the TLS files and --tokens_file are checked for "
+          "changes (at least 1s).");
+ABSL_FLAG(bool, insecure, false,
+          "Serve plaintext gRPC (no TLS), for development: only on a "
+          "loopback --listen address unless --allow_insecure_remote. Without "
+          "--tokens_file every caller then has every role.");
+ABSL_FLAG(bool, allow_insecure_remote, false,
+          "With --insecure: allow a non-loopback --listen address (a "
+          "network you trust carries plaintext and any tokens).");
 ABSL_FLAG(std::string, testing_clock_file, "",
           "Testing only: read the current time (RFC 3339) from this file "
           "instead of the system clock.");
@@ -110,6 +150,109 @@ int Run() {
     Log(LogLevel::kError, "bad flag",
         {LF{"flag", "--reservation_ttl"}, LF{"error", "must be positive"}});
     return 2;
+  }
+
+  // Who may connect and call: checked before anything is opened.
+  const auth::TransportFlags transport{
+      .listen = absl::GetFlag(FLAGS_listen),
+      .tls_cert = absl::GetFlag(FLAGS_tls_cert),
+      .tls_key = absl::GetFlag(FLAGS_tls_key),
+      .tls_client_ca = absl::GetFlag(FLAGS_tls_client_ca),
+      .insecure = absl::GetFlag(FLAGS_insecure),
+      .allow_insecure_remote = absl::GetFlag(FLAGS_allow_insecure_remote),
+      .tokens_file = absl::GetFlag(FLAGS_tokens_file),
+      .roles_from_client_cert = absl::GetFlag(FLAGS_roles_from_client_cert),
+  };
+  if (absl::Status s = auth::CheckTransportFlags(transport); !s.ok()) {
+    Log(LogLevel::kError, "refusing to start",
+        {LF{"error", std::string(s.message())}});
+    return 2;
+  }
+  const absl::Duration reload_interval =
+      absl::GetFlag(FLAGS_auth_reload_interval);
+  if (reload_interval < absl::Seconds(1)) {
+    Log(LogLevel::kError, "bad flag",
+        {LF{"flag", "--auth_reload_interval"}, LF{"error", "at least 1s"}});
+    return 2;
+  }
+  if (absl::Status s = auth::CheckMethodTableCovers(
+          {v1::Decision::service_full_name(), v1::Admin::service_full_name(),
+           envoy::service::ratelimit::v3::RateLimitService::service_full_name()});
+      !s.ok()) {
+    Log(LogLevel::kError, "refusing to start",
+        {LF{"error", std::string(s.message())}});
+    return 1;
+  }
+  std::vector<auth::TokenEntry> tokens;
+  if (!transport.tokens_file.empty()) {
+    absl::StatusOr<std::vector<auth::TokenEntry>> loaded =
+        auth::LoadTokensFile(transport.tokens_file);
+    if (!loaded.ok()) {
+      Log(LogLevel::kError, "cannot load the tokens file",
+          {LF{"error", std::string(loaded.status().message())}});
+      return 2;
+    }
+    tokens = *std::move(loaded);
+  }
+  auth::Authenticator authenticator(
+      {.enabled = auth::AuthenticationEnabled(transport),
+       .roles_from_client_cert = transport.roles_from_client_cert},
+      tokens);
+  std::shared_ptr<grpc::ServerCredentials> credentials;
+  // Watches the TLS files; the credentials hold it while the server runs.
+  std::shared_ptr<grpc::experimental::FileWatcherCertificateProvider>
+      certificates;
+  if (!transport.insecure) {
+    absl::StatusOr<auth::TlsFilesSummary> summary = auth::CheckTlsFiles(
+        {transport.tls_cert, transport.tls_key, transport.tls_client_ca});
+    if (!summary.ok()) {
+      Log(LogLevel::kError, "refusing to start",
+          {LF{"error", std::string(summary.status().message())}});
+      return 2;
+    }
+    certificates =
+        std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
+            transport.tls_key, transport.tls_cert, transport.tls_client_ca,
+            static_cast<unsigned>(absl::ToInt64Seconds(reload_interval)));
+    grpc::experimental::TlsServerCredentialsOptions options(certificates);
+    options.watch_identity_key_cert_pairs();
+    if (transport.tls_client_ca.empty()) {
+      options.set_cert_request_type(GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
+    } else {
+      options.watch_root_certs();
+      options.set_cert_request_type(
+          GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+    }
+    credentials = grpc::experimental::TlsServerCredentials(options);
+    Log(LogLevel::kInfo, "tls",
+        {LF{"cert", transport.tls_cert}, LF{"subject", summary->subject},
+         LF{"not_after", summary->not_after},
+         LF{"client_certificates",
+            transport.tls_client_ca.empty()
+                ? std::string("not asked for")
+                : absl::StrCat("required (", summary->client_ca_certs,
+                               " CA certificates)")},
+         LF{"reload_every", absl::FormatDuration(reload_interval)}});
+  } else {
+    credentials = grpc::InsecureServerCredentials();
+    const bool loopback = auth::IsLoopbackListenAddress(transport.listen);
+    Log(LogLevel::kWarning,
+        loopback ? "serving plaintext (--insecure)"
+                 : "serving plaintext on a non-loopback address "
+                   "(--insecure --allow_insecure_remote): tokens and "
+                   "budgets cross the network unencrypted",
+        {LF{"listen", transport.listen}});
+  }
+  if (authenticator.enabled()) {
+    Log(LogLevel::kInfo, "authentication on",
+        {LF{"tokens_file", transport.tokens_file},
+         LF{"tokens", absl::StrCat(tokens.size())},
+         LF{"roles_from_client_cert",
+            transport.roles_from_client_cert ? "true" : "false"}});
+  } else {
+    Log(LogLevel::kWarning,
+        "authentication off: every caller has every role (--insecure "
+        "without --tokens_file; for development only)");
   }
 
   std::unique_ptr<Clock> clock;
@@ -223,19 +366,18 @@ int Run() {
     return 1;
   }
   EnvoyRateLimiter rate_limiter(&decider);
-  EnvoyRateLimitService envoy_rls_service(&rate_limiter);
+  EnvoyRateLimitService envoy_rls_service(&rate_limiter, &authenticator);
   BudgetAdmin budget_admin(ledger.get(), clock.get());
   PolicyAdmin policy_admin(storage->policy_versions.get(), &policies,
                            clock.get());
-  DecisionService decision_service(&decider);
-  AdminService admin_service(&budget_admin, &policy_admin);
+  DecisionService decision_service(&decider, &authenticator);
+  AdminService admin_service(&budget_admin, &policy_admin, &authenticator);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort(absl::GetFlag(FLAGS_listen),
-                           grpc::InsecureServerCredentials(), &port);
+  builder.AddListeningPort(absl::GetFlag(FLAGS_listen), credentials, &port);
   builder.RegisterService(&decision_service);
   builder.RegisterService(&admin_service);
   builder.RegisterService(&envoy_rls_service);
@@ -258,9 +400,45 @@ int Run() {
     std::rename((path + ".tmp").c_str(), path.c_str());
   }
 
+  // The tokens file is reloaded when its inode, size or mtime changes.
+  auto file_stamp = [](const std::string& path) {
+    struct stat st;
+    if (stat(path.c_str(), &st) != 0) return std::string("missing");
+    return absl::StrCat(st.st_ino, ":", st.st_size, ":", st.st_mtim.tv_sec, ".",
+                        st.st_mtim.tv_nsec);
+  };
+  std::string tokens_stamp = transport.tokens_file.empty()
+                                 ? std::string()
+                                 : file_stamp(transport.tokens_file);
+  absl::Time next_tokens_check = absl::Now() + reload_interval;
+  auto reload_tokens = [&] {
+    if (transport.tokens_file.empty() || absl::Now() < next_tokens_check) {
+      return;
+    }
+    next_tokens_check = absl::Now() + reload_interval;
+    const std::string stamp = file_stamp(transport.tokens_file);
+    if (stamp == tokens_stamp) return;
+    absl::StatusOr<std::vector<auth::TokenEntry>> loaded =
+        auth::LoadTokensFile(transport.tokens_file);
+    if (!loaded.ok()) {
+      // Keeps the tokens it has; tries again when the file changes again.
+      Log(LogLevel::kError,
+          "cannot reload the tokens file; keeping the "
+          "tokens loaded before",
+          {LF{"error", std::string(loaded.status().message())}});
+    } else {
+      Log(LogLevel::kInfo, "tokens file reloaded",
+          {LF{"tokens_file", transport.tokens_file},
+           LF{"tokens", absl::StrCat(loaded->size())}});
+      authenticator.SetTokens(*std::move(loaded));
+    }
+    tokens_stamp = stamp;
+  };
+
   absl::Notification stopping;
   std::thread expirer([&] {
     while (!stopping.WaitForNotificationWithTimeout(absl::Seconds(1))) {
+      reload_tokens();
       absl::StatusOr<int> expired = decider.ExpireReservations();
       if (!expired.ok()) {
         Log(LogLevel::kError, "expiring holds failed",
@@ -298,9 +476,12 @@ int main(int argc, char** argv) {
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   absl::SetProgramUsageMessage(
       "Bursar decision service: budgets and policies for LLM calls.\n"
-      "Usage: bursard [--listen=127.0.0.1:8081] [--data_dir=./data] "
-      "[--policy_dir=policies/example] [--policy_source=store|dir] "
-      "[--sync=none|group|always]\n"
+      "Usage: bursard (--tls_cert=F --tls_key=F [--tls_client_ca=F] "
+      "--tokens_file=F | --insecure) [--listen=127.0.0.1:8081] "
+      "[--data_dir=./data] [--policy_dir=policies/example] "
+      "[--policy_source=store|dir] [--sync=none|group|always]\n"
+      "Security: TLS (mutual with --tls_client_ca) and bearer tokens per "
+      "role; plaintext only with --insecure (see docs/security.md).\n"
       "Policies: the active policy version stored in --data_dir runs; "
       "--policy_dir only seeds an empty --data_dir (or runs with "
       "--policy_source=dir). Push new versions with `bursarctl policy "

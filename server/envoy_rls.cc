@@ -282,7 +282,12 @@ grpc::ServerUnaryReactor* EnvoyRateLimitService::ShouldRateLimit(
     const envoy::service::ratelimit::v3::RateLimitRequest* request,
     envoy::service::ratelimit::v3::RateLimitResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  reactor->Finish(ToGrpcStatus(limiter_->ShouldRateLimit(*request, response)));
+  const absl::StatusOr<auth::Caller> caller = AdmitCall(
+      *auth_, *context,
+      "/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit");
+  reactor->Finish(ToGrpcStatus(
+      caller.ok() ? limiter_->ShouldRateLimit(*request, response)
+                  : caller.status()));
   return reactor;
 }
 

@@ -22,6 +22,7 @@
 #include "envoy/service/ratelimit/v3/rls.grpc.pb.h"
 #include "envoy/service/ratelimit/v3/rls.pb.h"
 #include "grpcpp/grpcpp.h"
+#include "server/auth/authenticator.h"
 #include "server/decider.h"
 
 namespace bursar::server {
@@ -56,8 +57,10 @@ class EnvoyRateLimiter {
 class EnvoyRateLimitService final
     : public envoy::service::ratelimit::v3::RateLimitService::CallbackService {
  public:
-  explicit EnvoyRateLimitService(EnvoyRateLimiter* limiter)
-      : limiter_(limiter) {}
+  // Both pointers must outlive the service.
+  EnvoyRateLimitService(EnvoyRateLimiter* limiter,
+                        const auth::Authenticator* auth)
+      : limiter_(limiter), auth_(auth) {}
 
   grpc::ServerUnaryReactor* ShouldRateLimit(
       grpc::CallbackServerContext* context,
@@ -66,6 +69,7 @@ class EnvoyRateLimitService final
 
  private:
   EnvoyRateLimiter* const limiter_;
+  const auth::Authenticator* const auth_;
 };
 
 }  // namespace bursar::server

@@ -1,16 +1,76 @@
 #include "server/grpc_services.h"
 
+#include <atomic>
 #include <string>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "grpc/grpc_security_constants.h"
+#include "server/log.h"
 
 namespace bursar::server {
 namespace {
 
-// Runs `call` and finishes the RPC with its status.
+using LF = LogField;
+
+constexpr absl::string_view kCheck = "/bursar.v1.Decision/Check";
+constexpr absl::string_view kReport = "/bursar.v1.Decision/Report";
+constexpr absl::string_view kSetBudget = "/bursar.v1.Admin/SetBudget";
+constexpr absl::string_view kGetBudget = "/bursar.v1.Admin/GetBudget";
+constexpr absl::string_view kListBudgets = "/bursar.v1.Admin/ListBudgets";
+constexpr absl::string_view kDeleteBudget = "/bursar.v1.Admin/DeleteBudget";
+constexpr absl::string_view kListAudit = "/bursar.v1.Admin/ListAudit";
+constexpr absl::string_view kPushPolicy = "/bursar.v1.Admin/PushPolicy";
+constexpr absl::string_view kGetPolicy = "/bursar.v1.Admin/GetPolicy";
+constexpr absl::string_view kListPolicyVersions =
+    "/bursar.v1.Admin/ListPolicyVersions";
+constexpr absl::string_view kActivatePolicyVersion =
+    "/bursar.v1.Admin/ActivatePolicyVersion";
+constexpr absl::string_view kStopShadow = "/bursar.v1.Admin/StopShadow";
+constexpr absl::string_view kGetShadowReport =
+    "/bursar.v1.Admin/GetShadowReport";
+
+// At most kMaxRefusalLinesPerSecond refusal lines a second, so that a
+// misconfigured gateway cannot flood the log; the count of lines left out
+// goes into the next line written.
+constexpr int kMaxRefusalLinesPerSecond = 20;
+std::atomic<int64_t> refusal_second{0};
+std::atomic<int> refusal_lines{0};
+std::atomic<int64_t> refusals_suppressed{0};
+
+void LogRefusal(absl::string_view method,
+                const grpc::ServerContextBase& context,
+                const absl::Status& status) {
+  const int64_t now = absl::ToUnixSeconds(absl::Now());
+  int64_t second = refusal_second.load(std::memory_order_relaxed);
+  if (second != now && refusal_second.compare_exchange_strong(
+                           second, now, std::memory_order_relaxed)) {
+    refusal_lines.store(0, std::memory_order_relaxed);
+  }
+  if (refusal_lines.fetch_add(1, std::memory_order_relaxed) >=
+      kMaxRefusalLinesPerSecond) {
+    refusals_suppressed.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  const int64_t suppressed =
+      refusals_suppressed.exchange(0, std::memory_order_relaxed);
+  // The message is the one the caller gets: it names the caller and role,
+  // never the token.
+  Log(LogLevel::kWarning, "call refused",
+      {LF{"method", std::string(method)},
+       LF{"code", absl::StatusCodeToString(status.code())},
+       LF{"peer", context.peer()}, LF{"reason", std::string(status.message())},
+       LF{"suppressed_before", absl::StrCat(suppressed)}});
+}
+
+// Admits the call, runs `call(caller)` and finishes the RPC with its status.
 template <typename Call>
 grpc::ServerUnaryReactor* Unary(grpc::CallbackServerContext* context,
-                                Call&& call) {
+                                const auth::Authenticator& auth,
+                                absl::string_view method, Call&& call) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  reactor->Finish(ToGrpcStatus(call()));
+  absl::StatusOr<auth::Caller> caller = AdmitCall(auth, *context, method);
+  reactor->Finish(ToGrpcStatus(caller.ok() ? call(*caller) : caller.status()));
   return reactor;
 }
 
@@ -22,73 +82,117 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
                       std::string(status.message()));
 }
 
+absl::StatusOr<auth::Caller> AdmitCall(const auth::Authenticator& auth,
+                                       grpc::ServerContextBase& context,
+                                       absl::string_view method) {
+  auth::CallCredentials credentials;
+  if (auth.enabled()) {
+    const auto [begin, end] = context.client_metadata().equal_range(
+        grpc::string_ref("authorization"));
+    for (auto it = begin; it != end; ++it) {
+      credentials.authorization.push_back(
+          absl::string_view(it->second.data(), it->second.size()));
+    }
+  }
+  // The certificate's subject only when it can count (auth_context()
+  // allocates).
+  std::shared_ptr<const grpc::AuthContext> auth_context;
+  std::string subject;
+  if (auth.enabled() && auth.roles_from_client_cert() &&
+      credentials.authorization.empty()) {
+    auth_context = context.auth_context();
+    if (auth_context != nullptr && auth_context->IsPeerAuthenticated()) {
+      for (const grpc::string_ref& value :
+           auth_context->FindPropertyValues(GRPC_X509_SUBJECT_PROPERTY_NAME)) {
+        subject.assign(value.data(), value.size());
+        break;
+      }
+    }
+    credentials.client_cert_subject = subject;
+  }
+  absl::StatusOr<auth::Caller> caller = auth.Admit(method, credentials);
+  if (!caller.ok()) LogRefusal(method, context, caller.status());
+  return caller;
+}
+
 grpc::ServerUnaryReactor* DecisionService::Check(
     grpc::CallbackServerContext* context, const v1::CheckRequest* request,
     v1::CheckResponse* response) {
-  return Unary(context, [&] { return decider_->Check(*request, response); });
+  return Unary(context, *auth_, kCheck, [&](const auth::Caller&) {
+    return decider_->Check(*request, response);
+  });
 }
 
 grpc::ServerUnaryReactor* DecisionService::Report(
     grpc::CallbackServerContext* context, const v1::ReportRequest* request,
     v1::ReportResponse* response) {
-  return Unary(context, [&] { return decider_->Report(*request, response); });
+  return Unary(context, *auth_, kReport, [&](const auth::Caller&) {
+    return decider_->Report(*request, response);
+  });
 }
 
 grpc::ServerUnaryReactor* AdminService::SetBudget(
     grpc::CallbackServerContext* context, const v1::SetBudgetRequest* request,
     v1::SetBudgetResponse* response) {
-  return Unary(context,
-               [&] { return budgets_->SetBudget(*request, response); });
+  return Unary(context, *auth_, kSetBudget, [&](const auth::Caller& caller) {
+    return budgets_->SetBudget(*request, caller, response);
+  });
 }
 
 grpc::ServerUnaryReactor* AdminService::GetBudget(
     grpc::CallbackServerContext* context, const v1::GetBudgetRequest* request,
     v1::GetBudgetResponse* response) {
-  return Unary(context,
-               [&] { return budgets_->GetBudget(*request, response); });
+  return Unary(context, *auth_, kGetBudget, [&](const auth::Caller&) {
+    return budgets_->GetBudget(*request, response);
+  });
 }
 
 grpc::ServerUnaryReactor* AdminService::ListBudgets(
     grpc::CallbackServerContext* context,
     const v1::ListBudgetsRequest* request, v1::ListBudgetsResponse* response) {
-  return Unary(context,
-               [&] { return budgets_->ListBudgets(*request, response); });
+  return Unary(context, *auth_, kListBudgets, [&](const auth::Caller&) {
+    return budgets_->ListBudgets(*request, response);
+  });
 }
 
 grpc::ServerUnaryReactor* AdminService::DeleteBudget(
     grpc::CallbackServerContext* context,
     const v1::DeleteBudgetRequest* request,
     v1::DeleteBudgetResponse* response) {
-  return Unary(context,
-               [&] { return budgets_->DeleteBudget(*request, response); });
+  return Unary(context, *auth_, kDeleteBudget, [&](const auth::Caller& caller) {
+    return budgets_->DeleteBudget(*request, caller, response);
+  });
 }
 
 grpc::ServerUnaryReactor* AdminService::ListAudit(
     grpc::CallbackServerContext* context, const v1::ListAuditRequest* request,
     v1::ListAuditResponse* response) {
-  return Unary(context,
-               [&] { return budgets_->ListAudit(*request, response); });
+  return Unary(context, *auth_, kListAudit, [&](const auth::Caller&) {
+    return budgets_->ListAudit(*request, response);
+  });
 }
 
 grpc::ServerUnaryReactor* AdminService::PushPolicy(
     grpc::CallbackServerContext* context, const v1::PushPolicyRequest* request,
     v1::PushPolicyResponse* response) {
-  return Unary(context,
-               [&] { return policies_->PushPolicy(*request, response); });
+  return Unary(context, *auth_, kPushPolicy, [&](const auth::Caller& caller) {
+    return policies_->PushPolicy(*request, caller, response);
+  });
 }
 
 grpc::ServerUnaryReactor* AdminService::GetPolicy(
     grpc::CallbackServerContext* context, const v1::GetPolicyRequest* request,
     v1::GetPolicyResponse* response) {
-  return Unary(context,
-               [&] { return policies_->GetPolicy(*request, response); });
+  return Unary(context, *auth_, kGetPolicy, [&](const auth::Caller&) {
+    return policies_->GetPolicy(*request, response);
+  });
 }
 
 grpc::ServerUnaryReactor* AdminService::ListPolicyVersions(
     grpc::CallbackServerContext* context,
     const v1::ListPolicyVersionsRequest* request,
     v1::ListPolicyVersionsResponse* response) {
-  return Unary(context, [&] {
+  return Unary(context, *auth_, kListPolicyVersions, [&](const auth::Caller&) {
     return policies_->ListPolicyVersions(*request, response);
   });
 }
@@ -97,24 +201,27 @@ grpc::ServerUnaryReactor* AdminService::ActivatePolicyVersion(
     grpc::CallbackServerContext* context,
     const v1::ActivatePolicyVersionRequest* request,
     v1::ActivatePolicyVersionResponse* response) {
-  return Unary(context, [&] {
-    return policies_->ActivatePolicyVersion(*request, response);
-  });
+  return Unary(
+      context, *auth_, kActivatePolicyVersion, [&](const auth::Caller& caller) {
+        return policies_->ActivatePolicyVersion(*request, caller, response);
+      });
 }
 
 grpc::ServerUnaryReactor* AdminService::StopShadow(
     grpc::CallbackServerContext* context, const v1::StopShadowRequest* request,
     v1::StopShadowResponse* response) {
-  return Unary(context,
-               [&] { return policies_->StopShadow(*request, response); });
+  return Unary(context, *auth_, kStopShadow, [&](const auth::Caller& caller) {
+    return policies_->StopShadow(*request, caller, response);
+  });
 }
 
 grpc::ServerUnaryReactor* AdminService::GetShadowReport(
     grpc::CallbackServerContext* context,
     const v1::GetShadowReportRequest* request,
     v1::GetShadowReportResponse* response) {
-  return Unary(context,
-               [&] { return policies_->GetShadowReport(*request, response); });
+  return Unary(context, *auth_, kGetShadowReport, [&](const auth::Caller&) {
+    return policies_->GetShadowReport(*request, response);
+  });
 }
 
 }  // namespace bursar::server

@@ -1,14 +1,18 @@
 #ifndef BURSAR_SERVER_GRPC_SERVICES_H_
 #define BURSAR_SERVER_GRPC_SERVICES_H_
 
-// The gRPC face of bursard (callback API). Each handler adapts one RPC to a
-// plain call of Decider, BudgetAdmin or PolicyAdmin and maps its
-// absl::Status.
+// The gRPC face of bursard (callback API). Each handler first admits the
+// call through the Authenticator (its method's row in the role table,
+// server/auth/method_table.cc), then adapts the RPC to a plain call of
+// Decider, BudgetAdmin or PolicyAdmin and maps its absl::Status.
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "bursar/v1/admin.grpc.pb.h"
 #include "bursar/v1/decision.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
+#include "server/auth/authenticator.h"
 #include "server/budget_admin.h"
 #include "server/decider.h"
 #include "server/policy_admin.h"
@@ -19,9 +23,21 @@ namespace bursar::server {
 // numbers; the message is kept).
 grpc::Status ToGrpcStatus(const absl::Status& status);
 
+// The caller of the call in `context` if they may call `method`
+// ("/package.Service/Method"), from its "authorization" metadata and its
+// verified client certificate. Refusals (UNAUTHENTICATED,
+// PERMISSION_DENIED) are logged with the method, the peer and the reason,
+// never the token (at most 20 lines a second). Every handler of every
+// service bursard serves calls this first.
+absl::StatusOr<auth::Caller> AdmitCall(const auth::Authenticator& auth,
+                                       grpc::ServerContextBase& context,
+                                       absl::string_view method);
+
 class DecisionService final : public v1::Decision::CallbackService {
  public:
-  explicit DecisionService(Decider* decider) : decider_(decider) {}
+  // Both pointers must outlive the service.
+  DecisionService(Decider* decider, const auth::Authenticator* auth)
+      : decider_(decider), auth_(auth) {}
 
   grpc::ServerUnaryReactor* Check(grpc::CallbackServerContext* context,
                                   const v1::CheckRequest* request,
@@ -32,13 +48,15 @@ class DecisionService final : public v1::Decision::CallbackService {
 
  private:
   Decider* const decider_;
+  const auth::Authenticator* const auth_;
 };
 
 class AdminService final : public v1::Admin::CallbackService {
  public:
-  // Both pointers must outlive the service.
-  AdminService(BudgetAdmin* budgets, PolicyAdmin* policies)
-      : budgets_(budgets), policies_(policies) {}
+  // All pointers must outlive the service.
+  AdminService(BudgetAdmin* budgets, PolicyAdmin* policies,
+               const auth::Authenticator* auth)
+      : budgets_(budgets), policies_(policies), auth_(auth) {}
 
   grpc::ServerUnaryReactor* SetBudget(grpc::CallbackServerContext* context,
                                       const v1::SetBudgetRequest* request,
@@ -85,6 +103,7 @@ class AdminService final : public v1::Admin::CallbackService {
  private:
   BudgetAdmin* const budgets_;
   PolicyAdmin* const policies_;
+  const auth::Authenticator* const auth_;
 };
 
 }  // namespace bursar::server

@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "server/auth/audit_actor.h"
 #include "server/log.h"
 #include "server/policy_files.h"
 #include "server/shadow_stats.h"
@@ -24,10 +25,6 @@ using LF = LogField;
 
 constexpr char kStartupAuthor[] = "bursard --policy_dir";
 constexpr char kStartupActor[] = "bursard";
-
-std::string OrUnknown(const std::string& name) {
-  return name.empty() ? "unknown" : name;
-}
 
 // Every error diagnostic, one per line, indented.
 std::string ErrorList(const std::vector<policy::Diagnostic>& diagnostics) {
@@ -215,6 +212,7 @@ absl::Status ValidatePushRequest(const v1::PushPolicyRequest& request) {
 }
 
 absl::Status PolicyAdmin::PushPolicy(const v1::PushPolicyRequest& request,
+                                     const auth::Caller& caller,
                                      v1::PushPolicyResponse* response) {
   if (absl::Status s = ValidatePushRequest(request); !s.ok()) return s;
   std::vector<policy::SourceFile> pushed;
@@ -247,12 +245,14 @@ absl::Status PolicyAdmin::PushPolicy(const v1::PushPolicyRequest& request,
   response->set_compiled_version(id);
   if (request.dry_run()) return absl::OkStatus();
 
+  // The version's author is who pushed it (the caller, with authentication).
+  const storage::Actor actor =
+      auth::AuditActor(caller, request.author(), request.message());
   absl::MutexLock lock(&mu_);
   const absl::Time now = clock_->Now();
   if (request.shadow()) {
     absl::StatusOr<storage::PutPolicyResult> put = store_->PutShadow(
-        ToStored(id, files, OrUnknown(request.author()), request.message()),
-        storage::Actor{OrUnknown(request.author()), request.message()}, now);
+        ToStored(id, files, actor.name, request.message()), actor, now);
     if (!put.ok()) return put.status();
     const std::shared_ptr<const ShadowRun> current = registry_->Shadow();
     if (current == nullptr || current->version() != id) {
@@ -266,17 +266,15 @@ absl::Status PolicyAdmin::PushPolicy(const v1::PushPolicyRequest& request,
     if (put->previous_shadow != id) {
       Log(LogLevel::kInfo, "policy shadow started",
           {LF{"version", id}, LF{"active", put->previous_active},
-           LF{"previous_shadow", put->previous_shadow},
-           LF{"by", OrUnknown(request.author())},
-           LF{"new", put->created ? "true" : "false"},
+           LF{"previous_shadow", put->previous_shadow}, LF{"by", actor.name},
+           LF{"role", actor.role}, LF{"new", put->created ? "true" : "false"},
            LF{"message", request.message()}});
     }
     return absl::OkStatus();
   }
-  absl::StatusOr<storage::PutPolicyResult> put = store_->Put(
-      ToStored(id, files, OrUnknown(request.author()), request.message()),
-      /*activate=*/true,
-      storage::Actor{OrUnknown(request.author()), request.message()}, now);
+  absl::StatusOr<storage::PutPolicyResult> put =
+      store_->Put(ToStored(id, files, actor.name, request.message()),
+                  /*activate=*/true, actor, now);
   if (!put.ok()) return put.status();
   if (registry_->Active() == nullptr || registry_->Active()->version() != id) {
     registry_->Activate(compiled.policy);
@@ -289,7 +287,7 @@ absl::Status PolicyAdmin::PushPolicy(const v1::PushPolicyRequest& request,
   if (put->previous_active != id) {
     Log(LogLevel::kInfo, "policy activated",
         {LF{"version", id}, LF{"previous", put->previous_active},
-         LF{"by", OrUnknown(request.author())},
+         LF{"by", actor.name}, LF{"role", actor.role},
          LF{"new", put->created ? "true" : "false"},
          LF{"promoted_shadow", put->previous_shadow == id ? "true" : "false"},
          LF{"message", request.message()}});
@@ -360,7 +358,7 @@ absl::Status PolicyAdmin::ListPolicyVersions(
 }
 
 absl::Status PolicyAdmin::ActivatePolicyVersion(
-    const v1::ActivatePolicyVersionRequest& request,
+    const v1::ActivatePolicyVersionRequest& request, const auth::Caller& caller,
     v1::ActivatePolicyVersionResponse* response) {
   if (request.version().empty()) {
     return absl::InvalidArgumentError(
@@ -376,7 +374,8 @@ absl::Status PolicyAdmin::ActivatePolicyVersion(
       !s.ok()) {
     return s;
   }
-  const storage::Actor actor{OrUnknown(request.actor()), request.reason()};
+  const storage::Actor actor =
+      auth::AuditActor(caller, request.actor(), request.reason());
 
   absl::MutexLock lock(&mu_);
   absl::StatusOr<storage::PolicyVersion> stored =
@@ -434,6 +433,7 @@ absl::Status PolicyAdmin::ActivatePolicyVersion(
   if (previous != id) {
     Log(LogLevel::kInfo, "policy activated",
         {LF{"version", id}, LF{"previous", previous}, LF{"by", actor.name},
+         LF{"role", actor.role},
          LF{"promoted_shadow", promoted ? "true" : "false"},
          LF{"reason", actor.reason}});
   }
@@ -441,12 +441,14 @@ absl::Status PolicyAdmin::ActivatePolicyVersion(
 }
 
 absl::Status PolicyAdmin::StopShadow(const v1::StopShadowRequest& request,
+                                     const auth::Caller& caller,
                                      v1::StopShadowResponse* response) {
   if (absl::Status s = ValidateActor(request.actor(), request.reason());
       !s.ok()) {
     return s;
   }
-  const storage::Actor actor{OrUnknown(request.actor()), request.reason()};
+  const storage::Actor actor =
+      auth::AuditActor(caller, request.actor(), request.reason());
   absl::MutexLock lock(&mu_);
   const std::shared_ptr<const ShadowRun> current = registry_->Shadow();
   absl::StatusOr<std::string> was = store_->ClearShadow(actor, clock_->Now());
@@ -461,7 +463,8 @@ absl::Status PolicyAdmin::StopShadow(const v1::StopShadowRequest& request,
                                     ? current->stats().Snapshot(1).counts
                                     : ShadowCounts();
     Log(LogLevel::kInfo, "policy shadow stopped",
-        {LF{"version", *was}, LF{"by", actor.name}, LF{"reason", actor.reason},
+        {LF{"version", *was}, LF{"by", actor.name}, LF{"role", actor.role},
+         LF{"reason", actor.reason},
          LF{"compared", absl::StrCat(counts.compared)},
          LF{"differing", absl::StrCat(counts.differing)}});
   }

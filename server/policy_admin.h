@@ -27,6 +27,7 @@
 #include "bursar/v1/admin.pb.h"
 #include "policy/compiled_policy.h"
 #include "policy/loader.h"
+#include "server/auth/authenticator.h"
 #include "server/clock.h"
 #include "server/policy_registry.h"
 #include "storage/policy_version_store.h"
@@ -53,7 +54,12 @@ class PolicyAdmin {
   // diagnostics, a real push FAILED_PRECONDITION listing every error. With
   // request.shadow() the version runs in shadow instead of becoming active
   // (FAILED_PRECONDITION if it is the active version).
+  //
+  // Changes (push, activate, stop shadow) are audited as made by `caller`
+  // (name and role) when it is authenticated, and a pushed version's author
+  // is then the caller; otherwise the request's author/actor.
   absl::Status PushPolicy(const v1::PushPolicyRequest& request,
+                          const auth::Caller& caller,
                           v1::PushPolicyResponse* response);
   absl::Status GetPolicy(const v1::GetPolicyRequest& request,
                          v1::GetPolicyResponse* response);
@@ -64,9 +70,10 @@ class PolicyAdmin {
   // activating another keeps the shadow running (its counts restart).
   absl::Status ActivatePolicyVersion(
       const v1::ActivatePolicyVersionRequest& request,
-      v1::ActivatePolicyVersionResponse* response);
+      const auth::Caller& caller, v1::ActivatePolicyVersionResponse* response);
   // Stops the shadow version, if any, answering with its last report.
   absl::Status StopShadow(const v1::StopShadowRequest& request,
+                          const auth::Caller& caller,
                           v1::StopShadowResponse* response);
   // The shadow run's report; an empty answer when no version runs in shadow.
   absl::Status GetShadowReport(const v1::GetShadowReportRequest& request,

@@ -112,7 +112,8 @@ class PolicyAdminTest : public ::testing::Test {
 
   v1::PushPolicyResponse PushOk(const v1::PushPolicyRequest& request) {
     v1::PushPolicyResponse response;
-    const absl::Status status = admin_->PushPolicy(request, &response);
+    const absl::Status status =
+        admin_->PushPolicy(request, auth::Caller(), &response);
     EXPECT_TRUE(status.ok()) << status;
     return response;
   }
@@ -132,7 +133,7 @@ class PolicyAdminTest : public ::testing::Test {
     request.set_version(version);
     request.set_actor("oncall@example.com");
     request.set_reason(reason);
-    return admin_->ActivatePolicyVersion(request, response);
+    return admin_->ActivatePolicyVersion(request, auth::Caller(), response);
   }
 
   TempDir dir_;
@@ -184,15 +185,49 @@ TEST_F(PolicyAdminTest, GoodPushIsStoredActivatedAndAudited) {
   EXPECT_EQ(audit[0].action, "policy.push");
   EXPECT_EQ(audit[0].target, absl::StrCat("policy:", pushed.version()));
   EXPECT_EQ(audit[0].actor, "ci@example.com");
+  EXPECT_EQ(audit[0].role, "unauthenticated");
   EXPECT_EQ(audit[0].reason, "gpt-4.1 got dearer");
   EXPECT_THAT(audit[0].before_json, HasSubstr(initial_version_));
   EXPECT_EQ(audit[1].actor, "bursard");
 }
 
+// With authentication on, the audit log and the version's author name the
+// authenticated caller and its role, whatever the request says; the
+// request's message (the reason) is kept.
+TEST_F(PolicyAdminTest, AuthenticatedCallerIsTheActor) {
+  auth::Caller caller;
+  caller.via = auth::Caller::Via::kToken;
+  caller.name = "ci-bot";
+  caller.role = auth::Role::kPolicyAdmin;
+  v1::PushPolicyRequest request = PushPrice("12.00", "dearer");
+  request.set_author("someone-else@example.com");
+  v1::PushPolicyResponse pushed;
+  ASSERT_TRUE(admin_->PushPolicy(request, caller, &pushed).ok());
+  EXPECT_EQ(List().versions(0).author(), "ci-bot");
+
+  v1::ActivatePolicyVersionRequest activate;
+  activate.set_version(initial_version_);
+  activate.set_actor("spoofed");
+  activate.set_reason("roll back");
+  v1::ActivatePolicyVersionResponse activated;
+  ASSERT_TRUE(admin_->ActivatePolicyVersion(activate, caller, &activated).ok());
+
+  const std::vector<storage::AuditEntry> audit = storage_.ledger->ListAudit(10);
+  ASSERT_THAT(audit, SizeIs(3));
+  EXPECT_EQ(audit[0].action, "policy.activate");
+  EXPECT_EQ(audit[0].actor, "ci-bot");
+  EXPECT_EQ(audit[0].role, "policy-admin");
+  EXPECT_EQ(audit[0].reason, "roll back");
+  EXPECT_EQ(audit[1].action, "policy.push");
+  EXPECT_EQ(audit[1].actor, "ci-bot");
+  EXPECT_EQ(audit[1].role, "policy-admin");
+  EXPECT_EQ(audit[1].reason, "dearer");
+}
+
 TEST_F(PolicyAdminTest, InvalidPushAnswersDiagnosticsAndChangesNothing) {
   v1::PushPolicyResponse rejected;
   const absl::Status status =
-      admin_->PushPolicy(PushPrice("eight dollars"), &rejected);
+      admin_->PushPolicy(PushPrice("eight dollars"), auth::Caller(), &rejected);
   EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(status.message(), HasSubstr("1 error;"));
   EXPECT_THAT(status.message(), HasSubstr("pricing.yaml:5:"));
@@ -202,7 +237,7 @@ TEST_F(PolicyAdminTest, InvalidPushAnswersDiagnosticsAndChangesNothing) {
   v1::PushPolicyRequest dry = PushPrice("eight dollars");
   dry.set_dry_run(true);
   v1::PushPolicyResponse response;
-  ASSERT_TRUE(admin_->PushPolicy(dry, &response).ok());
+  ASSERT_TRUE(admin_->PushPolicy(dry, auth::Caller(), &response).ok());
   EXPECT_EQ(response.version(), "");
   EXPECT_EQ(response.compiled_version(), "");
   ASSERT_THAT(response.diagnostics(), ::testing::Not(IsEmpty()));
@@ -268,8 +303,8 @@ TEST_F(PolicyAdminTest, PolicyTestsAreLeftOutOfTheVersion) {
   EXPECT_EQ(PushOk(PushPrice("12.00")).version(), with_tests.version());
 
   v1::PushPolicyResponse only_tests;
-  const absl::Status status =
-      admin_->PushPolicy(Push({{"a_test.yaml", "x: 1"}}), &only_tests);
+  const absl::Status status = admin_->PushPolicy(
+      Push({{"a_test.yaml", "x: 1"}}), auth::Caller(), &only_tests);
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(status.message(), HasSubstr("only policy tests"));
 }
@@ -315,7 +350,8 @@ TEST_F(PolicyAdminTest, MalformedPushesAreInvalidArgumentNamingTheField) {
 
   for (const Case& c : cases) {
     v1::PushPolicyResponse response;
-    const absl::Status status = admin_->PushPolicy(c.request, &response);
+    const absl::Status status =
+        admin_->PushPolicy(c.request, auth::Caller(), &response);
     EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument)
         << c.expected << ": " << status;
     EXPECT_THAT(status.message(), HasSubstr(c.expected));
@@ -399,10 +435,10 @@ TEST_F(PolicyAdminTest, ConcurrentPushesLeaveStoreAndRegistryAgreeing) {
     threads.emplace_back([this, t] {
       for (int i = 0; i < 10; ++i) {
         v1::PushPolicyResponse response;
-        EXPECT_TRUE(
-            admin_
-                ->PushPolicy(PushPrice(absl::StrCat(t + 1, ".", i)), &response)
-                .ok());
+        EXPECT_TRUE(admin_
+                        ->PushPolicy(PushPrice(absl::StrCat(t + 1, ".", i)),
+                                     auth::Caller(), &response)
+                        .ok());
         if (i % 3 == 0) {
           v1::ActivatePolicyVersionResponse activated;
           EXPECT_TRUE(Activate(initial_version_, &activated).ok());
@@ -554,11 +590,11 @@ TEST_F(PolicyAdminTest, ShadowPushRunsBesideTheActiveVersion) {
   // The active version cannot shadow itself; a dry run stores nothing.
   v1::PushPolicyResponse refused;
   v1::PushPolicyRequest same = PushShadowPrice("8.00");
-  EXPECT_EQ(admin_->PushPolicy(same, &refused).code(),
+  EXPECT_EQ(admin_->PushPolicy(same, auth::Caller(), &refused).code(),
             absl::StatusCode::kFailedPrecondition);
   same = PushShadowPrice("9.00");
   same.set_dry_run(true);
-  ASSERT_TRUE(admin_->PushPolicy(same, &refused).ok());
+  ASSERT_TRUE(admin_->PushPolicy(same, auth::Caller(), &refused).ok());
   EXPECT_EQ(store()->ShadowVersion(), other.version());
 }
 
@@ -618,7 +654,7 @@ TEST_F(PolicyAdminTest, StopShadowAnswersTheLastReport) {
   request.set_actor("dana");
   request.set_reason("seen enough");
   v1::StopShadowResponse stopped;
-  ASSERT_TRUE(admin_->StopShadow(request, &stopped).ok());
+  ASSERT_TRUE(admin_->StopShadow(request, auth::Caller(), &stopped).ok());
   EXPECT_EQ(stopped.version(), shadow);
   EXPECT_EQ(stopped.final_report().checks_differing(), 1);
   EXPECT_EQ(stopped.final_report().differences().estimated_cost(), 1);
@@ -639,7 +675,7 @@ TEST_F(PolicyAdminTest, StopShadowAnswersTheLastReport) {
 
   // Stopping again changes nothing.
   stopped.Clear();
-  ASSERT_TRUE(admin_->StopShadow(request, &stopped).ok());
+  ASSERT_TRUE(admin_->StopShadow(request, auth::Caller(), &stopped).ok());
   EXPECT_EQ(stopped.version(), "");
   EXPECT_THAT(storage_.ledger->ListAudit(10), SizeIs(3));
 

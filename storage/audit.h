@@ -17,11 +17,16 @@ namespace bursar::storage {
 struct Actor {
   std::string name;
   std::string reason;
+  // The role the change was made with (server/auth: "finance",
+  // "policy-admin", ...); "" when the server did not authenticate the actor.
+  std::string role;
 };
 
 struct AuditEntry {
   absl::Time time;
   std::string actor;
+  // Actor::role: the role the change was made with, "" if unauthenticated.
+  std::string role;
   // "budget.set", "budget.delete", "policy.push", "policy.activate".
   std::string action;
   // "budget:<name>", "policy:<version>".

@@ -367,6 +367,7 @@ void RocksLedger::AddAudit(rocksdb::WriteBatch& batch, absl::Time now,
                            const BudgetSpec* after) {
   AuditRecord record;
   record.set_actor(actor.name);
+  record.set_role(actor.role);
   record.set_action(std::string(action));
   record.set_target(absl::StrCat("budget:", name));
   record.set_reason(actor.reason);
@@ -577,6 +578,7 @@ std::vector<AuditEntry> RocksLedger::ListAudit(size_t limit) const {
     AuditEntry entry;
     entry.time = absl::FromUnixMicros(record.time_micros());
     entry.actor = record.actor();
+    entry.role = record.role();
     entry.action = record.action();
     entry.target = record.target();
     entry.reason = record.reason();

@@ -244,6 +244,7 @@ void RocksPolicyVersionStore::AddAudit(rocksdb::WriteBatch& batch,
                                        const AuditState& after) {
   AuditRecord record;
   record.set_actor(actor.name);
+  record.set_role(actor.role);
   record.set_action(std::string(action));
   record.set_target(absl::StrCat("policy:", id));
   record.set_reason(actor.reason);

@@ -87,6 +87,7 @@ std::vector<std::string> BursardProcess::Argv() const {
   if (!options_.clock_file.empty()) {
     argv.push_back(absl::StrCat("--testing_clock_file=", options_.clock_file));
   }
+  if (options_.insecure) argv.push_back("--insecure");
   for (const std::string& flag : options_.extra_flags) argv.push_back(flag);
   return argv;
 }
@@ -184,7 +185,11 @@ int BursardProcess::WaitForExit(absl::Duration timeout) {
     absl::SleepFor(absl::Milliseconds(10));
   }
 
-  channel_ = grpc::CreateChannel(address_, grpc::InsecureChannelCredentials());
+  channel_ = grpc::CreateCustomChannel(address_,
+                                       options_.channel_credentials != nullptr
+                                           ? options_.channel_credentials
+                                           : grpc::InsecureChannelCredentials(),
+                                       options_.channel_arguments);
   if (!channel_->WaitForConnected(std::chrono::system_clock::now() +
                                   absl::ToChronoSeconds(kStartTimeout))) {
     return ::testing::AssertionFailure()

@@ -53,6 +53,13 @@ struct BursardOptions {
   std::string clock_file;
   // More --flag=value arguments.
   std::vector<std::string> extra_flags;
+  // Pass --insecure (plaintext on the loopback address, authentication off
+  // unless extra_flags give --tokens_file). Tests of TLS set it to false and
+  // give the TLS flags and channel_credentials.
+  bool insecure = true;
+  // How the harness's channel connects; null: plaintext.
+  std::shared_ptr<grpc::ChannelCredentials> channel_credentials;
+  grpc::ChannelArguments channel_arguments;
 };
 
 // One bursard child process. Start() runs it on 127.0.0.1:0 and waits until

@@ -10,6 +10,8 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   # clang and its libFuzzer/ASan runtime, for the fuzz test (tests/fuzz/)
   clang libclang-rt-14-dev
+  # the HTTP/JSON side port (server/http/)
+  libcpp-httplib-dev
 )
 
 missing=()
@@ -18,6 +20,12 @@ for p in "${packages[@]}"; do
     missing+=("$p")
   fi
 done
+# Node.js and npm for the Portkey gateway e2e test (tests/portkey/): any
+# install that provides both commands will do (e.g. NodeSource's nodejs,
+# which bundles npm), so Debian's packages only come in when one is missing.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  missing+=(nodejs npm)
+fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 echo "installing: ${missing[*]}"

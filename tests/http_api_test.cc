@@ -24,7 +24,8 @@ using ::testing::HasSubstr;
 template <typename Message>
 Message FromJson(const std::string& json) {
   Message message;
-  const auto status = google::protobuf::util::JsonStringToMessage(json, &message);
+  const auto status =
+      google::protobuf::util::JsonStringToMessage(json, &message);
   EXPECT_TRUE(status.ok()) << status.message() << " in " << json;
   return message;
 }
@@ -85,16 +86,15 @@ TEST_F(HttpApiTest, CheckThenReportChargesTheBudget) {
             answer.reservation_id());
 
   // 1,000 in (200 cached) / 100 out: 800 × 2,000 + 200 × 500 + 100 × 8,000.
-  httplib::Result report = Post(
-      "/v1/report",
-      absl::StrCat(R"({"reservation_id": ")", answer.reservation_id(),
-                   R"(", "usage": {"input_tokens": 1000,
+  httplib::Result report =
+      Post("/v1/report",
+           absl::StrCat(R"({"reservation_id": ")", answer.reservation_id(),
+                        R"(", "usage": {"input_tokens": 1000,
                    "cachedInputTokens": 200, "output_tokens": 100},
                    "outcome": "OUTCOME_SUCCESS", "latency": "1.5s"})"));
   ASSERT_TRUE(report);
   ASSERT_EQ(report->status, 200) << report->body;
-  EXPECT_EQ(FromJson<v1::ReportResponse>(report->body).cost_nanos(),
-            2'500'000);
+  EXPECT_EQ(FromJson<v1::ReportResponse>(report->body).cost_nanos(), 2'500'000);
 
   v1::GetBudgetRequest get;
   get.set_name("team-search");
@@ -109,8 +109,8 @@ TEST_F(HttpApiTest, ADenialIs200WithVerdictDeny) {
   ASSERT_TRUE(first);
   ASSERT_EQ(FromJson<v1::CheckResponse>(first->body).verdict(),
             v1::VERDICT_ALLOW);
-  httplib::Result second = Post(
-      "/v1/check", R"({"model": "gpt-4.1", "input_tokens": 1000,
+  httplib::Result second =
+      Post("/v1/check", R"({"model": "gpt-4.1", "input_tokens": 1000,
                       "max_output_tokens": 500, "labels": {"team": "search"}})");
   ASSERT_TRUE(second);
   EXPECT_EQ(second->status, 200);
@@ -157,9 +157,9 @@ TEST_F(HttpApiTest, EachErrorClassHasItsStatusAndAJsonBody) {
   EXPECT_EQ(get->get_header_value("Allow"), "POST");
   ExpectError(client_->Get("/v2/check"), 404, "NOT_FOUND", "/v2/check");
   // The body is bounded: 1 MiB.
-  const std::string huge = absl::StrCat(
-      R"({"model": "gpt-4.1", "request_id": ")", std::string(1 << 20, 'x'),
-      R"("})");
+  const std::string huge =
+      absl::StrCat(R"({"model": "gpt-4.1", "request_id": ")",
+                   std::string(1 << 20, 'x'), R"("})");
   ExpectError(Post("/v1/check", huge), 413, "PAYLOAD_TOO_LARGE",
               "larger than 1048576 bytes");
   // Nothing of the above reserved anything.

@@ -93,9 +93,9 @@ absl::StatusOr<std::pair<std::string, int>> ParseHostPort(
     absl::string_view address) {
   const size_t colon = address.rfind(':');
   if (colon == absl::string_view::npos || colon == 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("\"", address,
-                     "\" is not host:port (e.g. 127.0.0.1:8082 or [::1]:8082)"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "\"", address,
+        "\" is not host:port (e.g. 127.0.0.1:8082 or [::1]:8082)"));
   }
   std::string host(address.substr(0, colon));
   if (host.front() == '[') {
@@ -183,6 +183,7 @@ absl::Status HttpServer::Start(absl::string_view address) {
   server->set_payload_max_length(options_.max_body_bytes);
   server->set_read_timeout(options_.read_timeout_seconds, 0);
   server->set_keep_alive_max_count(100);
+  server->set_keep_alive_timeout(options_.keep_alive_timeout_seconds);
   // httplib's default also sets SO_REUSEPORT, which would let a second
   // bursard share the port silently; SO_REUSEADDR alone still allows a quick
   // restart.
@@ -217,7 +218,8 @@ absl::Status HttpServer::Start(absl::string_view address) {
   // request) get the same JSON shape as ours.
   server->set_error_handler(httplib::Server::HandlerWithResponse(
       [this](const httplib::Request&, httplib::Response& out) {
-        if (!out.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
+        if (!out.body.empty())
+          return httplib::Server::HandlerResponse::Unhandled;
         std::string message;
         switch (out.status) {
           case 413:
@@ -231,8 +233,8 @@ absl::Status HttpServer::Start(absl::string_view address) {
             message = absl::StrCat("malformed HTTP request (status ",
                                    out.status, ")");
         }
-        HttpReply reply = JsonError(
-            out.status, CodeNameForHttpStatus(out.status), message);
+        HttpReply reply =
+            JsonError(out.status, CodeNameForHttpStatus(out.status), message);
         out.set_content(reply.body, reply.content_type);
         return httplib::Server::HandlerResponse::Handled;
       }));
@@ -251,9 +253,9 @@ absl::Status HttpServer::Start(absl::string_view address) {
     bound_port = port;
   }
   if (bound_port <= 0) {
-    return absl::UnavailableError(absl::StrCat(
-        "cannot listen on ", address,
-        " (address in use, not local, or not permitted)"));
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on ", address,
+                     " (address in use, not local, or not permitted)"));
   }
   server_ = std::move(server);
   port_ = bound_port;

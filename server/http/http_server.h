@@ -74,6 +74,9 @@ struct HttpServerOptions {
   int worker_threads = 4;
   // How long a connection may take to send a request.
   int read_timeout_seconds = 5;
+  // How long an idle keep-alive connection is kept; Stop waits at most this
+  // long for idle connections to close.
+  int keep_alive_timeout_seconds = 2;
 };
 
 // "host:port" with a port 0..65535; the host may be an IPv6 literal in

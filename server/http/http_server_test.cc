@@ -78,9 +78,9 @@ TEST_F(HttpServerTest, CheckAndReportRoundTrip) {
   EXPECT_EQ(response.model(), "gpt-4.1");
   EXPECT_EQ(response.max_output_tokens(), 100);
 
-  httplib::Result report = PostJson(
-      "/v1/report",
-      R"({"reservation_id": "r-1", "usage": {"output_tokens": 7}})");
+  httplib::Result report =
+      PostJson("/v1/report",
+               R"({"reservation_id": "r-1", "usage": {"output_tokens": 7}})");
   ASSERT_TRUE(report);
   EXPECT_EQ(report->status, 200);
   EXPECT_THAT(report->body, HasSubstr("\"cost_nanos\":\"70\""));

@@ -42,8 +42,7 @@ std::string MessageToJson(const google::protobuf::Message& message) {
   options.always_print_primitive_fields = true;
   std::string json;
   // Printing a valid message cannot fail.
-  google::protobuf::util::MessageToJsonString(message, &json, options)
-      ;
+  google::protobuf::util::MessageToJsonString(message, &json, options);
   return json;
 }
 
@@ -58,18 +57,17 @@ absl::Status ParseJsonBody(const HttpRequest& request,
                            google::protobuf::Message* message) {
   const std::string content_type =
       absl::AsciiStrToLower(request.Header("content-type"));
-  const absl::string_view media_type =
-      absl::StripAsciiWhitespace(absl::string_view(content_type)
-                                     .substr(0, content_type.find(';')));
+  const absl::string_view media_type = absl::StripAsciiWhitespace(
+      absl::string_view(content_type).substr(0, content_type.find(';')));
   if (media_type != "application/json") {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "Content-Type must be application/json, not \"",
-        request.Header("content-type"), "\""));
+    return absl::InvalidArgumentError(
+        absl::StrCat("Content-Type must be application/json, not \"",
+                     request.Header("content-type"), "\""));
   }
   if (absl::StripAsciiWhitespace(request.body).empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "the body is empty; send a JSON object (", message->GetTypeName(),
-        ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("the body is empty; send a JSON object (",
+                     message->GetTypeName(), ")"));
   }
   google::protobuf::util::JsonParseOptions options;
   options.ignore_unknown_fields = false;

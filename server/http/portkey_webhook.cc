@@ -188,6 +188,10 @@ absl::StatusOr<PortkeyHookCall> ParsePortkeyHookCall(absl::string_view body) {
     }
     call.metadata = metadata->struct_value();
   }
+  if (const Value* type = Field(root, "requestType");
+      type != nullptr && type->kind_case() == Value::kStringValue) {
+    call.request_type = type->string_value();
+  }
   if (const Value* provider = Field(root, "provider");
       provider != nullptr && provider->kind_case() == Value::kStringValue) {
     call.provider = provider->string_value();
@@ -248,7 +252,8 @@ absl::StatusOr<v1::CheckRequest> CheckRequestFromHook(
     }
   }
   if (const Value* input = Field(call.metadata, kPortkeyInputTokensKey)) {
-    absl::StatusOr<int64_t> tokens = TokenCount(*input, "metadata.input_tokens");
+    absl::StatusOr<int64_t> tokens =
+        TokenCount(*input, "metadata.input_tokens");
     if (!tokens.ok()) return tokens.status();
     check.set_input_tokens(*tokens);
   } else {
@@ -293,35 +298,37 @@ std::string BeforeHookAnswer(const PortkeyHookCall& call,
       absl::StrAppend(&explanation, "; ", reason.rule(), ": ",
                       reason.message());
     }
-    return absl::StrCat("{\"verdict\":false,\"data\":{\"explanation\":",
-                        JsonQuote(explanation), ",\"bursar\":", decision,
-                        "}}\n");
+    return absl::StrCat(
+        "{\"verdict\":false,\"data\":{\"explanation\":", JsonQuote(explanation),
+        ",\"bursar\":", decision, "}}\n");
   }
   Struct json = call.request_json;
   auto& fields = *json.mutable_fields();
   fields["model"].set_string_value(response.model());
-  const char* max_field =
-      Field(call.request_json, "max_completion_tokens") != nullptr
-          ? "max_completion_tokens"
-          : "max_tokens";
-  fields[max_field].set_number_value(
-      static_cast<double>(response.max_output_tokens()));
+  if (call.request_type != "embed") {
+    const char* max_field =
+        Field(call.request_json, "max_completion_tokens") != nullptr
+            ? "max_completion_tokens"
+            : "max_tokens";
+    fields[max_field].set_number_value(
+        static_cast<double>(response.max_output_tokens()));
+  }
   std::string request_json;
-  google::protobuf::util::MessageToJsonString(json, &request_json)
-      ;
+  google::protobuf::util::MessageToJsonString(json, &request_json);
   return absl::StrCat(
       "{\"verdict\":true,\"transformedData\":{\"request\":{\"json\":",
       request_json, "}},\"data\":{\"explanation\":",
-      JsonQuote(absl::StrCat("allowed by Bursar: ", response.model(), ", at most ",
-                             response.max_output_tokens(), " output tokens")),
+      JsonQuote(absl::StrCat("allowed by Bursar: ", response.model(),
+                             ", at most ", response.max_output_tokens(),
+                             " output tokens")),
       ",\"bursar\":", decision, "}}\n");
 }
 
 absl::StatusOr<v1::ReportRequest> ReportRequestFromHook(
     const PortkeyHookCall& call, const std::string& reservation_id) {
-  const Struct* usage =
-      call.has_response_json ? ObjectField(call.response_json, "usage")
-                             : nullptr;
+  const Struct* usage = call.has_response_json
+                            ? ObjectField(call.response_json, "usage")
+                            : nullptr;
   if (usage == nullptr) {
     return absl::FailedPreconditionError(
         call.streaming
@@ -398,9 +405,8 @@ HttpReply PortkeyWebhook::Before(const PortkeyHookCall& call) {
       !response.reservation_id().empty()) {
     absl::Time expires_at;
     std::string error;
-    if (!absl::ParseTime(absl::RFC3339_full,
-                         response.reservation_expires_at(), &expires_at,
-                         &error)) {
+    if (!absl::ParseTime(absl::RFC3339_full, response.reservation_expires_at(),
+                         &expires_at, &error)) {
       expires_at = clock_->Now() + absl::Hours(1);
     }
     Remember(check->request_id(), response.reservation_id(), expires_at);

@@ -74,6 +74,8 @@ struct PortkeyHookCall {
   google::protobuf::Struct metadata;
   // The provider Portkey routes to ("openai"); may be empty.
   std::string provider;
+  // requestType: "chatComplete", "complete", "messages", "embed", ...
+  std::string request_type;
   // request.isStreamingRequest, or request.json.stream == true.
   bool streaming = false;
 };
@@ -103,6 +105,7 @@ absl::StatusOr<v1::CheckRequest> CheckRequestFromHook(
 // Bursar's model and max_tokens (always present, so the provider is held to
 // what was reserved). The output-token field the request used
 // (max_completion_tokens or max_tokens) is the one set; max_tokens if none.
+// Embeddings ("embed") produce no output tokens: only their model is set.
 std::string BeforeHookAnswer(const PortkeyHookCall& call,
                              const v1::CheckResponse& response);
 

@@ -82,34 +82,31 @@ TEST(ParsePortkeyHookCallTest, ReadsTheHookContext) {
 TEST(ParsePortkeyHookCallTest, RejectsWhatIsNotAHookCall) {
   EXPECT_THAT(ParsePortkeyHookCall("[1]").status().message(),
               HasSubstr("not a JSON object"));
-  EXPECT_THAT(ParsePortkeyHookCall(R"({"request": {"json": {}}})")
-                  .status()
-                  .message(),
-              HasSubstr("eventType"));
+  EXPECT_THAT(
+      ParsePortkeyHookCall(R"({"request": {"json": {}}})").status().message(),
+      HasSubstr("eventType"));
   EXPECT_THAT(ParsePortkeyHookCall(R"({"eventType": "onError",
                                        "request": {"json": {}}})")
                   .status()
                   .message(),
               HasSubstr("\"onError\""));
-  EXPECT_THAT(
-      ParsePortkeyHookCall(R"({"eventType": "beforeRequestHook"})")
-          .status()
-          .message(),
-      HasSubstr("request.json"));
+  EXPECT_THAT(ParsePortkeyHookCall(R"({"eventType": "beforeRequestHook"})")
+                  .status()
+                  .message(),
+              HasSubstr("request.json"));
 }
 
 TEST(CheckRequestFromHookTest, LabelsModelTokensAndRequestId) {
-  absl::StatusOr<v1::CheckRequest> check =
-      CheckRequestFromHook(Parse(kBefore));
+  absl::StatusOr<v1::CheckRequest> check = CheckRequestFromHook(Parse(kBefore));
   ASSERT_TRUE(check.ok()) << check.status();
   EXPECT_EQ(check->model(), "gpt-4.1");
   EXPECT_EQ(check->max_output_tokens(), 800);
   EXPECT_EQ(check->provider(), "openai");
   EXPECT_EQ(check->request_id(), "portkey:call-1");
-  EXPECT_THAT(check->labels(),
-              UnorderedElementsAre(Pair("team", "search"),
-                                   Pair("tenant", "acme"), Pair("user", "ada"),
-                                   Pair("attempt_no", "2")));
+  EXPECT_THAT(
+      check->labels(),
+      UnorderedElementsAre(Pair("team", "search"), Pair("tenant", "acme"),
+                           Pair("user", "ada"), Pair("attempt_no", "2")));
   // "Be brief." (9) + "Hello there" (11) = 20 bytes -> 5, + 2 messages * 4
   // + 3.
   EXPECT_EQ(check->input_tokens(), 5 + 8 + 3);
@@ -180,8 +177,7 @@ TEST(EstimateInputTokensTest, CountsEveryTextTheModelReads) {
   // Tools count as their JSON text: {"a":1} is 7 bytes -> 2 tokens.
   EXPECT_EQ(EstimateInputTokens(Json(R"({"tools": {"a": 1}})")), 2 + 3);
   // Multi-byte text counts its UTF-8 bytes: 4 x 3 bytes -> 3 tokens.
-  EXPECT_EQ(EstimateInputTokens(Json(R"({"input": "日本語です"})")),
-            4 + 3);
+  EXPECT_EQ(EstimateInputTokens(Json(R"({"input": "日本語です"})")), 4 + 3);
 }
 
 v1::CheckResponse Allow(const std::string& model, int64_t max_tokens) {
@@ -237,6 +233,17 @@ TEST(BeforeHookAnswerTest, SetsTheFieldTheRequestUsed) {
   const std::string answer = BeforeHookAnswer(call, Allow("gpt-4.1", 300));
   EXPECT_THAT(answer, HasSubstr("\"max_completion_tokens\":300"));
   EXPECT_THAT(answer, Not(HasSubstr("\"max_tokens\"")));
+}
+
+TEST(BeforeHookAnswerTest, EmbeddingsGetNoMaxTokens) {
+  PortkeyHookCall call = Parse(kBefore);
+  EXPECT_EQ(call.request_type, "chatComplete");
+  call.request_type = "embed";
+  call.request_json = Json(R"({"model": "gpt-4.1", "input": "text"})");
+  const std::string answer =
+      BeforeHookAnswer(call, Allow("gpt-4.1-mini", 1000));
+  EXPECT_THAT(answer, HasSubstr("\"model\":\"gpt-4.1-mini\""));
+  EXPECT_THAT(answer, Not(HasSubstr("max_tokens")));
 }
 
 TEST(BeforeHookAnswerTest, DenyIsVerdictFalseWithTheReasons) {

@@ -461,19 +461,22 @@ void PortkeyWebhook::Remember(const std::string& request_id,
                               absl::Time expires_at) {
   const absl::Time now = clock_->Now();
   absl::MutexLock lock(&mu_);
-  auto forget_front = [&] {
-    auto it = open_.find(order_.front().first);
-    if (it != open_.end() && it->second.expires_at == order_.front().second) {
-      open_.erase(it);
-    }
-    order_.pop_front();
-  };
-  while (!order_.empty() && order_.front().second < now) forget_front();
+
+  while (!order_.empty() && order_.front().second < now) ForgetOldest();
   while (!order_.empty() && open_.size() >= options_.max_open_reservations) {
-    forget_front();
+    ForgetOldest();
   }
   open_[request_id] = Open{reservation_id, expires_at};
   order_.emplace_back(request_id, expires_at);
+}
+
+void PortkeyWebhook::ForgetOldest() {
+  auto it = open_.find(order_.front().first);
+  // An entry replaced by a later Remember of the same id stays.
+  if (it != open_.end() && it->second.expires_at == order_.front().second) {
+    open_.erase(it);
+  }
+  order_.pop_front();
 }
 
 std::string PortkeyWebhook::Take(const std::string& request_id) {

@@ -143,6 +143,8 @@ class PortkeyWebhook {
   HttpReply After(const PortkeyHookCall& call);
   void Remember(const std::string& request_id,
                 const std::string& reservation_id, absl::Time expires_at);
+  // Drops the oldest remembered id (order_ must not be empty).
+  void ForgetOldest() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Removes and returns the reservation for `request_id`; empty if unknown.
   std::string Take(const std::string& request_id);
 

@@ -6,6 +6,7 @@
 #include <httplib.h>
 
 #include <cstdint>
+#include <filesystem>
 #include <memory>
 #include <string>
 
@@ -175,6 +176,27 @@ TEST_F(HttpApiTest, TheHttpPortStopsWithTheServer) {
   EXPECT_EQ(server_->Terminate(), 0) << server_->Log();
   httplib::Result after = Post("/v1/check", kCheck);
   EXPECT_FALSE(after);
+}
+
+TEST_F(HttpApiTest, ABusyOrMalformedHttpAddressStopsStartUp) {
+  BursardOptions busy;
+  busy.data_dir = dir_.Sub("busy-data");
+  busy.extra_flags = {absl::StrCat("--http_listen=", server_->http_address())};
+  const std::string busy_dir = dir_.Sub("busy");
+  std::filesystem::create_directories(busy_dir);
+  BursardProcess second(busy, busy_dir);
+  EXPECT_EQ(second.RunExpectingFailure(), 1);
+  EXPECT_THAT(second.Log(), HasSubstr("cannot listen"));
+  EXPECT_THAT(second.Log(), HasSubstr(server_->http_address()));
+
+  BursardOptions malformed;
+  malformed.data_dir = dir_.Sub("bad-data");
+  malformed.extra_flags = {"--http_listen=localhost"};
+  const std::string bad_dir = dir_.Sub("bad");
+  std::filesystem::create_directories(bad_dir);
+  BursardProcess third(malformed, bad_dir);
+  EXPECT_EQ(third.RunExpectingFailure(), 2);
+  EXPECT_THAT(third.Log(), HasSubstr("--http_listen"));
 }
 
 }  // namespace

@@ -179,7 +179,7 @@ declare -A SAT HALFR
 for sync in none group; do
   # --insecure: plaintext on loopback without authentication, as bursar-echo
   # (bursar-load sends no token).
-  start_server "bursard-$sync" "$BURSARD" --insecure --data_dir="$WORK/data-$sync" \
+  start_server "bursard-$sync" "$BURSARD" --insecure --http_listen= --data_dir="$WORK/data-$sync" \
       --policy_dir="$ROOT/policies/example" --sync="$sync"
   SAT[$sync]=$(saturation "bursard-$sync")
   rate=$(awk -v r="$(field "${SAT[$sync]}" check_rate)" 'BEGIN { printf "%.0f", r / 2 }')

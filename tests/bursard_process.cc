@@ -18,6 +18,8 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "absl/time/civil_time.h"
 
 namespace bursar::testing {
@@ -77,6 +79,8 @@ std::vector<std::string> BursardProcess::Argv() const {
   std::vector<std::string> argv = {
       BURSARD_PATH,
       "--listen=127.0.0.1:0",
+      // The HTTP port too, so that parallel servers never share 8082.
+      "--http_listen=127.0.0.1:0",
       absl::StrCat("--ready_file=", ready_file_),
       absl::StrCat("--data_dir=", options_.data_dir),
       absl::StrCat("--policy_dir=", options_.policy_dir.empty()
@@ -157,6 +161,7 @@ int BursardProcess::WaitForExit(absl::Duration timeout) {
   decision_.reset();
   admin_.reset();
   address_.clear();
+  http_address_.clear();
   if (!Spawn()) return ::testing::AssertionFailure() << "fork failed";
 
   const absl::Time deadline = absl::Now() + kStartTimeout;
@@ -171,9 +176,18 @@ int BursardProcess::WaitForExit(absl::Duration timeout) {
     }
     // bursard renames the ready file into place, so it is complete when it
     // exists.
-    const std::string ready(absl::StripAsciiWhitespace(ReadFile(ready_file_)));
+    // Line 1: the gRPC address; then "http=host:port" when HTTP is on.
+    const std::string ready = ReadFile(ready_file_);
     if (!ready.empty()) {
-      address_ = ready;
+      for (absl::string_view line : absl::StrSplit(ready, '\n')) {
+        line = absl::StripAsciiWhitespace(line);
+        if (line.empty()) continue;
+        if (absl::ConsumePrefix(&line, "http=")) {
+          http_address_ = std::string(line);
+        } else if (address_.empty()) {
+          address_ = std::string(line);
+        }
+      }
       break;
     }
     if (absl::Now() > deadline) {

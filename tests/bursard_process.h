@@ -62,7 +62,8 @@ struct BursardOptions {
   grpc::ChannelArguments channel_arguments;
 };
 
-// One bursard child process. Start() runs it on 127.0.0.1:0 and waits until
+// One bursard child process. Start() runs it on 127.0.0.1:0 (gRPC and HTTP)
+// and waits until
 // it serves; the destructor SIGKILLs it if it still runs. The child also
 // dies with the test (PR_SET_PDEATHSIG), so a crashed test leaves no server.
 class BursardProcess {
@@ -89,6 +90,10 @@ class BursardProcess {
 
   bool running() const { return pid_ > 0; }
   const std::string& address() const { return address_; }
+  // The HTTP side port's "127.0.0.1:PORT" (bursard runs with
+  // --http_listen=127.0.0.1:0 unless extra_flags override it; empty when it
+  // is off).
+  const std::string& http_address() const { return http_address_; }
   // The whole log of every run of this object.
   std::string Log() const;
 
@@ -120,6 +125,7 @@ class BursardProcess {
   const std::string log_file_;
   pid_t pid_ = -1;
   std::string address_;
+  std::string http_address_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::Decision::Stub> decision_;
   std::unique_ptr<v1::Admin::Stub> admin_;

@@ -26,7 +26,7 @@ const POLICY_DIR = path.join(SOURCE_DIR, 'policies', 'example');
 // The flags every bursard of this test runs with (besides its address, ready
 // file and data dir). Plaintext on loopback only.
 const BURSARD_FLAGS = [`--policy_dir=${POLICY_DIR}`, '--policy_source=dir',
-  '--sync=none', '--insecure'];
+  '--sync=none', '--insecure', '--http_listen='];
 
 // gpt-4.1-mini in policies/example/pricing.yaml, nano-USD per token.
 const MINI_INPUT_NANOS_PER_TOKEN = 400n;    // $0.40 / 1M

@@ -35,7 +35,8 @@ POLICY_DIR = os.path.join(SOURCE_DIR, "policies", "example")
 # The flags every bursard of this test runs with (besides its address, ready
 # file and data dir). Plaintext on loopback only.
 BURSARD_FLAGS = [f"--policy_dir={POLICY_DIR}", "--policy_source=dir",
-                 "--sync=none", "--insecure"]
+                 "--sync=none", "--insecure",
+                 "--http_listen="]
 
 # gpt-4.1-mini in policies/example/pricing.yaml: USD per 1M tokens.
 MINI_INPUT_NANOS_PER_TOKEN = 400      # $0.40 / 1M

@@ -258,7 +258,10 @@ describe('against a real bursard', () => {
     assert.match(r.stdout, /batch-export: allowed gpt-4\.1 /);
     r = await run(await deadAddress());
     assert.equal(r.code, 0, r.stdout + r.stderr);
-    assert.match(r.stdout, /chat: bursar unavailable \(UNAVAILABLE\), failed open/);
+    // A dead port is refused at once, or (on a loaded machine) the
+    // deadline passes first: either way the route fails open.
+    assert.match(r.stdout,
+        /chat: bursar unavailable \((UNAVAILABLE|DEADLINE_EXCEEDED)\), failed open/);
     assert.match(r.stdout, /batch-export: refused: bursar unavailable/);
   });
 });

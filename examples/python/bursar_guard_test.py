@@ -245,8 +245,11 @@ class RealBursardTest(unittest.TestCase):
              "--server", dead_address()],
             capture_output=True, text=True, timeout=60, env=os.environ)
         self.assertEqual(run.returncode, 0, run.stdout + run.stderr)
-        self.assertIn("chat: bursar unavailable (UNAVAILABLE), failed open",
-                      run.stdout)
+        # A dead port is refused at once, or (on a loaded machine) the
+        # deadline passes first: either way the route fails open.
+        self.assertRegex(run.stdout,
+                         r"chat: bursar unavailable "
+                         r"\((UNAVAILABLE|DEADLINE_EXCEEDED)\), failed open")
         self.assertIn("batch-export: refused: bursar unavailable", run.stdout)
 
 

@@ -14,9 +14,10 @@
 // of it, and `retry_after` is exact to the sub-bucket (it names the moment
 // enough old sub-buckets leave the window for the call to fit).
 //
-// Memory: a counter keeps only its non-empty sub-buckets (one inline), and a
-// counter whose sub-buckets have all left their window (and as long again,
-// see kRetainedBuckets) is idle: EvictIdle drops it. Thread-safe; counters are sharded, and one Acquire locks the
+// Memory: a counter keeps only its non-empty sub-buckets (one inline), about
+// 100 bytes in all (bench/limits_benchmark.cc), and a counter whose
+// sub-buckets have all left their window (and as long again, see
+// kRetainedBuckets) is idle: EvictIdle drops it. Thread-safe; counters are sharded, and one Acquire locks the
 // shards it touches in a fixed order, so a call is admitted by every window
 // of every rule or by none.
 
@@ -29,6 +30,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/inlined_vector.h"
+#include "absl/hash/hash.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
@@ -114,33 +116,78 @@ class RateLimiter {
 
  private:
   static constexpr int kShards = 16;
-
-  struct Bucket {
-    int64_t index = 0;
-    int64_t requests = 0;
-    int64_t tokens = 0;
-  };
-  struct Counter {
-    int64_t window_seconds = 0;
-    // Non-empty sub-buckets, oldest first.
-    absl::InlinedVector<Bucket, 1> buckets;
-  };
-  struct Shard {
-    mutable absl::Mutex mu;
-    // Key: rule \x1f window_seconds \x1f key.
-    absl::flat_hash_map<std::string, Counter> counters ABSL_GUARDED_BY(mu);
-  };
-
   // Sub-buckets kept behind the current one: the window's, and as many
   // again for calls whose clock reading lags another's.
   static constexpr int64_t kRetainedBuckets = 2 * kSubBuckets;
 
-  static int ShardOf(absl::string_view counter_key);
-  static void DropBucketsBefore(int64_t index,
-                                absl::InlinedVector<Bucket, 1>& buckets);
-  Shard& shard(int i) { return shards_[i]; }
+  // A (rule, window) pair. Counters name their scope by a small id; a
+  // sub-bucket index is stored relative to the scope's base (32 bits cover
+  // 6.8 years of 50 ms sub-buckets, the smallest).
+  struct Scope {
+    int64_t window_seconds = 0;
+    int64_t base_index = 0;
+  };
+  // Memory per counter is what the one-million-keys target is about: 40
+  // bytes of key, 24 of sub-buckets (one inline), and the map's slot.
+  struct Bucket {
+    uint32_t index = 0;  // relative to the scope's base_index
+    int32_t requests = 0;
+    int64_t tokens = 0;
+  };
+  // Non-empty sub-buckets, oldest first.
+  using Buckets = absl::InlinedVector<Bucket, 1>;
+  struct CounterKey {
+    uint32_t scope;
+    std::string value;
+  };
+  struct CounterKeyView {
+    uint32_t scope;
+    absl::string_view value;
+  };
+  struct KeyHash {
+    using is_transparent = void;
+    size_t operator()(const CounterKeyView& k) const {
+      return absl::HashOf(k.scope, k.value);
+    }
+    size_t operator()(const CounterKey& k) const {
+      return absl::HashOf(k.scope, absl::string_view(k.value));
+    }
+  };
+  struct KeyEq {
+    using is_transparent = void;
+    static CounterKeyView View(const CounterKey& k) {
+      return {k.scope, k.value};
+    }
+    static CounterKeyView View(const CounterKeyView& k) { return k; }
+    template <typename A, typename B>
+    bool operator()(const A& a, const B& b) const {
+      const CounterKeyView x = View(a), y = View(b);
+      return x.scope == y.scope && x.value == y.value;
+    }
+  };
+  struct Shard {
+    mutable absl::Mutex mu;
+    absl::flat_hash_map<CounterKey, Buckets, KeyHash, KeyEq> counters
+        ABSL_GUARDED_BY(mu);
+  };
+
+  // The id of (rule, window), registered on first use with a base a little
+  // before `index_now`.
+  uint32_t ScopeId(absl::string_view rule, int64_t window_seconds,
+                   int64_t index_now) ABSL_LOCKS_EXCLUDED(scopes_mu_);
+  Scope ScopeOf(uint32_t id) const ABSL_LOCKS_EXCLUDED(scopes_mu_);
+  static int ShardOf(const CounterKeyView& key);
+  static void DropBucketsBefore(int64_t relative_index, Buckets& buckets);
+  static int64_t Absolute(const Scope& scope, const Bucket& b) {
+    return scope.base_index + b.index;
+  }
 
   std::array<Shard, kShards> shards_;
+  mutable absl::Mutex scopes_mu_;
+  // "rule \x1f window_seconds" -> index into scopes_.
+  absl::flat_hash_map<std::string, uint32_t> scope_ids_
+      ABSL_GUARDED_BY(scopes_mu_);
+  std::vector<Scope> scopes_ ABSL_GUARDED_BY(scopes_mu_);
 };
 
 // The sub-bucket of a window that contains `t`.

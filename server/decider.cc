@@ -17,6 +17,7 @@
 #include "policy/pricing.h"
 #include "server/hold_terms.pb.h"
 #include "server/ledger_usage_view.h"
+#include "server/rate_windows.h"
 #include "server/shadow_stats.h"
 #include "server/time_format.h"
 #include "storage/labels.h"
@@ -275,6 +276,7 @@ absl::Status Decider::Decide(const v1::CheckRequest& request,
   absl::StatusOr<storage::ReserveResult> reserved;
   policy::LimitAsks asks;
   std::vector<limits::RateCharge> rate_charges;
+  std::vector<storage::SideCounterDelta> side_counters;
   while (true) {
     policy::MatchLimits(*active, call, *plan, now, &asks);
     rate_charges.clear();
@@ -339,7 +341,17 @@ absl::Status Decider::Decide(const v1::CheckRequest& request,
       terms_bytes = terms.SerializeAsString();
     }
 
+    side_counters.clear();
+    for (const limits::RateCharge& charge : rate_charges) {
+      if (!IsDurableWindow(charge.window_seconds)) continue;
+      side_counters.push_back(
+          {RateWindowKey(charge, RateCount::kRequests), 1});
+      side_counters.push_back(
+          {RateWindowKey(charge, RateCount::kTokens), charge.tokens});
+    }
+
     storage::ReserveRequest reserve;
+    reserve.side_counters = side_counters;
     reserve.labels = &labels;
     reserve.estimate_nanos = plan->estimated_cost_nanos;
     reserve.request_id = request.request_id();
@@ -430,13 +442,22 @@ absl::Status Decider::Settle(const v1::ReportRequest& request,
               usage.output_tokens()});
   if (!cost.ok()) return cost.status();
 
+  // Rate windows count what the call really used.
+  const int64_t used_tokens = usage.input_tokens() + usage.output_tokens();
+  std::vector<storage::SideCounterDelta> corrections;
+  for (const RateCharge& charge : terms.rate_charges()) {
+    if (!IsDurableWindow(charge.window_seconds())) continue;
+    const limits::RateCharge taken{charge.rule(), charge.key(),
+                                   charge.window_seconds(), charge.bucket(),
+                                   charge.tokens()};
+    corrections.push_back({RateWindowKey(taken, RateCount::kTokens),
+                           used_tokens - charge.tokens()});
+  }
   absl::StatusOr<storage::SettleResult> settled =
-      ledger_->Settle(request.reservation_id(), *cost, now);
+      ledger_->Settle(request.reservation_id(), *cost, now, corrections);
   if (!settled.ok()) return settled.status();
   if (!settled->already_reported) {
-    // Rate windows count what the call really used; an expired hold gave
-    // its pool slots back when it expired.
-    const int64_t used_tokens = usage.input_tokens() + usage.output_tokens();
+    // An expired hold gave its pool slots back when it expired.
     for (const RateCharge& charge : terms.rate_charges()) {
       rates_.Correct({charge.rule(), charge.key(), charge.window_seconds(),
                       charge.bucket(), charge.tokens()},
@@ -487,7 +508,22 @@ absl::Status Decider::RestoreInFlight() {
       pools_.Restore(ask, terms.priority());
     }
   });
-  return status;
+  if (!status.ok()) return status;
+  // Hour and day windows: what the last two windows took.
+  const absl::Time now = clock_->Now();
+  if (absl::Status s = PruneRateWindows(now); !s.ok()) return s;
+  return ledger_->ForEachSideCounter(
+      RateWindowKeyFrom(now - kRateWindowsKept), RateWindowKeyFrom(
+          absl::InfiniteFuture()),
+      [&](absl::string_view key, int64_t value) {
+        std::optional<StoredRateCount> stored = ParseRateWindowKey(key, value);
+        if (stored.has_value()) rates_.Restore(stored->charge, stored->requests);
+      });
+}
+
+absl::Status Decider::PruneRateWindows(absl::Time now) {
+  return ledger_->DeleteSideCounters(RateWindowKeyFrom(absl::InfinitePast()),
+                                     RateWindowKeyFrom(now - kRateWindowsKept));
 }
 
 absl::StatusOr<int> Decider::ExpireReservations() {
@@ -502,6 +538,10 @@ absl::StatusOr<int> Decider::ExpireReservations() {
     }
   }
   rates_.EvictIdle(now);
+  if (now - last_rate_prune_ >= absl::Hours(1)) {
+    last_rate_prune_ = now;
+    if (absl::Status s = PruneRateWindows(now); !s.ok()) return s;
+  }
   return expired;
 }
 

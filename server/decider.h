@@ -29,6 +29,10 @@ inline constexpr size_t kMaxModelBytes = 256;
 
 class HoldTerms;  // server/hold_terms.proto
 
+// How far back stored hour/day rate-window counts are kept: the longest
+// window (a day) and as long again (limits::RateLimiter keeps as much).
+inline constexpr absl::Duration kRateWindowsKept = absl::Hours(48);
+
 struct DeciderOptions {
   absl::Duration reservation_ttl = absl::Minutes(10);
   // Told about every Check and Report (e.g. metrics); may be null. Must
@@ -65,6 +69,8 @@ class Decider {
   // Gives back the rate-limit charges and pool slots of a call that holds
   // them no longer.
   void ReleasePools(const HoldTerms& terms);
+  // Forgets stored hour/day window counts too old to matter.
+  absl::Status PruneRateWindows(absl::Time now);
   // Check and Report without telling options_.observer.
   absl::Status Decide(const v1::CheckRequest& request,
                       v1::CheckResponse* response);
@@ -77,6 +83,8 @@ class Decider {
   const DeciderOptions options_;
   limits::RateLimiter rates_;
   limits::ConcurrencyPools pools_;
+  // ExpireReservations' thread only.
+  absl::Time last_rate_prune_ = absl::InfinitePast();
 };
 
 // INVALID_ARGUMENT naming the first bad field.

@@ -24,6 +24,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "absl/types/span.h"
 #include "storage/audit.h"
 #include "storage/budget.h"
 #include "storage/labels.h"
@@ -58,6 +59,16 @@ struct Standing {
   int64_t remaining_nanos() const;
 };
 
+// A counter a caller keeps beside the budgets' (e.g. a rate-limit window
+// that must survive a restart), changed in the WriteBatch of the Reserve or
+// Settle it belongs to, so it is exactly as durable as that change. Keys are
+// the caller's (1..1024 bytes) and share one ordered key space: callers that
+// prune by time put the time first.
+struct SideCounterDelta {
+  std::string key;
+  int64_t delta = 0;
+};
+
 struct ReserveRequest {
   const LabelSet* labels = nullptr;
   int64_t estimate_nanos = 0;
@@ -67,6 +78,8 @@ struct ReserveRequest {
   absl::string_view terms;
   absl::Duration ttl = absl::Minutes(10);
   bool dry_run = false;
+  // Written with the hold (kReserved only).
+  absl::Span<const SideCounterDelta> side_counters;
 };
 
 struct ReserveResult {
@@ -159,9 +172,11 @@ class Ledger {
   // to, in the period it was reserved in. Idempotent: a second Settle
   // changes nothing and returns the first cost with already_reported. A
   // hold that had expired (charged its estimate) is corrected to the cost.
-  virtual absl::StatusOr<SettleResult> Settle(absl::string_view reservation_id,
-                                              int64_t cost_nanos,
-                                              absl::Time now) = 0;
+  // `side_counters` are written with the settlement (not when the hold was
+  // already reported).
+  virtual absl::StatusOr<SettleResult> Settle(
+      absl::string_view reservation_id, int64_t cost_nanos, absl::Time now,
+      absl::Span<const SideCounterDelta> side_counters) = 0;
   // Charges every open hold whose TTL has passed at its estimate (flagged as
   // unreported) and forgets settled holds older than the retention. Returns
   // how many holds expired, and appends their terms to `expired_terms`
@@ -172,6 +187,15 @@ class Ledger {
   // must not call the ledger).
   virtual void ForEachOpenHold(
       absl::FunctionRef<void(const HoldView&)> visit) const = 0;
+  // Every side counter with from <= key < to, in key order, with its value
+  // (counters whose deltas sum to zero included).
+  virtual absl::Status ForEachSideCounter(
+      absl::string_view from, absl::string_view to,
+      absl::FunctionRef<void(absl::string_view key, int64_t value)> visit)
+      const = 0;
+  // Forgets every side counter with from <= key < to.
+  virtual absl::Status DeleteSideCounters(absl::string_view from,
+                                          absl::string_view to) = 0;
   // Open holds right now.
   virtual size_t open_holds() const = 0;
 };

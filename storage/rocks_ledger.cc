@@ -38,6 +38,10 @@ void AppendBigEndian64(std::string& out, uint64_t v) {
   }
 }
 
+// Side counters live in the counters CF under a prefix no budget name can
+// start with (budget names are [A-Za-z0-9._-]).
+constexpr absl::string_view kSideCounterPrefix = "\x01s";
+
 std::string CounterKey(absl::string_view budget, absl::string_view instance,
                        int64_t period_key, char kind) {
   std::string key;
@@ -118,9 +122,15 @@ class RocksLedger final : public Ledger {
                                         absl::Time now) override;
   absl::StatusOr<HoldView> GetHold(
       absl::string_view reservation_id) const override;
-  absl::StatusOr<SettleResult> Settle(absl::string_view reservation_id,
-                                      int64_t cost_nanos,
-                                      absl::Time now) override;
+  absl::StatusOr<SettleResult> Settle(
+      absl::string_view reservation_id, int64_t cost_nanos, absl::Time now,
+      absl::Span<const SideCounterDelta> side_counters) override;
+  absl::Status ForEachSideCounter(
+      absl::string_view from, absl::string_view to,
+      absl::FunctionRef<void(absl::string_view key, int64_t value)> visit)
+      const override;
+  absl::Status DeleteSideCounters(absl::string_view from,
+                                  absl::string_view to) override;
   absl::StatusOr<int> ExpireHolds(
       absl::Time now, std::vector<std::string>* expired_terms) override;
   void ForEachOpenHold(
@@ -200,6 +210,8 @@ class RocksLedger final : public Ledger {
                 const BudgetSpec* after) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::string NewReservationId() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   static HoldView ViewOf(const HoldRecord& hold);
+  void MergeSideCounters(rocksdb::WriteBatch& batch,
+                         absl::Span<const SideCounterDelta> deltas);
   void Forget(const std::string& reservation_id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
@@ -711,6 +723,7 @@ absl::StatusOr<ReserveResult> RocksLedger::Reserve(
     }
     rocksdb::WriteBatch batch;
     batch.Put(cfs_[kHoldsCf], hold.reservation_id(), hold.SerializeAsString());
+    MergeSideCounters(batch, request.side_counters);
     uint64_t ticket = 0;
     if (absl::Status s = WriteLocked(batch, &ticket); !s.ok()) return s;
 
@@ -810,7 +823,8 @@ void RocksLedger::MergeCounters(rocksdb::WriteBatch& batch,
 }
 
 absl::StatusOr<SettleResult> RocksLedger::Settle(
-    absl::string_view reservation_id, int64_t cost_nanos, absl::Time now) {
+    absl::string_view reservation_id, int64_t cost_nanos, absl::Time now,
+    absl::Span<const SideCounterDelta> side_counters) {
   absl::MutexLock lock(&mu_);
   auto it = holds_.find(reservation_id);
   if (it == holds_.end()) {
@@ -847,6 +861,7 @@ absl::StatusOr<SettleResult> RocksLedger::Settle(
   settled.set_reported_after_expiry(expired);
   rocksdb::WriteBatch batch;
   MergeCounters(batch, settled, spent_delta, unreported_delta);
+  MergeSideCounters(batch, side_counters);
   batch.Put(cfs_[kHoldsCf], settled.reservation_id(),
             settled.SerializeAsString());
   uint64_t ticket = 0;
@@ -869,6 +884,54 @@ absl::StatusOr<SettleResult> RocksLedger::Settle(
   mu_.Lock();
   if (!durable.ok()) return durable;
   return result;
+}
+
+std::string SideCounterKey(absl::string_view key) {
+  return absl::StrCat(kSideCounterPrefix, key);
+}
+
+void RocksLedger::MergeSideCounters(
+    rocksdb::WriteBatch& batch, absl::Span<const SideCounterDelta> deltas) {
+  for (const SideCounterDelta& d : deltas) {
+    if (d.delta == 0) continue;
+    batch.Merge(cfs_[kCountersCf], SideCounterKey(d.key), EncodeInt64(d.delta));
+  }
+}
+
+absl::Status RocksLedger::ForEachSideCounter(
+    absl::string_view from, absl::string_view to,
+    absl::FunctionRef<void(absl::string_view key, int64_t value)> visit) const {
+  const std::string upper = SideCounterKey(to);
+  const rocksdb::Slice upper_slice(upper);
+  rocksdb::ReadOptions options;
+  options.iterate_upper_bound = &upper_slice;
+  std::unique_ptr<rocksdb::Iterator> it(
+      db_->NewIterator(options, cfs_[kCountersCf]));
+  for (it->Seek(SideCounterKey(from)); it->Valid(); it->Next()) {
+    int64_t value = 0;
+    if (!DecodeInt64(it->value(), &value)) {
+      return absl::DataLossError(
+          absl::StrCat("side counter \"", absl::CHexEscape(it->key().ToString()),
+                       "\" is not an 8-byte integer"));
+    }
+    absl::string_view key(it->key().data(), it->key().size());
+    key.remove_prefix(kSideCounterPrefix.size());
+    visit(key, value);
+  }
+  return FromRocks(it->status(), "reading side counters");
+}
+
+absl::Status RocksLedger::DeleteSideCounters(absl::string_view from,
+                                             absl::string_view to) {
+  rocksdb::WriteBatch batch;
+  batch.DeleteRange(cfs_[kCountersCf], SideCounterKey(from),
+                    SideCounterKey(to));
+  uint64_t ticket = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    if (absl::Status s = WriteLocked(batch, &ticket); !s.ok()) return s;
+  }
+  return AwaitDurable(ticket);
 }
 
 void RocksLedger::Forget(const std::string& reservation_id) {

@@ -152,7 +152,7 @@ class RocksLedgerTest : public ::testing::Test {
 
   SettleResult Settle(absl::string_view id, int64_t cost_nanos,
                       absl::Time now = kT0) {
-    absl::StatusOr<SettleResult> settled = ledger_->Settle(id, cost_nanos, now);
+    absl::StatusOr<SettleResult> settled = ledger_->Settle(id, cost_nanos, now, {});
     EXPECT_TRUE(settled.ok()) << settled.status();
     return settled.ok() ? *settled : SettleResult();
   }
@@ -594,7 +594,7 @@ TEST_F(RocksLedgerTest, SettleCostAboveEstimateIsChargedInFull) {
 
 TEST_F(RocksLedgerTest, UnknownReservationIsNotFound) {
   const absl::StatusOr<SettleResult> settled =
-      ledger_->Settle("r-does-not-exist", 10, kT0);
+      ledger_->Settle("r-does-not-exist", 10, kT0, {});
   EXPECT_EQ(settled.status().code(), absl::StatusCode::kNotFound);
   EXPECT_THAT(settled.status().message(), HasSubstr("r-does-not-exist"));
   EXPECT_THAT(settled.status().message(), HasSubstr("never issued"));
@@ -672,7 +672,7 @@ TEST_F(RocksLedgerTest, SettledAndExpiredHoldsArePrunedAfterRetention) {
   for (const ReserveResult* r : {&settled, &unreported}) {
     const absl::StatusOr<HoldView> view = ledger_->GetHold(r->reservation_id);
     EXPECT_EQ(view.status().code(), absl::StatusCode::kNotFound);
-    EXPECT_EQ(ledger_->Settle(r->reservation_id, 1, t1).status().code(),
+    EXPECT_EQ(ledger_->Settle(r->reservation_id, 1, t1, {}).status().code(),
               absl::StatusCode::kNotFound);
   }
   // The open hold is untouched; spend stays.
@@ -1025,7 +1025,7 @@ TEST_P(SyncModesTest, OpensWritesAndReopens) {
     ASSERT_TRUE(reserved.ok()) << reserved.status();
     ASSERT_EQ(reserved->kind, ReserveResult::Kind::kReserved);
     id = reserved->reservation_id;
-    ASSERT_TRUE((*ledger)->Settle(id, 120, kT0).ok());
+    ASSERT_TRUE((*ledger)->Settle(id, 120, kT0, {}).ok());
     request.estimate_nanos = 50;
     ASSERT_TRUE((*ledger)->Reserve(request, kT0).ok());
   }
@@ -1056,6 +1056,59 @@ INSTANTIATE_TEST_SUITE_P(AllModes, SyncModesTest,
                            }
                            return std::string("Unknown");
                          });
+
+}  // namespace
+}  // namespace bursar::storage
+
+namespace bursar::storage {
+namespace {
+
+class SideCounterTest : public RocksLedgerTest {
+ protected:
+  std::vector<std::pair<std::string, int64_t>> All(absl::string_view from = "",
+                                                   absl::string_view to = "\xff") {
+    std::vector<std::pair<std::string, int64_t>> all;
+    EXPECT_TRUE(ledger_
+                    ->ForEachSideCounter(from, to,
+                                         [&](absl::string_view k, int64_t v) {
+                                           all.emplace_back(std::string(k), v);
+                                         })
+                    .ok());
+    return all;
+  }
+};
+
+TEST_F(SideCounterTest, WrittenWithTheHoldAndTheSettlementOnly) {
+  Set(Budget("x", 1000));
+  const LabelSet labels = Labels({});
+  const SideCounterDelta taken[] = {{"a/1", 5}, {"b/1", 7}};
+  ReserveRequest request;
+  request.labels = &labels;
+  request.estimate_nanos = 10;
+  request.side_counters = taken;
+  absl::StatusOr<ReserveResult> reserved = ledger_->Reserve(request, kT0);
+  ASSERT_TRUE(reserved.ok());
+  ASSERT_EQ(reserved->kind, ReserveResult::Kind::kReserved);
+  request.dry_run = true;  // a dry run writes nothing
+  ASSERT_TRUE(ledger_->Reserve(request, kT0).ok());
+
+  const SideCounterDelta corrected[] = {{"a/1", -2}};
+  ASSERT_TRUE(
+      ledger_->Settle(reserved->reservation_id, 3, kT0, corrected).ok());
+  // Already reported: the counters do not move again.
+  ASSERT_TRUE(
+      ledger_->Settle(reserved->reservation_id, 3, kT0, corrected).ok());
+  Reopen();
+  EXPECT_THAT(All(), ::testing::ElementsAre(std::pair<std::string, int64_t>{"a/1", 3},
+                                            std::pair<std::string, int64_t>{"b/1", 7}));
+  EXPECT_THAT(All("b", "c"), ::testing::SizeIs(1));
+
+  ASSERT_TRUE(ledger_->DeleteSideCounters("a", "b").ok());
+  Reopen();
+  EXPECT_THAT(All(), ::testing::ElementsAre(std::pair<std::string, int64_t>{"b/1", 7}));
+  // Budget counters are apart from side counters.
+  EXPECT_EQ(StandingOf("x").spent_nanos, 3);
+}
 
 }  // namespace
 }  // namespace bursar::storage

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <filesystem>
 #include <memory>
 #include <mutex>
 #include <random>
@@ -265,6 +266,68 @@ TEST_F(RateAndPoolTest, SixtyFourCallersNeverExceedTheTokensPerMinute) {
     ASSERT_LE(in_window, kTokensPerMinute)
         << "in the minute before " << absl::FormatTime(admitted[last].at);
   }
+}
+
+}  // namespace
+}  // namespace bursar::testing
+
+namespace bursar::testing {
+namespace {
+
+constexpr char kDailyPolicy[] = R"yaml(
+apiVersion: bursar.dev/v1
+kind: Policy
+metadata: { name: daily-tokens }
+pricing:
+  gpt-4.1-mini: { provider: openai, input: "0.40", cached_input: "0.10", output: "1.60" }
+rate_limits:
+  - { name: daily, key: request.labels.user, tokens_per_day: 10000 }
+  - { name: per-minute, key: request.labels.user, requests_per_minute: 3 }
+)yaml";
+
+// Day windows are durable (written with the holds and settlements); minute
+// windows start empty after a restart.
+TEST(RateWindowRestartTest, DayWindowsSurviveACrashMinuteWindowsDoNot) {
+  TempDir dir;
+  ClockFile clock(dir.Sub("clock"), Utc(2026, 3, 2, 9, 0, 0));
+  std::filesystem::create_directories(dir.Sub("policy"));
+  WriteFile(dir.Sub("policy/policy.yaml"), kDailyPolicy);
+  BursardOptions options;
+  options.data_dir = dir.Sub("data");
+  options.clock_file = clock.path();
+  options.policy_dir = dir.Sub("policy");
+  options.extra_flags = {"--policy_source=dir"};
+  BursardProcess server(options, dir.path());
+  ASSERT_TRUE(server.Start());
+  auto check = [&](int64_t input, int64_t output, v1::CheckResponse* r) {
+    *r = v1::CheckResponse();
+    ASSERT_TRUE(
+        server.Check(MakeCheck("gpt-4.1-mini", input, output, {{"user", "u"}}), r)
+            .ok());
+  };
+  v1::CheckResponse r;
+  // 3 × 3,000 tokens reserved; the third is reported at 1,000.
+  check(1000, 2000, &r);
+  ASSERT_EQ(r.verdict(), v1::VERDICT_ALLOW);
+  check(1000, 2000, &r);
+  ASSERT_EQ(r.verdict(), v1::VERDICT_ALLOW);
+  check(1000, 2000, &r);
+  ASSERT_EQ(r.verdict(), v1::VERDICT_ALLOW);
+  v1::ReportResponse reported;
+  ASSERT_TRUE(
+      server.Report(MakeReport(r.reservation_id(), 1000, 0, 0), &reported).ok());
+  check(1, 1, &r);  // the minute allows 3 requests
+  ASSERT_EQ(r.verdict(), v1::VERDICT_DENY);
+  ASSERT_EQ(r.reasons(0).rule(), "rate_limit:per-minute");
+
+  ASSERT_TRUE(server.CrashAndRestart());
+  // The minute starts over; the day still holds 7,000 of 10,000.
+  check(1000, 2000, &r);
+  EXPECT_EQ(r.verdict(), v1::VERDICT_ALLOW) << r.DebugString();
+  check(500, 500, &r);
+  ASSERT_EQ(r.verdict(), v1::VERDICT_DENY) << r.DebugString();
+  EXPECT_EQ(r.reasons(0).rule(), "rate_limit:daily");
+  EXPECT_THAT(r.reasons(0).message(), HasSubstr("10000 of 10000 tokens per day"));
 }
 
 }  // namespace

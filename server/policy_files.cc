@@ -21,8 +21,14 @@ absl::StatusOr<std::vector<policy::SourceFile>> ReadPolicyDir(
   std::vector<policy::SourceFile> files;
   for (fs::recursive_directory_iterator it(dir, ec), end; !ec && it != end;
        it.increment(ec)) {
-    if (!it->is_regular_file()) continue;
     const std::string name = it->path().filename().string();
+    // Hidden entries are not policy: a Kubernetes ConfigMap volume keeps a
+    // second copy of every file under "..data/" and "..<timestamp>/".
+    if (absl::StartsWith(name, ".")) {
+      if (it->is_directory()) it.disable_recursion_pending();
+      continue;
+    }
+    if (!it->is_regular_file()) continue;
     if (!absl::EndsWith(name, ".yaml") && !absl::EndsWith(name, ".yml")) {
       continue;
     }
@@ -34,7 +40,7 @@ absl::StatusOr<std::vector<policy::SourceFile>> ReadPolicyDir(
     std::stringstream content;
     content << in.rdbuf();
     files.push_back(
-        {fs::relative(it->path(), dir).generic_string(), content.str()});
+        {it->path().lexically_relative(dir).generic_string(), content.str()});
   }
   if (ec) {
     return absl::UnavailableError(absl::StrCat(

@@ -17,8 +17,9 @@
 
 namespace bursar::server {
 
-// Reads every *.yaml / *.yml file under `dir` (recursively; paths relative
-// to it, '/'-separated, sorted). NotFound if the directory does not exist,
+// Reads every *.yaml / *.yml file under `dir` (recursively, skipping hidden
+// files and directories such as a ConfigMap volume's "..data"; paths
+// relative to it, '/'-separated, sorted). NotFound if the directory does not exist,
 // InvalidArgument if it has no policy file, Unavailable if a file cannot be
 // read.
 absl::StatusOr<std::vector<policy::SourceFile>> ReadPolicyDir(

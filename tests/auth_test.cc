@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "bursar/v1/admin.grpc.pb.h"
@@ -23,6 +24,7 @@
 #include "grpc/reflection/v1alpha/reflection.grpc.pb.h"
 #include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/grpcpp.h"
+#include <httplib.h>
 #include "gtest/gtest.h"
 #include "server/auth/method_table.h"
 #include "server/auth/role.h"
@@ -507,6 +509,48 @@ TEST_F(StartupTest, InsecureWithoutTokensWarnsOnce) {
   const std::string warning = "authentication off: every caller has every role";
   ASSERT_TRUE(absl::StrContains(log, warning)) << log;
   EXPECT_EQ(log.find(warning), log.rfind(warning)) << log;
+}
+
+}  // namespace
+}  // namespace bursar::testing
+
+namespace bursar::testing {
+namespace {
+
+// The HTTP side port asks for the same roles as gRPC: Check and Report are
+// the gateway's; /metrics is open.
+TEST_F(AuthTest, TheHttpPortAsksForTheGatewayRole) {
+  const std::string& http = server_->http_address();
+  const size_t colon = http.rfind(':');
+  int port = 0;
+  ASSERT_TRUE(absl::SimpleAtoi(http.substr(colon + 1), &port)) << http;
+  httplib::Client client(http.substr(0, colon), port);
+  client.set_read_timeout(10, 0);
+  const std::string check =
+      R"({"model": "gpt-4.1-mini", "input_tokens": 10, "max_output_tokens": 10})";
+  auto post = [&](const std::string& token) {
+    httplib::Headers headers;
+    if (!token.empty()) headers.emplace("Authorization", "Bearer " + token);
+    return client.Post("/v1/check", headers, check, "application/json");
+  };
+  httplib::Result none = post("");
+  ASSERT_TRUE(none);
+  EXPECT_EQ(none->status, 401) << none->body;
+  EXPECT_TRUE(absl::StrContains(none->body, "UNAUTHENTICATED")) << none->body;
+  httplib::Result viewer = post(TokenOf(auth::Role::kViewer));
+  ASSERT_TRUE(viewer);
+  EXPECT_EQ(viewer->status, 403) << viewer->body;
+  httplib::Result gateway = post(TokenOf(auth::Role::kGateway));
+  ASSERT_TRUE(gateway);
+  EXPECT_EQ(gateway->status, 200) << gateway->body;
+  EXPECT_TRUE(absl::StrContains(gateway->body, "VERDICT_ALLOW"));
+  httplib::Result metrics = client.Get("/metrics");
+  ASSERT_TRUE(metrics);
+  EXPECT_EQ(metrics->status, 200);
+  EXPECT_TRUE(absl::StrContains(metrics->body, "bursar_checks_total"));
+  for (const Holder& h : holders_) {
+    EXPECT_FALSE(absl::StrContains(server_->Log(), h.token));
+  }
 }
 
 }  // namespace

@@ -105,6 +105,22 @@ TEST_F(HttpApiTest, CheckThenReportChargesTheBudget) {
   EXPECT_EQ(budget.held_nanos(), 0);
 }
 
+TEST_F(HttpApiTest, MetricsAreScrapedFromTheHttpPort) {
+  httplib::Result check = Post("/v1/check", kCheck);
+  ASSERT_TRUE(check);
+  ASSERT_EQ(check->status, 200) << check->body;
+  httplib::Result metrics = client_->Get("/metrics");
+  ASSERT_TRUE(metrics);
+  ASSERT_EQ(metrics->status, 200);
+  EXPECT_EQ(metrics->get_header_value("Content-Type"),
+            "text/plain; version=0.0.4; charset=utf-8");
+  EXPECT_THAT(metrics->body,
+              HasSubstr("bursar_checks_total{verdict=\"allow\",rule=\"none\"} 1"));
+  EXPECT_THAT(metrics->body,
+              HasSubstr("bursar_budget_held_nanos{budget=\"team-search\"} 6000000"));
+  EXPECT_THAT(metrics->body, HasSubstr("bursar_rate_limit_counters 0"));
+}
+
 TEST_F(HttpApiTest, ADenialIs200WithVerdictDeny) {
   httplib::Result first = Post("/v1/check", kCheck);
   ASSERT_TRUE(first);

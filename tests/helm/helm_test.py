@@ -106,11 +106,29 @@ def policy_check(configmap, name):
     return directory
 
 
+_BURSARD_FLAGS = None
+
+
+def bursard_flags():
+    """Every flag the bursard binary knows, from `bursard --helpfull`."""
+    global _BURSARD_FLAGS
+    if _BURSARD_FLAGS is None:
+        run = subprocess.run([ARGS.bursard, "--helpfull"], capture_output=True,
+                             text=True)
+        _BURSARD_FLAGS = set(re.findall(r"^\s+--([a-z0-9_]+) ",
+                                        run.stdout + run.stderr, re.M))
+        assert "listen" in _BURSARD_FLAGS, run.stdout + run.stderr
+    return _BURSARD_FLAGS
+
+
 class CommonChecks:
     """Assertions that hold for every set of values."""
 
     def check_common(self, objects, grpc_port=8081, http_port=8082):
         sts = one(objects, "StatefulSet")
+        # The chart passes only flags the image's bursard knows.
+        unknown = set(flags(sts)) - bursard_flags()
+        self.assertFalse(unknown, f"bursard has no flags {sorted(unknown)}")
         spec = sts["spec"]
         pod = spec["template"]
         pod_labels = pod["metadata"]["labels"]
@@ -507,6 +525,7 @@ def main():
     parser.add_argument("--helm", required=True)
     parser.add_argument("--source", required=True)
     parser.add_argument("--bursarctl", required=True)
+    parser.add_argument("--bursard", required=True)
     parser.add_argument("--work", required=True)
     ARGS, rest = parser.parse_known_args()
     _, version, _ = helm("version", "--short")

@@ -168,6 +168,14 @@ TEST_F(AlertsTest, ThresholdsFireOnceAcrossARestartAndRearmNextPeriod) {
               ::testing::ElementsAre(
                   "budget-threshold-85@2026-04-15T00:00:00+00:00", day1_85));
   EXPECT_THAT(Fired("budget-threshold-100"), ::testing::ElementsAre(day1_100));
+
+  // bursarctl shows them.
+  const CliRun cli =
+      RunBursarctl(BURSARCTL_PATH, server_->address(), "alerts list");
+  EXPECT_EQ(cli.exit_status, 0) << cli.output;
+  EXPECT_THAT(cli.output, HasSubstr("budget-threshold-100"));
+  EXPECT_THAT(cli.output, HasSubstr("budget:team-daily"));
+  EXPECT_THAT(cli.output, HasSubstr("2026-04-15T00:00:00+00:00"));
 }
 
 TEST_F(AlertsTest, WatchAlertsReceivesAFiredAlert) {

@@ -161,8 +161,10 @@ class AlertEngine::Pass {
   }
 
   absl::Time BudgetPeriodStart() const { return standing_->period_start; }
-  absl::string_view PeriodWord() const {
-    return storage::PeriodName(standing_->period);
+  // "this day", "this month", ...; "in total" without periods.
+  std::string ThisPeriod() const {
+    if (standing_->period == storage::Period::kNone) return "in total";
+    return absl::StrCat("this ", storage::PeriodName(standing_->period));
   }
 
   absl::Status Thresholds() {
@@ -170,18 +172,17 @@ class AlertEngine::Pass {
       return absl::OkStatus();
     }
     for (double threshold : spec_->alert_thresholds) {
-      // Exact: spent / amount >= threshold, in integers where it counts.
       const double used = Ratio(usage_.spent_nanos, usage_.amount_nanos);
       if (used < threshold) continue;
       const bool over = threshold >= 1.0;
-      if (absl::Status s = Fire(
-              ThresholdRule(threshold),
-              over ? "critical" : settings_.budget_thresholds.severity,
-              BudgetPeriodStart(),
-              absl::StrCat(scope_, " has spent ", Usd(usage_.spent_nanos),
-                           " of ", Usd(usage_.amount_nanos), " (",
-                           Percent(used), ") this ", PeriodWord(),
-                           "; threshold ", Percent(threshold)));
+      if (absl::Status s =
+              Fire(ThresholdRule(threshold),
+                   over ? "critical" : settings_.budget_thresholds.severity,
+                   BudgetPeriodStart(),
+                   absl::StrCat(scope_, " has spent ", Usd(usage_.spent_nanos),
+                                " of ", Usd(usage_.amount_nanos), " (",
+                                Percent(used), ") ", ThisPeriod(),
+                                "; threshold ", Percent(threshold)));
           !s.ok()) {
         return s;
       }
@@ -203,11 +204,11 @@ class AlertEngine::Pass {
     for (const policy::AlertRule& rule : policy_->rules().alerts) {
       if (!rule.budget.empty() && rule.budget != spec_->name) continue;
       if (!Holds(rule.when)) continue;
-      if (absl::Status s = Fire(rule.name, rule.severity, BudgetPeriodStart(),
-                                absl::StrCat(scope_, ": ", rule.when.source,
-                                             " holds (spent ",
-                                             Usd(usage_.spent_nanos), " of ",
-                                             Usd(usage_.amount_nanos), ")"));
+      if (absl::Status s =
+              Fire(rule.name, rule.severity, BudgetPeriodStart(),
+                   absl::StrCat(scope_, ": ", rule.when.source,
+                                " holds (spent ", Usd(usage_.spent_nanos),
+                                " of ", Usd(usage_.amount_nanos), ")"));
           !s.ok()) {
         return s;
       }
@@ -221,16 +222,16 @@ class AlertEngine::Pass {
       if (slo.budget != spec_->name || !Holds(slo.when)) continue;
       const std::string rule = absl::StrCat("slo-breach:", slo.name);
       bool breached = false;
-      if (absl::Status s = Fire(rule, settings_.spend_slo_breach.severity,
-                                BudgetPeriodStart(),
-                                absl::StrCat("spend SLO ", slo.name, " on ",
-                                             scope_, " is breached: ",
-                                             slo.when.source),
-                                &breached);
+      if (absl::Status s = Fire(
+              rule, settings_.spend_slo_breach.severity, BudgetPeriodStart(),
+              absl::StrCat("spend SLO ", slo.name, " on ", scope_,
+                           " is breached: ", slo.when.source),
+              &breached);
           !s.ok()) {
         return s;
       }
-      if (slo.escalate_after <= 0 || standing_->period == storage::Period::kNone) {
+      if (slo.escalate_after <= 0 ||
+          standing_->period == storage::Period::kNone) {
         continue;
       }
       // Consecutive periods of breach, this one included.
@@ -240,8 +241,8 @@ class AlertEngine::Pass {
       while (periods < slo.escalate_after) {
         const storage::PeriodBounds previous = storage::PeriodAt(
             standing_->period, start - absl::Nanoseconds(1), tz);
-        absl::StatusOr<bool> had = engine_->store_->HasFired(
-            rule, scope_, PeriodKey(previous.start));
+        absl::StatusOr<bool> had =
+            engine_->store_->HasFired(rule, scope_, PeriodKey(previous.start));
         if (!had.ok()) return had.status();
         if (!*had) break;
         ++periods;
@@ -251,10 +252,10 @@ class AlertEngine::Pass {
       if (absl::Status s = Fire(
               absl::StrCat("slo-escalation:", slo.name),
               settings_.slo_escalation_severity, BudgetPeriodStart(),
-              absl::StrCat("spend SLO ", slo.name, " on ", scope_,
-                           " is breached for the ", periods,
-                           "th consecutive ", PeriodWord(), " (escalate_after: ",
-                           slo.escalate_after, ")"));
+              absl::StrCat(
+                  "spend SLO ", slo.name, " on ", scope_, " has been breached ",
+                  periods, " ", storage::PeriodName(standing_->period),
+                  "s in a row (escalate_after: ", slo.escalate_after, ")"));
           !s.ok()) {
         return s;
       }
@@ -285,18 +286,18 @@ class AlertEngine::Pass {
     const absl::Time exhausted_at =
         usage_.period_start +
         elapsed * Ratio(usage_.amount_nanos, usage_.spent_nanos);
-    return Fire("projected-exhaustion", alert.severity, BudgetPeriodStart(),
-                absl::StrCat(
-                    scope_, " at this pace spends ",
-                    Usd(static_cast<int64_t>(std::min<double>(
-                        projected, static_cast<double>(INT64_MAX)))),
-                    " of ", Usd(usage_.amount_nanos), " this ", PeriodWord(),
-                    " and runs out about ",
-                    absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", exhausted_at,
-                                     absl::UTCTimeZone()),
-                    ", before the period ends at ",
-                    absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", usage_.period_end,
-                                     absl::UTCTimeZone())));
+    return Fire(
+        "projected-exhaustion", alert.severity, BudgetPeriodStart(),
+        absl::StrCat(scope_, " at this pace spends ",
+                     Usd(static_cast<int64_t>(std::min<double>(
+                         projected, static_cast<double>(INT64_MAX)))),
+                     " of ", Usd(usage_.amount_nanos), " ", ThisPeriod(),
+                     " and runs out about ",
+                     absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", exhausted_at,
+                                      absl::UTCTimeZone()),
+                     ", before the period ends at ",
+                     absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", usage_.period_end,
+                                      absl::UTCTimeZone())));
   }
 
   bool Figures(KpiWindow window, KpiFigures* out) const {
@@ -322,16 +323,16 @@ class AlertEngine::Pass {
         last_hour.spend_nanos >= a.min_spend_nanos &&
         Ratio(last_hour.spend_nanos, previous_hour.spend_nanos) >=
             1 + a.ratio) {
-      if (absl::Status s = Fire(
-              "spend-hour-over-hour", a.severity, hour,
-              absl::StrCat(scope_, " spent ", Usd(last_hour.spend_nanos),
-                           " in the last hour, ",
-                           Percent(Ratio(last_hour.spend_nanos,
-                                         previous_hour.spend_nanos) -
-                                   1),
-                           " more than the hour before (",
-                           Usd(previous_hour.spend_nanos), "; alert at +",
-                           Percent(a.ratio), ")"));
+      if (absl::Status s =
+              Fire("spend-hour-over-hour", a.severity, hour,
+                   absl::StrCat(scope_, " spent ", Usd(last_hour.spend_nanos),
+                                " in the last hour, ",
+                                Percent(Ratio(last_hour.spend_nanos,
+                                              previous_hour.spend_nanos) -
+                                        1),
+                                " more than the hour before (",
+                                Usd(previous_hour.spend_nanos), "; alert at +",
+                                Percent(a.ratio), ")"));
           !s.ok()) {
         return s;
       }
@@ -342,12 +343,11 @@ class AlertEngine::Pass {
         Ratio(last_hour.retries, last_hour.requests) > a.ratio) {
       if (absl::Status s = Fire(
               "retry-rate", a.severity, hour,
-              absl::StrCat(scope_, ": ", last_hour.retries, " of ",
-                           last_hour.requests,
-                           " calls in the last hour were retries (",
-                           Percent(Ratio(last_hour.retries,
-                                         last_hour.requests)),
-                           "; alert above ", Percent(a.ratio), ")"));
+              absl::StrCat(
+                  scope_, ": ", last_hour.retries, " of ", last_hour.requests,
+                  " calls in the last hour were retries (",
+                  Percent(Ratio(last_hour.retries, last_hour.requests)),
+                  "; alert above ", Percent(a.ratio), ")"));
           !s.ok()) {
         return s;
       }
@@ -363,35 +363,34 @@ class AlertEngine::Pass {
       if (before_cpr > 0 && now_cpr >= before_cpr * (1 + a.ratio)) {
         if (absl::Status s = Fire(
                 "cost-per-request-24h", a.severity, day,
-                absl::StrCat(scope_, ": cost per request ",
-                             Usd(static_cast<int64_t>(now_cpr)),
-                             " in the last 24 h vs ",
-                             Usd(static_cast<int64_t>(before_cpr)),
-                             " the 24 h before (+",
-                             Percent(now_cpr / before_cpr - 1),
-                             "; alert at +", Percent(a.ratio), ")"));
+                absl::StrCat(
+                    scope_, ": cost per request ",
+                    Usd(static_cast<int64_t>(now_cpr)), " in the last 24 h vs ",
+                    Usd(static_cast<int64_t>(before_cpr)),
+                    " the 24 h before (+", Percent(now_cpr / before_cpr - 1),
+                    "; alert at +", Percent(a.ratio), ")"));
             !s.ok()) {
           return s;
         }
       }
     }
     if (const BuiltinAlert& a = settings_.tokens_per_request_24h;
-        a.enabled && !last_day.policy_changed &&
-        !previous_day.policy_changed && last_day.requests > 0 &&
-        previous_day.requests > 0 && last_day.requests >= a.min_requests &&
+        a.enabled && !last_day.policy_changed && !previous_day.policy_changed &&
+        last_day.requests > 0 && previous_day.requests > 0 &&
+        last_day.requests >= a.min_requests &&
         previous_day.requests >= a.min_requests) {
       const double now_tpr = Ratio(Tokens(last_day), last_day.requests);
       const double before_tpr =
           Ratio(Tokens(previous_day), previous_day.requests);
       if (before_tpr > 0 && now_tpr >= before_tpr * (1 + a.ratio)) {
-        if (absl::Status s = Fire(
-                "tokens-per-request-24h", a.severity, day,
-                absl::StrFormat("%s: %.0f tokens per request in the last 24 h "
-                                "vs %.0f the 24 h before (+%s) with no policy "
-                                "change; alert at +%s",
-                                scope_, now_tpr, before_tpr,
-                                Percent(now_tpr / before_tpr - 1),
-                                Percent(a.ratio)));
+        if (absl::Status s =
+                Fire("tokens-per-request-24h", a.severity, day,
+                     absl::StrFormat(
+                         "%s: %.0f tokens per request in the last 24 h "
+                         "vs %.0f the 24 h before (+%s) with no policy "
+                         "change; alert at +%s",
+                         scope_, now_tpr, before_tpr,
+                         Percent(now_tpr / before_tpr - 1), Percent(a.ratio)));
             !s.ok()) {
           return s;
         }
@@ -403,14 +402,14 @@ class AlertEngine::Pass {
       const double variation =
           Ratio(last_day.spend_nanos, previous_day.spend_nanos) - 1;
       if (std::abs(variation) > a.ratio) {
-        if (absl::Status s = Fire(
-                "daily-burn-variation", a.severity, day,
-                absl::StrCat(scope_, " spent ", Usd(last_day.spend_nanos),
-                             " in the last 24 h vs ",
-                             Usd(previous_day.spend_nanos),
-                             " the 24 h before (", variation > 0 ? "+" : "",
-                             Percent(variation), "; alert beyond ±",
-                             Percent(a.ratio), ")"));
+        if (absl::Status s =
+                Fire("daily-burn-variation", a.severity, day,
+                     absl::StrCat(scope_, " spent ", Usd(last_day.spend_nanos),
+                                  " in the last 24 h vs ",
+                                  Usd(previous_day.spend_nanos),
+                                  " the 24 h before (",
+                                  variation > 0 ? "+" : "", Percent(variation),
+                                  "; alert beyond ±", Percent(a.ratio), ")"));
             !s.ok()) {
           return s;
         }

@@ -45,8 +45,7 @@ pricing:
   gpt-4.1: { input: "2.00", output: "8.00" }
 )";
 
-std::shared_ptr<const policy::CompiledPolicy> Compile(
-    const std::string& more) {
+std::shared_ptr<const policy::CompiledPolicy> Compile(const std::string& more) {
   policy::CompileResult result =
       policy::CompilePolicy({{"policy.yaml", kPricing + more}});
   std::string errors;
@@ -281,9 +280,9 @@ TEST_F(AlertEngineTest, TwentyFourHourKpiAlerts) {
   EXPECT_THAT(Pass(), IsEmpty());
 
   policy::KpiFigures after = before;
-  after.spend_nanos = 120 * kUsd;        // cost per request +20%, burn +20%
-  after.output_tokens = 600'000;         // tokens per request +33%
-  after.policy_changed = true;           // ... but the policy changed
+  after.spend_nanos = 120 * kUsd;  // cost per request +20%, burn +20%
+  after.output_tokens = 600'000;   // tokens per request +33%
+  after.policy_changed = true;     // ... but the policy changed
   kpis_->Set("team", policy::KpiWindow::kLast24Hours, after);
   EXPECT_THAT(Pass(), UnorderedElementsAre("cost-per-request-24h budget:team",
                                            "daily-burn-variation budget:team"));
@@ -320,7 +319,8 @@ TEST_F(AlertEngineTest, ProjectedExhaustionBeforePeriodEnd) {
   EXPECT_THAT(Pass(), IsEmpty());
   Spend(10 * kUsd);  // pace: $120
   EXPECT_THAT(Pass(), ElementsAre("projected-exhaustion budget:team"));
-  EXPECT_THAT(last_.back().message, HasSubstr("runs out about 2026-03-10T20:00"));
+  EXPECT_THAT(last_.back().message,
+              HasSubstr("runs out about 2026-03-10T20:00"));
 }
 
 TEST_F(AlertEngineTest, DisabledBuiltinsStayQuiet) {

@@ -109,9 +109,8 @@ absl::StatusOr<UrlParts> SplitUrl(absl::string_view url) {
   }
   UrlParts parts;
   parts.scheme_host_port = absl::StrCat(scheme, authority);
-  parts.path = slash == absl::string_view::npos
-                   ? "/"
-                   : std::string(rest.substr(slash));
+  parts.path =
+      slash == absl::string_view::npos ? "/" : std::string(rest.substr(slash));
   for (char c : parts.path) {
     if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f) {
       return bad("has a space or control character in its path");
@@ -139,9 +138,10 @@ absl::StatusOr<std::vector<WebhookEndpoint>> ParseWebhooksYaml(
         absl::StrCat(file_name, ": not valid YAML: ", e.what()));
   }
   if (!root.IsMap() || !root["webhooks"] || !root["webhooks"].IsSequence()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        file_name, ": expected a mapping with a list `webhooks:` of "
-                   "{ url, format, secret, timeout, max_attempts, ... }"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(file_name,
+                     ": expected a mapping with a list `webhooks:` of "
+                     "{ url, format, secret, timeout, max_attempts, ... }"));
   }
   for (auto it = root.begin(); it != root.end(); ++it) {
     if (it->first.Scalar() != "webhooks") {
@@ -173,8 +173,9 @@ absl::StatusOr<std::vector<WebhookEndpoint>> ParseWebhooksYaml(
         absl::Duration d;
         if (!absl::ParseDuration(value, &d) || d <= absl::ZeroDuration()) {
           return absl::InvalidArgumentError(absl::StrCat(
-              field, ": expected a positive duration such as 5s or 250ms, "
-                     "got \"",
+              field,
+              ": expected a positive duration such as 5s or 250ms, "
+              "got \"",
               value, "\""));
         }
         *out = d;
@@ -225,16 +226,17 @@ absl::StatusOr<std::vector<WebhookEndpoint>> ParseWebhooksYaml(
         endpoint.max_attempts = attempts;
       } else if (key == "min_severity") {
         if (value != "info" && value != "warning" && value != "critical") {
-          return absl::InvalidArgumentError(
-              absl::StrCat(field, ": expected info, warning or critical, got \"",
-                           value, "\""));
+          return absl::InvalidArgumentError(absl::StrCat(
+              field, ": expected info, warning or critical, got \"", value,
+              "\""));
         }
         endpoint.min_severity = value;
       } else {
         return absl::InvalidArgumentError(absl::StrCat(
-            field, ": unknown key; expected url, format, secret, secret_env, "
-                   "timeout, max_attempts, initial_backoff, max_backoff, "
-                   "min_severity"));
+            field,
+            ": unknown key; expected url, format, secret, secret_env, "
+            "timeout, max_attempts, initial_backoff, max_backoff, "
+            "min_severity"));
       }
       if (!status.ok()) return status;
     }
@@ -268,13 +270,12 @@ std::string SlackJson(const storage::AlertEntry& alert) {
       absl::StrCat("[", alert.severity, "] ", alert.rule, " on ", alert.scope,
                    ": ", alert.message);
   return absl::StrCat(
-      "{\"text\":", JsonString(text), ",\"attachments\":[{\"color\":",
-      JsonString(color), ",\"fields\":[",
+      "{\"text\":", JsonString(text),
+      ",\"attachments\":[{\"color\":", JsonString(color), ",\"fields\":[",
       "{\"title\":\"rule\",\"value\":", JsonString(alert.rule),
       ",\"short\":true},",
       "{\"title\":\"scope\",\"value\":", JsonString(alert.scope),
-      ",\"short\":true},",
-      "{\"title\":\"period start\",\"value\":",
+      ",\"short\":true},", "{\"title\":\"period start\",\"value\":",
       JsonString(Rfc3339(alert.period_start)), ",\"short\":true},",
       "{\"title\":\"alert id\",\"value\":", JsonString(alert.id),
       ",\"short\":true}]}]}");
@@ -284,8 +285,8 @@ std::string HmacSha256Hex(absl::string_view secret, absl::string_view body) {
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int length = 0;
   HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
-       reinterpret_cast<const unsigned char*>(body.data()), body.size(),
-       digest, &length);
+       reinterpret_cast<const unsigned char*>(body.data()), body.size(), digest,
+       &length);
   return absl::BytesToHexString(
       absl::string_view(reinterpret_cast<const char*>(digest), length));
 }
@@ -420,9 +421,9 @@ class WebhookNotifier::Worker {
         {"X-Bursar-Delivery-Attempt", absl::StrCat(attempt)},
     };
     if (!endpoint_.secret.empty()) {
-      headers.emplace("X-Bursar-Signature",
-                      absl::StrCat("sha256=", HmacSha256Hex(endpoint_.secret,
-                                                            item.body)));
+      headers.emplace(
+          "X-Bursar-Signature",
+          absl::StrCat("sha256=", HmacSha256Hex(endpoint_.secret, item.body)));
     }
     httplib::Result result =
         client.Post(url_.path, headers, item.body, "application/json");
@@ -432,8 +433,8 @@ class WebhookNotifier::Worker {
     }
     const int status = result->status;
     if (status >= 200 && status < 300) return "";
-    *permanent = status >= 400 && status < 500 && status != 408 &&
-                 status != 429;
+    *permanent =
+        status >= 400 && status < 500 && status != 408 && status != 429;
     return absl::StrCat("POST ", endpoint_.url, ": HTTP ", status);
   }
 
@@ -471,9 +472,8 @@ WebhookNotifier::WebhookNotifier(std::vector<WebhookEndpoint> endpoints,
   for (WebhookEndpoint& endpoint : endpoints) {
     absl::StatusOr<UrlParts> url = SplitUrl(endpoint.url);
     if (!url.ok()) continue;  // the parsers let no bad URL through
-    workers_.push_back(std::make_unique<Worker>(std::move(endpoint), *url,
-                                                dead_letters, clock,
-                                                queue_capacity));
+    workers_.push_back(std::make_unique<Worker>(
+        std::move(endpoint), *url, dead_letters, clock, queue_capacity));
   }
 }
 
@@ -490,8 +490,8 @@ void WebhookNotifier::Stop() {
 bool WebhookNotifier::WaitIdle(absl::Duration timeout) {
   const absl::Time deadline = absl::Now() + timeout;
   for (auto& worker : workers_) {
-    if (!worker->WaitIdle(std::max(absl::ZeroDuration(),
-                                   deadline - absl::Now()))) {
+    if (!worker->WaitIdle(
+            std::max(absl::ZeroDuration(), deadline - absl::Now()))) {
       return false;
     }
   }

@@ -34,8 +34,8 @@ std::string ExpectedSignature(const std::string& secret,
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int length = 0;
   HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
-       reinterpret_cast<const unsigned char*>(body.data()), body.size(),
-       digest, &length);
+       reinterpret_cast<const unsigned char*>(body.data()), body.size(), digest,
+       &length);
   return "sha256=" + absl::BytesToHexString(absl::string_view(
                          reinterpret_cast<const char*>(digest), length));
 }
@@ -58,26 +58,27 @@ class HookServer {
                            req.get_header_value("X-Bursar-Signature"),
                            req.get_header_value("X-Bursar-Delivery-Attempt")});
     };
-    server_.Post("/ok", [=](const httplib::Request& req, httplib::Response& res) {
-      record(req);
-      res.status = 200;
-    });
+    server_.Post("/ok",
+                 [=](const httplib::Request& req, httplib::Response& res) {
+                   record(req);
+                   res.status = 200;
+                 });
     server_.Post("/flaky",
                  [=](const httplib::Request& req, httplib::Response& res) {
                    record(req);
                    absl::MutexLock lock(&mu_);
                    res.status = ++flaky_calls_ <= 2 ? 500 : 204;
                  });
-    server_.Post("/down", [=](const httplib::Request& req,
-                              httplib::Response& res) {
-      record(req);
-      res.status = 503;
-    });
-    server_.Post("/gone", [=](const httplib::Request& req,
-                              httplib::Response& res) {
-      record(req);
-      res.status = 410;
-    });
+    server_.Post("/down",
+                 [=](const httplib::Request& req, httplib::Response& res) {
+                   record(req);
+                   res.status = 503;
+                 });
+    server_.Post("/gone",
+                 [=](const httplib::Request& req, httplib::Response& res) {
+                   record(req);
+                   res.status = 410;
+                 });
     port_ = server_.bind_to_any_port("127.0.0.1");
     thread_ = std::thread([this] { server_.listen_after_bind(); });
   }
@@ -182,7 +183,8 @@ TEST_F(WebhookNotifierTest, RetriesUntilAFlakyEndpointAccepts) {
   EXPECT_EQ(got[0].attempt, "1");
   EXPECT_EQ(got[2].attempt, "3");
   EXPECT_EQ(got[2].body, got[0].body);
-  EXPECT_THAT(got[2].body, HasSubstr("\"text\":\"[warning] budget-threshold-85"));
+  EXPECT_THAT(got[2].body,
+              HasSubstr("\"text\":\"[warning] budget-threshold-85"));
   EXPECT_EQ(got[2].signature, "");  // no secret, no signature
   EXPECT_EQ(notifier.stats().delivered, 1);
   EXPECT_THAT(storage_.alerts->ListDeadLetters(10).value(), SizeIs(0));

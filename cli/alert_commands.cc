@@ -98,8 +98,8 @@ int Watch(const CommandContext& context, const std::vector<std::string>&) {
 
 std::string AlertLine(const v1::Alert& alert) {
   std::string line =
-      absl::StrCat(alert.fired_at(), "  ", alert.severity(), "  ",
-                   alert.rule(), "  ", alert.scope(), "  ", alert.message());
+      absl::StrCat(alert.fired_at(), "  ", alert.severity(), "  ", alert.rule(),
+                   "  ", alert.scope(), "  ", alert.message());
   if (alert.missed_before() > 0) {
     absl::StrAppend(&line, "  (missed ", alert.missed_before(),
                     " alerts before this one; see bursarctl alerts list)");

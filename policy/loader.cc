@@ -1016,14 +1016,14 @@ void PolicyCompiler::CompileAlerting(const Entry& entry) {
     }
     const std::string field = JoinField("alerting", item.key);
     if (spec == nullptr) {
-      Error(Where(item.key_node), field,
-            absl::StrCat("unknown built-in alert ", Quote(item.key),
-                         "; expected one of: ",
-                         absl::StrJoin(kBuiltinAlerts, ", ",
-                                       [](std::string* out,
-                                          const BuiltinAlertSpec& s) {
-                                         absl::StrAppend(out, s.key);
-                                       })));
+      Error(
+          Where(item.key_node), field,
+          absl::StrCat(
+              "unknown built-in alert ", Quote(item.key), "; expected one of: ",
+              absl::StrJoin(kBuiltinAlerts, ", ",
+                            [](std::string* out, const BuiltinAlertSpec& s) {
+                              absl::StrAppend(out, s.key);
+                            })));
       continue;
     }
     BuiltinAlert& alert = settings.*(spec->member);
@@ -1075,34 +1075,33 @@ void PolicyCompiler::CompileAlerting(const Entry& entry) {
           alert.ratio = *ratio;
         }
       } else if (spec->min_requests && value.key == "min_requests") {
-        if (auto count = ReadCount(value, value_field, 0, 1'000'000'000,
-                                   "requests")) {
+        if (auto count =
+                ReadCount(value, value_field, 0, 1'000'000'000, "requests")) {
           alert.min_requests = *count;
         }
       } else if (spec->min_spend && value.key == "min_spend") {
         absl::StatusOr<int64_t> nanos =
-            value.value.IsScalar() ? ParseUsdNanos(value.value.Scalar())
-                                   : absl::InvalidArgumentError(
-                                         Describe(value.value));
+            value.value.IsScalar()
+                ? ParseUsdNanos(value.value.Scalar())
+                : absl::InvalidArgumentError(Describe(value.value));
         if (nanos.ok() && *nanos >= 0) {
           alert.min_spend_nanos = *nanos;
         } else {
-          Error(WhereValue(value), value_field,
-                absl::StrCat("expected USD as a decimal string such as "
-                             "\"1.00\", got ",
-                             nanos.ok() ? Quote(value.value.Scalar())
-                                        : std::string(
-                                              nanos.status().message())));
+          Error(
+              WhereValue(value), value_field,
+              absl::StrCat("expected USD as a decimal string such as "
+                           "\"1.00\", got ",
+                           nanos.ok() ? Quote(value.value.Scalar())
+                                      : std::string(nanos.status().message())));
         }
       } else {
         Error(Where(value.key_node), value_field,
-              absl::StrCat("unknown field ", Quote(value.key),
-                           "; expected one of: ",
-                           absl::StrJoin(fields, ", ",
-                                         [](std::string* out,
-                                            const FieldSpec& f) {
-                                           absl::StrAppend(out, f.key);
-                                         })));
+              absl::StrCat(
+                  "unknown field ", Quote(value.key), "; expected one of: ",
+                  absl::StrJoin(fields, ", ",
+                                [](std::string* out, const FieldSpec& f) {
+                                  absl::StrAppend(out, f.key);
+                                })));
       }
     }
   }
@@ -1112,10 +1111,10 @@ void PolicyCompiler::CompileAlerting(const Entry& entry) {
 std::optional<double> PolicyCompiler::ReadRatio(const Entry& entry,
                                                 absl::string_view field,
                                                 double max) {
-  const std::string expected =
-      absl::StrCat("expected a percentage such as 30% or a fraction such as "
-                   "0.3, above 0 and at most ",
-                   max * 100, "%, got ");
+  const std::string expected = absl::StrCat(
+      "expected a percentage such as 30% or a fraction such as "
+      "0.3, above 0 and at most ",
+      max * 100, "%, got ");
   if (!entry.value.IsScalar()) {
     Error(WhereValue(entry), field,
           absl::StrCat(expected, Describe(entry.value)));

@@ -5,11 +5,11 @@
 #include <sys/stat.h>
 
 #include <fstream>
-#include <sstream>
-#include <vector>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -18,15 +18,15 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
+#include "alerts/alert_engine.h"
+#include "alerts/alert_hub.h"
+#include "alerts/webhook_notifier.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/security/tls_certificate_provider.h"
 #include "grpcpp/security/tls_credentials_options.h"
-#include "alerts/alert_engine.h"
-#include "alerts/alert_hub.h"
-#include "alerts/webhook_notifier.h"
 #include "server/alerts/alert_admin.h"
 #include "server/auth/authenticator.h"
 #include "server/auth/method_table.h"
@@ -315,8 +315,7 @@ int Run() {
     content << in.rdbuf();
     absl::StatusOr<std::vector<alerts::WebhookEndpoint>> endpoints =
         in ? alerts::ParseWebhooksYaml(content.str(), file)
-           : absl::InvalidArgumentError(
-                 absl::StrCat("cannot read ", file));
+           : absl::InvalidArgumentError(absl::StrCat("cannot read ", file));
     if (!endpoints.ok()) {
       Log(LogLevel::kError, "bad flag",
           {LF{"flag", "--alert_webhooks_file"},
@@ -331,8 +330,9 @@ int Run() {
       absl::GetFlag(FLAGS_alert_min_gap) < absl::ZeroDuration()) {
     Log(LogLevel::kError, "bad flag",
         {LF{"flag", "--alert_interval/--alert_min_gap"},
-         LF{"error", "--alert_interval must be positive and --alert_min_gap "
-                     "not negative"}});
+         LF{"error",
+            "--alert_interval must be positive and --alert_min_gap "
+            "not negative"}});
     return 2;
   }
 
@@ -435,34 +435,34 @@ int Run() {
   // Alerts (docs/alerts.md): the engine runs off the hot path; Reports only
   // wake it. KPI built-ins need a KpiView (none wired yet: they stay quiet).
   alerts::AlertHub alert_hub;
-  alerts::WebhookNotifier webhook_notifier(
-      webhooks, storage->alerts.get(), [&clock] { return clock->Now(); });
+  alerts::WebhookNotifier webhook_notifier(webhooks, storage->alerts.get(),
+                                           [&clock] { return clock->Now(); });
   alerts::AlertEngine alert_engine(
-      ledger.get(), storage->alerts.get(), [&policies] { return policies.Active(); },
+      ledger.get(), storage->alerts.get(),
+      [&policies] { return policies.Active(); },
       [&clock] { return clock->Now(); }, /*kpis=*/nullptr,
       alerts::AlertEngineOptions{
           .interval = absl::GetFlag(FLAGS_alert_interval),
           .min_gap = absl::GetFlag(FLAGS_alert_min_gap),
-          .on_error =
-              [](const absl::Status& s) {
-                Log(LogLevel::kError, "alert evaluation failed",
-                    {LF{"error", std::string(s.message())}});
-              }});
+          .on_error = [](const absl::Status& s) {
+            Log(LogLevel::kError, "alert evaluation failed",
+                {LF{"error", std::string(s.message())}});
+          }});
   alert_engine.AddListener(&alert_hub);
   alert_engine.AddListener(&webhook_notifier);
   for (const alerts::WebhookEndpoint& e : webhooks) {
     Log(LogLevel::kInfo, "alert webhook",
         {LF{"url", e.url},
-         LF{"format", e.format == alerts::WebhookFormat::kSlack ? "slack"
-                                                                : "json"},
+         LF{"format",
+            e.format == alerts::WebhookFormat::kSlack ? "slack" : "json"},
          LF{"signed", e.secret.empty() ? "no" : "yes"}});
   }
   AlertWakingObserver alert_waker(decision_metrics->get(), &alert_engine);
   AlertAdmin alert_admin(storage->alerts.get(), &alert_engine, &alert_hub);
 
-  Decider decider(ledger.get(), &policies, clock.get(),
-                  DeciderOptions{.reservation_ttl = ttl,
-                                 .observer = &alert_waker});
+  Decider decider(
+      ledger.get(), &policies, clock.get(),
+      DeciderOptions{.reservation_ttl = ttl, .observer = &alert_waker});
   if (absl::Status s = decider.RestoreInFlight(); !s.ok()) {
     Log(LogLevel::kError, "cannot restore the calls in flight",
         {LF{"error", std::string(s.message())}});

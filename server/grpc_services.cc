@@ -112,8 +112,8 @@ class WatchAlertsReactor final : public grpc::ServerWriteReactor<v1::Alert> {
       writing_ = false;
       if (!ok) {
         // The client went away.
-        FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED,
-                                  "the watcher went away"));
+        FinishLocked(
+            grpc::Status(grpc::StatusCode::CANCELLED, "the watcher went away"));
         return;
       }
     }
@@ -336,8 +336,9 @@ grpc::ServerWriteReactor<v1::Alert>* AdminService::WatchAlerts(
     return new WatchAlertsReactor(ToGrpcStatus(caller.status()));
   }
   if (alerts_ == nullptr) {
-    return new WatchAlertsReactor(grpc::Status(
-        grpc::StatusCode::UNIMPLEMENTED, "alerts are not enabled on this server"));
+    return new WatchAlertsReactor(
+        grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
+                     "alerts are not enabled on this server"));
   }
   return new WatchAlertsReactor(alerts_->hub());
 }

@@ -12,9 +12,9 @@
 #include "bursar/v1/admin.grpc.pb.h"
 #include "bursar/v1/decision.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
+#include "server/alerts/alert_admin.h"
 #include "server/auth/authenticator.h"
 #include "server/budget_admin.h"
-#include "server/alerts/alert_admin.h"
 #include "server/decider.h"
 #include "server/policy_admin.h"
 

@@ -65,10 +65,9 @@ absl::Status ValidatePart(absl::string_view what, absl::string_view value,
                           size_t max_bytes) {
   if (value.empty() || value.size() > max_bytes ||
       value.find('\0') != absl::string_view::npos) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("alert ", what, " must be 1..", max_bytes,
-                     " bytes without NUL, got \"", absl::CHexEscape(value),
-                     "\""));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "alert ", what, " must be 1..", max_bytes, " bytes without NUL, got \"",
+        absl::CHexEscape(value), "\""));
   }
   return absl::OkStatus();
 }
@@ -79,10 +78,9 @@ AlertRecord ToRecord(const AlertEntry& alert) {
   record.set_rule(alert.rule);
   record.set_scope(alert.scope);
   record.set_period_key(alert.period_key);
-  record.set_period_start_micros(
-      alert.period_start == absl::InfinitePast()
-          ? 0
-          : absl::ToUnixMicros(alert.period_start));
+  record.set_period_start_micros(alert.period_start == absl::InfinitePast()
+                                     ? 0
+                                     : absl::ToUnixMicros(alert.period_start));
   record.set_fired_at_micros(absl::ToUnixMicros(alert.fired_at));
   record.set_severity(alert.severity);
   record.set_message(alert.message);
@@ -139,8 +137,7 @@ class RocksAlertStore final : public AlertStore {
   }
 
   absl::StatusOr<bool> Fire(AlertEntry* alert) override {
-    if (absl::Status s =
-            ValidatePart("rule", alert->rule, kMaxAlertRuleBytes);
+    if (absl::Status s = ValidatePart("rule", alert->rule, kMaxAlertRuleBytes);
         !s.ok()) {
       return s;
     }
@@ -158,9 +155,8 @@ class RocksAlertStore final : public AlertStore {
     {
       absl::MutexLock lock(&mu_);
       std::string existing;
-      const rocksdb::Status found =
-          database_->db()->Get(rocksdb::ReadOptions(), cf_, fired_key,
-                               &existing);
+      const rocksdb::Status found = database_->db()->Get(
+          rocksdb::ReadOptions(), cf_, fired_key, &existing);
       if (found.ok()) return false;
       if (!found.IsNotFound()) return FromRocks(found, "reading alerts");
       const std::string time_key =
@@ -192,17 +188,15 @@ class RocksAlertStore final : public AlertStore {
 
   absl::StatusOr<std::vector<AlertEntry>> List(size_t limit) const override {
     std::vector<AlertEntry> out;
-    absl::Status s = ScanNewestFirst(kTimePrefix, limit,
-                                     [&](absl::string_view value) {
-                                       AlertRecord record;
-                                       if (!record.ParseFromArray(
-                                               value.data(), value.size())) {
-                                         return false;
-                                       }
-                                       out.push_back(
-                                           FromRecord(std::move(record)));
-                                       return true;
-                                     });
+    absl::Status s =
+        ScanNewestFirst(kTimePrefix, limit, [&](absl::string_view value) {
+          AlertRecord record;
+          if (!record.ParseFromArray(value.data(), value.size())) {
+            return false;
+          }
+          out.push_back(FromRecord(std::move(record)));
+          return true;
+        });
     if (!s.ok()) return s;
     return out;
   }
@@ -263,8 +257,8 @@ class RocksAlertStore final : public AlertStore {
     end.back() = '0';
     size_t seen = 0;
     for (it->SeekForPrev(end);
-         it->Valid() && it->key().starts_with(rocksdb::Slice(
-                            prefix.data(), prefix.size())) &&
+         it->Valid() &&
+         it->key().starts_with(rocksdb::Slice(prefix.data(), prefix.size())) &&
          seen < limit;
          it->Prev()) {
       if (it->key() == rocksdb::Slice(end)) continue;

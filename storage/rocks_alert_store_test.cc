@@ -88,9 +88,9 @@ TEST(RocksAlertStoreTest, FiresOncePerRuleScopeAndPeriodAcrossReopen) {
                           kT0 + absl::Seconds(20));
   EXPECT_EQ(storage.alerts->Fire(&next).value(), true);
   const std::vector<AlertEntry> listed = storage.alerts->List(10).value();
-  EXPECT_THAT(Rules(listed),
-              ElementsAre("budget-threshold-85@2000", "budget-threshold-85@1000",
-                          "budget-threshold-85@1000"));
+  EXPECT_THAT(Rules(listed), ElementsAre("budget-threshold-85@2000",
+                                         "budget-threshold-85@1000",
+                                         "budget-threshold-85@1000"));
   EXPECT_EQ(listed[0].scope, "budget:team");
   EXPECT_EQ(listed[1].scope, "budget:team/alice");
   EXPECT_EQ(listed[2].message, "a message");
@@ -117,10 +117,10 @@ TEST(RocksAlertStoreTest, KeepsDeadLettersNewestFirst) {
   TempDir dir;
   {
     RocksStorage storage = Open(dir);
-    DeadLetter a{"al-1", "http://127.0.0.1:1/hook", 3, "connection refused",
-                 kT0, "{}"};
-    DeadLetter b{"al-2", "http://127.0.0.1:1/hook", 3, "HTTP 500",
-                 kT0 + absl::Seconds(1), "{\"x\":1}"};
+    DeadLetter a{
+        "al-1", "http://127.0.0.1:1/hook", 3, "connection refused", kT0, "{}"};
+    DeadLetter b{"al-2",     "http://127.0.0.1:1/hook", 3,
+                 "HTTP 500", kT0 + absl::Seconds(1),    "{\"x\":1}"};
     ASSERT_TRUE(storage.alerts->PutDeadLetter(a).ok());
     ASSERT_TRUE(storage.alerts->PutDeadLetter(b).ok());
   }

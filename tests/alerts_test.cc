@@ -82,8 +82,8 @@ class AlertsTest : public ::testing::Test {
     request.set_limit(1000);
     request.set_include_dead_letters(dead_letters);
     v1::ListAlertsResponse response;
-    BURSAR_EXPECT_OK(server_->admin().ListAlerts(context.get(), request,
-                                                 &response));
+    BURSAR_EXPECT_OK(
+        server_->admin().ListAlerts(context.get(), request, &response));
     return response;
   }
 
@@ -210,8 +210,8 @@ std::string Signature(const std::string& secret, const std::string& body) {
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int length = 0;
   HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
-       reinterpret_cast<const unsigned char*>(body.data()), body.size(),
-       digest, &length);
+       reinterpret_cast<const unsigned char*>(body.data()), body.size(), digest,
+       &length);
   return "sha256=" + absl::BytesToHexString(absl::string_view(
                          reinterpret_cast<const char*>(digest), length));
 }
@@ -250,8 +250,7 @@ TEST_F(AlertsTest, WebhookGetsTheAlertSignedAndAFailingOneDeadLetters) {
                                "    max_attempts: 2\n"
                                "    initial_backoff: 10ms\n"
                                "    min_severity: critical\n"));
-  StartAt(Utc(2026, 4, 14, 20),
-          {absl::StrCat("--alert_webhooks_file=", file)});
+  StartAt(Utc(2026, 4, 14, 20), {absl::StrCat("--alert_webhooks_file=", file)});
   SetDailyBudget();
   SpendCalls(10);  // 85% (warning) and 100% (critical)
 

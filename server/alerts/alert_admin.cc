@@ -36,12 +36,11 @@ absl::Status AlertAdmin::ListAlerts(const v1::ListAlertsRequest& request,
                                     v1::ListAlertsResponse* response) const {
   if (request.limit() < 0 || request.limit() > kMaxLimit) {
     return absl::InvalidArgumentError(
-        absl::StrCat("limit must be 0 (for ", kDefaultLimit, ") to ",
-                     kMaxLimit, ", got ", request.limit()));
+        absl::StrCat("limit must be 0 (for ", kDefaultLimit, ") to ", kMaxLimit,
+                     ", got ", request.limit()));
   }
   const size_t limit = request.limit() == 0 ? kDefaultLimit : request.limit();
-  absl::StatusOr<std::vector<storage::AlertEntry>> alerts =
-      store_->List(limit);
+  absl::StatusOr<std::vector<storage::AlertEntry>> alerts = store_->List(limit);
   if (!alerts.ok()) return alerts.status();
   for (const storage::AlertEntry& alert : *alerts) {
     AlertToProto(alert, response->add_alerts());

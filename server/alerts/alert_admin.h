@@ -52,8 +52,8 @@ class AlertWakingObserver final : public DecisionObserver {
                const v1::CheckResponse& response, const absl::Status& status,
                absl::Duration elapsed) override;
   void OnReport(const v1::ReportRequest& request,
-                const v1::ReportResponse& response,
-                const absl::Status& status, absl::Duration elapsed) override;
+                const v1::ReportResponse& response, const absl::Status& status,
+                absl::Duration elapsed) override;
 
  private:
   DecisionObserver* const next_;

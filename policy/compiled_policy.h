@@ -95,12 +95,54 @@ struct ConcurrencyPool {
   absl::flat_hash_map<std::string, int64_t> reserve;  // priority -> slots
 };
 
-// alerts (validated now; raised by the alerting engine).
+// alerts: raised by the alert engine (alerts/) when `when` holds for a
+// budget scope; without `budget`, every budget is tried in turn.
 struct AlertRule {
   std::string name;
   std::string budget;  // optional: the budget `budget.*` refers to
   Condition when;
   std::string severity;  // info | warning | critical
+};
+
+// One built-in alert of the `alerting` section (docs/alerts.md): whether it
+// runs, how severe it is, and its threshold. Which fields count depends on
+// the alert (see AlertingSettings).
+struct BuiltinAlert {
+  bool enabled = true;
+  std::string severity = "warning";  // info | warning | critical
+  // The threshold as a fraction: an increase (0.30 is +30%), a variation, a
+  // rate, or (projected_exhaustion) the part of the period that must have
+  // passed before it projects.
+  double ratio = 0;
+  // Below these figures in the window looked at, the alert stays quiet
+  // (little traffic makes ratios noisy). 0: no floor.
+  int64_t min_requests = 0;
+  int64_t min_spend_nanos = 0;
+};
+
+// alerting: the built-in alerts, each configurable and on by default.
+struct AlertingSettings {
+  // Each budget's alert_thresholds (85% and 100% by default); at 100% and
+  // over the severity is critical.
+  BuiltinAlert budget_thresholds{};
+  // A spend SLO's condition holds for its budget; escalation after
+  // SpendSlo::escalate_after consecutive periods of breach.
+  BuiltinAlert spend_slo_breach{};
+  std::string slo_escalation_severity = "critical";
+  // Spend of the last hour vs the hour before.
+  BuiltinAlert spend_hour_over_hour{true, "warning", 0.30, 0, 1'000'000'000};
+  // Cost per request of the last 24 h vs the 24 h before.
+  BuiltinAlert cost_per_request_24h{true, "warning", 0.15, 100, 0};
+  // Tokens per request of the last 24 h vs the 24 h before, when the policy
+  // did not change in either window.
+  BuiltinAlert tokens_per_request_24h{true, "warning", 0.25, 100, 0};
+  // Spend of the last 24 h vs the 24 h before, either way.
+  BuiltinAlert daily_burn_variation{true, "info", 0.03, 0, 1'000'000'000};
+  // The period's spend so far, projected linearly to its end, exceeds the
+  // amount.
+  BuiltinAlert projected_exhaustion{true, "warning", 0.10, 0, 0};
+  // Retries over requests in the last hour.
+  BuiltinAlert retry_rate{true, "warning", 0.02, 50, 0};
 };
 
 // Everything a policy says, as the loader builds it.
@@ -116,6 +158,7 @@ struct PolicyRules {
   std::vector<RateLimitRule> rate_limits;
   std::vector<ConcurrencyPool> concurrency;
   std::vector<AlertRule> alerts;
+  AlertingSettings alerting;
 };
 
 class CompiledPolicy {

@@ -19,6 +19,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
+#include "absl/strings/strip.h"
 #include "absl/time/civil_time.h"
 #include "absl/time/time.h"
 #include "policy/compiled_policy.h"
@@ -157,6 +158,13 @@ class PolicyCompiler {
   void CompileRateLimits(const Entry& entry);
   void CompileConcurrency(const Entry& entry);
   void CompileAlerts(const Entry& entry);
+  void CompileAlerting(const Entry& entry);
+  // A ratio written as a percentage (`30%`) or a fraction (`0.3`), in
+  // (0, max].
+  std::optional<double> ReadRatio(const Entry& entry, absl::string_view field,
+                                  double max);
+  std::optional<std::string> ReadSeverity(const Entry& entry,
+                                          absl::string_view field);
 
   void CompileModelPrice(const Entry& model);
   std::optional<ExhaustedStep> CompileExhaustedStep(const YAML::Node& node,
@@ -236,6 +244,7 @@ class PolicyCompiler {
   Defaults defaults_;
   std::optional<Location> timezone_location_;
   std::optional<Location> on_exhausted_location_;
+  std::optional<Location> alerting_location_;
   PolicyRules rules_;
   // Rule names across sections, with where each was first given.
   absl::flat_hash_map<std::string, Location> rule_names_;
@@ -258,6 +267,7 @@ const PolicyCompiler::Section PolicyCompiler::kSections[] = {
     {"rate_limits", false, &PolicyCompiler::CompileRateLimits},
     {"concurrency", false, &PolicyCompiler::CompileConcurrency},
     {"alerts", false, &PolicyCompiler::CompileAlerts},
+    {"alerting", false, &PolicyCompiler::CompileAlerting},
 };
 
 constexpr FieldSpec kRouteFields[] = {
@@ -960,6 +970,185 @@ void PolicyCompiler::CompileAlerts(const Entry& entry) {
     rule.when = *std::move(when);
     rules_.alerts.push_back(std::move(rule));
   }
+}
+
+// The built-in alerts of the `alerting` section: each may be `false`, `true`
+// or a mapping of `enabled`, `severity` and the fields it has.
+struct BuiltinAlertSpec {
+  absl::string_view key;
+  BuiltinAlert AlertingSettings::*member;
+  absl::string_view ratio_key;  // empty: no ratio
+  double max_ratio;
+  bool min_requests;
+  bool min_spend;
+};
+
+constexpr BuiltinAlertSpec kBuiltinAlerts[] = {
+    {"budget_thresholds", &AlertingSettings::budget_thresholds, "", 0, false,
+     false},
+    {"spend_slo_breach", &AlertingSettings::spend_slo_breach, "", 0, false,
+     false},
+    {"spend_hour_over_hour", &AlertingSettings::spend_hour_over_hour,
+     "increase", 100, false, true},
+    {"cost_per_request_24h", &AlertingSettings::cost_per_request_24h,
+     "increase", 100, true, false},
+    {"tokens_per_request_24h", &AlertingSettings::tokens_per_request_24h,
+     "increase", 100, true, false},
+    {"daily_burn_variation", &AlertingSettings::daily_burn_variation,
+     "variation", 100, false, true},
+    {"projected_exhaustion", &AlertingSettings::projected_exhaustion,
+     "min_elapsed", 1, false, false},
+    {"retry_rate", &AlertingSettings::retry_rate, "max", 1, true, false},
+};
+
+void PolicyCompiler::CompileAlerting(const Entry& entry) {
+  if (!ClaimOnce(alerting_location_, entry, "alerting")) return;
+  auto entries = ReadMapping(entry.value, WhereValue(entry), "alerting",
+                             "a mapping of built-in alerts, e.g. "
+                             "{ spend_hour_over_hour: { increase: 30% }, "
+                             "retry_rate: false }");
+  if (!entries.has_value()) return;
+  AlertingSettings settings;
+  for (const Entry& item : *entries) {
+    const BuiltinAlertSpec* spec = nullptr;
+    for (const BuiltinAlertSpec& candidate : kBuiltinAlerts) {
+      if (candidate.key == item.key) spec = &candidate;
+    }
+    const std::string field = JoinField("alerting", item.key);
+    if (spec == nullptr) {
+      Error(
+          Where(item.key_node), field,
+          absl::StrCat(
+              "unknown built-in alert ", Quote(item.key), "; expected one of: ",
+              absl::StrJoin(kBuiltinAlerts, ", ",
+                            [](std::string* out, const BuiltinAlertSpec& s) {
+                              absl::StrAppend(out, s.key);
+                            })));
+      continue;
+    }
+    BuiltinAlert& alert = settings.*(spec->member);
+    if (item.value.IsScalar()) {
+      const std::string& text = item.value.Scalar();
+      if (!IsQuoted(item.value) && (text == "true" || text == "false")) {
+        alert.enabled = text == "true";
+        continue;
+      }
+    }
+    std::vector<FieldSpec> fields = {{"enabled", false}, {"severity", false}};
+    if (!spec->ratio_key.empty()) fields.push_back({spec->ratio_key, false});
+    if (spec->min_requests) fields.push_back({"min_requests", false});
+    if (spec->min_spend) fields.push_back({"min_spend", false});
+    if (spec->member == &AlertingSettings::spend_slo_breach) {
+      fields.push_back({"escalation_severity", false});
+    }
+    auto values = ReadMapping(
+        item.value, WhereValue(item), field,
+        absl::StrCat("true, false or a mapping of ",
+                     absl::StrJoin(fields, ", ",
+                                   [](std::string* out, const FieldSpec& f) {
+                                     absl::StrAppend(out, f.key);
+                                   })));
+    if (!values.has_value()) continue;
+    for (const Entry& value : *values) {
+      const std::string value_field = JoinField(field, value.key);
+      if (value.key == "enabled") {
+        const std::string text =
+            value.value.IsScalar() ? value.value.Scalar() : "";
+        if (value.value.IsScalar() && !IsQuoted(value.value) &&
+            (text == "true" || text == "false")) {
+          alert.enabled = text == "true";
+        } else {
+          Error(WhereValue(value), value_field,
+                absl::StrCat("expected true or false, got ",
+                             Describe(value.value)));
+        }
+      } else if (value.key == "severity") {
+        if (auto severity = ReadSeverity(value, value_field)) {
+          alert.severity = *severity;
+        }
+      } else if (value.key == "escalation_severity") {
+        if (auto severity = ReadSeverity(value, value_field)) {
+          settings.slo_escalation_severity = *severity;
+        }
+      } else if (!spec->ratio_key.empty() && value.key == spec->ratio_key) {
+        if (auto ratio = ReadRatio(value, value_field, spec->max_ratio)) {
+          alert.ratio = *ratio;
+        }
+      } else if (spec->min_requests && value.key == "min_requests") {
+        if (auto count =
+                ReadCount(value, value_field, 0, 1'000'000'000, "requests")) {
+          alert.min_requests = *count;
+        }
+      } else if (spec->min_spend && value.key == "min_spend") {
+        absl::StatusOr<int64_t> nanos =
+            value.value.IsScalar()
+                ? ParseUsdNanos(value.value.Scalar())
+                : absl::InvalidArgumentError(Describe(value.value));
+        if (nanos.ok() && *nanos >= 0) {
+          alert.min_spend_nanos = *nanos;
+        } else {
+          Error(
+              WhereValue(value), value_field,
+              absl::StrCat("expected USD as a decimal string such as "
+                           "\"1.00\", got ",
+                           nanos.ok() ? Quote(value.value.Scalar())
+                                      : std::string(nanos.status().message())));
+        }
+      } else {
+        Error(Where(value.key_node), value_field,
+              absl::StrCat(
+                  "unknown field ", Quote(value.key), "; expected one of: ",
+                  absl::StrJoin(fields, ", ",
+                                [](std::string* out, const FieldSpec& f) {
+                                  absl::StrAppend(out, f.key);
+                                })));
+      }
+    }
+  }
+  rules_.alerting = std::move(settings);
+}
+
+std::optional<double> PolicyCompiler::ReadRatio(const Entry& entry,
+                                                absl::string_view field,
+                                                double max) {
+  const std::string expected = absl::StrCat(
+      "expected a percentage such as 30% or a fraction such as "
+      "0.3, above 0 and at most ",
+      max * 100, "%, got ");
+  if (!entry.value.IsScalar()) {
+    Error(WhereValue(entry), field,
+          absl::StrCat(expected, Describe(entry.value)));
+    return std::nullopt;
+  }
+  absl::string_view text = entry.value.Scalar();
+  const bool percent = absl::ConsumeSuffix(&text, "%");
+  double value = 0;
+  if (!absl::SimpleAtod(text, &value) || !(value > 0)) {
+    Error(WhereValue(entry), field,
+          absl::StrCat(expected, Quote(entry.value.Scalar())));
+    return std::nullopt;
+  }
+  if (percent) value /= 100;
+  if (value > max) {
+    Error(WhereValue(entry), field,
+          absl::StrCat(expected, Quote(entry.value.Scalar())));
+    return std::nullopt;
+  }
+  return value;
+}
+
+std::optional<std::string> PolicyCompiler::ReadSeverity(
+    const Entry& entry, absl::string_view field) {
+  auto severity = ReadString(entry, field);
+  if (!severity.has_value()) return std::nullopt;
+  if (*severity == "info" || *severity == "warning" ||
+      *severity == "critical") {
+    return severity;
+  }
+  Error(WhereValue(entry), field,
+        absl::StrCat("expected info, warning or critical, got ",
+                     Quote(*severity)));
+  return std::nullopt;
 }
 
 std::optional<std::vector<std::pair<std::string, YAML::Node>>>

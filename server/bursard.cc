@@ -6,8 +6,10 @@
 
 #include <fstream>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -16,12 +18,16 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
+#include "alerts/alert_engine.h"
+#include "alerts/alert_hub.h"
+#include "alerts/webhook_notifier.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/security/tls_certificate_provider.h"
 #include "grpcpp/security/tls_credentials_options.h"
+#include "server/alerts/alert_admin.h"
 #include "server/auth/authenticator.h"
 #include "server/auth/method_table.h"
 #include "server/auth/tls_files.h"
@@ -118,6 +124,21 @@ ABSL_FLAG(bool, insecure, false,
 ABSL_FLAG(bool, allow_insecure_remote, false,
           "With --insecure: allow a non-loopback --listen address (a "
           "network you trust carries plaintext and any tokens).");
+ABSL_FLAG(std::vector<std::string>, alert_webhook, {},
+          "Comma-separated URLs (http:// or https://) that every fired alert "
+          "is POSTed to as JSON, retried with backoff (docs/alerts.md). For "
+          "Slack format, signatures or other options use "
+          "--alert_webhooks_file.");
+ABSL_FLAG(std::string, alert_webhooks_file, "",
+          "YAML file of alert webhooks: url, format (json|slack), secret or "
+          "secret_env (HMAC-SHA256 signature header X-Bursar-Signature), "
+          "timeout, max_attempts, initial_backoff, max_backoff, "
+          "min_severity (docs/alerts.md). Read at start-up.");
+ABSL_FLAG(absl::Duration, alert_interval, absl::Seconds(5),
+          "How often the alert engine evaluates every budget scope; it also "
+          "runs soon after Reports (at most once per --alert_min_gap).");
+ABSL_FLAG(absl::Duration, alert_min_gap, absl::Seconds(1),
+          "The least time between two alert evaluations started by Reports.");
 ABSL_FLAG(std::string, testing_clock_file, "",
           "Testing only: read the current time (RFC 3339) from this file "
           "instead of the system clock.");
@@ -273,6 +294,48 @@ int Run() {
         "without --tokens_file; for development only)");
   }
 
+  // Alert webhooks: checked before anything is opened.
+  std::vector<alerts::WebhookEndpoint> webhooks;
+  for (const std::string& url : absl::GetFlag(FLAGS_alert_webhook)) {
+    if (url.empty()) continue;
+    absl::StatusOr<alerts::WebhookEndpoint> endpoint =
+        alerts::ParseWebhookUrl(url);
+    if (!endpoint.ok()) {
+      Log(LogLevel::kError, "bad flag",
+          {LF{"flag", "--alert_webhook"},
+           LF{"error", std::string(endpoint.status().message())}});
+      return 2;
+    }
+    webhooks.push_back(*std::move(endpoint));
+  }
+  if (const std::string file = absl::GetFlag(FLAGS_alert_webhooks_file);
+      !file.empty()) {
+    std::ifstream in(file);
+    std::stringstream content;
+    content << in.rdbuf();
+    absl::StatusOr<std::vector<alerts::WebhookEndpoint>> endpoints =
+        in ? alerts::ParseWebhooksYaml(content.str(), file)
+           : absl::InvalidArgumentError(absl::StrCat("cannot read ", file));
+    if (!endpoints.ok()) {
+      Log(LogLevel::kError, "bad flag",
+          {LF{"flag", "--alert_webhooks_file"},
+           LF{"error", std::string(endpoints.status().message())}});
+      return 2;
+    }
+    for (alerts::WebhookEndpoint& e : *endpoints) {
+      webhooks.push_back(std::move(e));
+    }
+  }
+  if (absl::GetFlag(FLAGS_alert_interval) <= absl::ZeroDuration() ||
+      absl::GetFlag(FLAGS_alert_min_gap) < absl::ZeroDuration()) {
+    Log(LogLevel::kError, "bad flag",
+        {LF{"flag", "--alert_interval/--alert_min_gap"},
+         LF{"error",
+            "--alert_interval must be positive and --alert_min_gap "
+            "not negative"}});
+    return 2;
+  }
+
   std::unique_ptr<Clock> clock;
   if (absl::GetFlag(FLAGS_testing_clock_file).empty()) {
     clock = std::make_unique<SystemClock>();
@@ -369,9 +432,37 @@ int Run() {
         {LF{"error", std::string(metrics_status.message())}});
     return 1;
   }
-  Decider decider(ledger.get(), &policies, clock.get(),
-                  DeciderOptions{.reservation_ttl = ttl,
-                                 .observer = decision_metrics->get()});
+  // Alerts (docs/alerts.md): the engine runs off the hot path; Reports only
+  // wake it. KPI built-ins need a KpiView (none wired yet: they stay quiet).
+  alerts::AlertHub alert_hub;
+  alerts::WebhookNotifier webhook_notifier(webhooks, storage->alerts.get(),
+                                           [&clock] { return clock->Now(); });
+  alerts::AlertEngine alert_engine(
+      ledger.get(), storage->alerts.get(),
+      [&policies] { return policies.Active(); },
+      [&clock] { return clock->Now(); }, /*kpis=*/nullptr,
+      alerts::AlertEngineOptions{
+          .interval = absl::GetFlag(FLAGS_alert_interval),
+          .min_gap = absl::GetFlag(FLAGS_alert_min_gap),
+          .on_error = [](const absl::Status& s) {
+            Log(LogLevel::kError, "alert evaluation failed",
+                {LF{"error", std::string(s.message())}});
+          }});
+  alert_engine.AddListener(&alert_hub);
+  alert_engine.AddListener(&webhook_notifier);
+  for (const alerts::WebhookEndpoint& e : webhooks) {
+    Log(LogLevel::kInfo, "alert webhook",
+        {LF{"url", e.url},
+         LF{"format",
+            e.format == alerts::WebhookFormat::kSlack ? "slack" : "json"},
+         LF{"signed", e.secret.empty() ? "no" : "yes"}});
+  }
+  AlertWakingObserver alert_waker(decision_metrics->get(), &alert_engine);
+  AlertAdmin alert_admin(storage->alerts.get(), &alert_engine, &alert_hub);
+
+  Decider decider(
+      ledger.get(), &policies, clock.get(),
+      DeciderOptions{.reservation_ttl = ttl, .observer = &alert_waker});
   if (absl::Status s = decider.RestoreInFlight(); !s.ok()) {
     Log(LogLevel::kError, "cannot restore the calls in flight",
         {LF{"error", std::string(s.message())}});
@@ -389,7 +480,8 @@ int Run() {
   PolicyAdmin policy_admin(storage->policy_versions.get(), &policies,
                            clock.get());
   DecisionService decision_service(&decider, &authenticator);
-  AdminService admin_service(&budget_admin, &policy_admin, &authenticator);
+  AdminService admin_service(&budget_admin, &policy_admin, &authenticator,
+                             &alert_admin);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -499,6 +591,8 @@ int Run() {
     tokens_stamp = stamp;
   };
 
+  alert_engine.Start();
+
   absl::Notification stopping;
   std::thread expirer([&] {
     while (!stopping.WaitForNotificationWithTimeout(absl::Seconds(1))) {
@@ -517,6 +611,9 @@ int Run() {
   int signal_number = 0;
   sigwait(&signals, &signal_number);
   Log(LogLevel::kInfo, "draining", {LF{"signal", strsignal(signal_number)}});
+  // No new alerts; watchers end their streams with OK.
+  alert_engine.Stop();
+  alert_hub.Close();
   // HTTP first: it finishes the requests it has, then gRPC drains.
   http_server.Stop();
   server->Shutdown(std::chrono::system_clock::now() +
@@ -524,8 +621,11 @@ int Run() {
   server->Wait();
   stopping.Notify();
   expirer.join();
+  // Deliveries still queued or waiting to retry become dead letters.
+  webhook_notifier.Stop();
   // Closes RocksDB after the last write (when both stores are gone).
   storage->policy_versions.reset();
+  storage->alerts.reset();
   ledger.reset();
   Log(LogLevel::kInfo, "stopped");
   return 0;

@@ -3,7 +3,9 @@
 #include <atomic>
 #include <string>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "grpc/grpc_security_constants.h"
 #include "server/log.h"
@@ -29,6 +31,8 @@ constexpr absl::string_view kActivatePolicyVersion =
 constexpr absl::string_view kStopShadow = "/bursar.v1.Admin/StopShadow";
 constexpr absl::string_view kGetShadowReport =
     "/bursar.v1.Admin/GetShadowReport";
+constexpr absl::string_view kListAlerts = "/bursar.v1.Admin/ListAlerts";
+constexpr absl::string_view kWatchAlerts = "/bursar.v1.Admin/WatchAlerts";
 
 // At most kMaxRefusalLinesPerSecond refusal lines a second, so that a
 // misconfigured gateway cannot flood the log; the count of lines left out
@@ -73,6 +77,95 @@ grpc::ServerUnaryReactor* Unary(grpc::CallbackServerContext* context,
   reactor->Finish(ToGrpcStatus(caller.ok() ? call(*caller) : caller.status()));
   return reactor;
 }
+
+// Admin.WatchAlerts: writes the alerts its hub subscription queues, one
+// write at a time. The hub calls Pump (under the hub's lock) when something
+// is queued; OnWriteDone pumps the next. gRPC runs OnWriteDone and OnDone
+// on its own threads, never inline in StartWrite or Finish, so Pump may
+// call them while holding mu_.
+using AlertSubscriptionPtr = std::shared_ptr<alerts::AlertSubscription>;
+
+class WatchAlertsReactor final : public grpc::ServerWriteReactor<v1::Alert> {
+ public:
+  explicit WatchAlertsReactor(alerts::AlertHub* hub) : hub_(hub) {
+    std::shared_ptr<alerts::AlertSubscription> subscription =
+        hub_->Subscribe([this] { Pump(); });
+    {
+      absl::MutexLock lock(&mu_);
+      subscription_ = std::move(subscription);
+      // Tells the watcher it is subscribed: every alert that fires from
+      // now on reaches it.
+      StartSendInitialMetadata();
+    }
+    Pump();
+  }
+  // For a call refused before it subscribes.
+  explicit WatchAlertsReactor(const grpc::Status& refusal) : hub_(nullptr) {
+    absl::MutexLock lock(&mu_);
+    finished_ = true;
+    Finish(refusal);
+  }
+
+  void OnWriteDone(bool ok) override {
+    {
+      absl::MutexLock lock(&mu_);
+      writing_ = false;
+      if (!ok) {
+        // The client went away.
+        FinishLocked(
+            grpc::Status(grpc::StatusCode::CANCELLED, "the watcher went away"));
+        return;
+      }
+    }
+    Pump();
+  }
+  void OnCancel() override {
+    absl::MutexLock lock(&mu_);
+    FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled"));
+  }
+  void OnDone() override {
+    // After Unsubscribe returns the hub never calls Pump again.
+    if (hub_ != nullptr) {
+      const AlertSubscriptionPtr subscription = [&] {
+        absl::MutexLock lock(&mu_);
+        return subscription_;
+      }();
+      hub_->Unsubscribe(subscription.get());
+    }
+    delete this;
+  }
+
+ private:
+  void Pump() {
+    absl::MutexLock lock(&mu_);
+    if (writing_ || finished_ || subscription_ == nullptr) return;
+    storage::AlertEntry alert;
+    int64_t missed = 0;
+    if (subscription_->Pop(&alert, &missed)) {
+      message_.Clear();
+      AlertToProto(alert, &message_);
+      message_.set_missed_before(missed);
+      writing_ = true;
+      StartWrite(&message_);
+    } else if (subscription_->closed()) {
+      FinishLocked(grpc::Status::OK);
+    }
+  }
+  void FinishLocked(const grpc::Status& status)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (finished_) return;
+    finished_ = true;
+    Finish(status);
+  }
+
+  alerts::AlertHub* const hub_;
+  absl::Mutex mu_;
+  // Set once, right after subscribing.
+  std::shared_ptr<alerts::AlertSubscription> subscription_ ABSL_GUARDED_BY(mu_);
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  v1::Alert message_ ABSL_GUARDED_BY(mu_);
+};
 
 }  // namespace
 
@@ -222,6 +315,32 @@ grpc::ServerUnaryReactor* AdminService::GetShadowReport(
   return Unary(context, *auth_, kGetShadowReport, [&](const auth::Caller&) {
     return policies_->GetShadowReport(*request, response);
   });
+}
+
+grpc::ServerUnaryReactor* AdminService::ListAlerts(
+    grpc::CallbackServerContext* context, const v1::ListAlertsRequest* request,
+    v1::ListAlertsResponse* response) {
+  return Unary(context, *auth_, kListAlerts, [&](const auth::Caller&) {
+    if (alerts_ == nullptr) {
+      return absl::UnimplementedError("alerts are not enabled on this server");
+    }
+    return alerts_->ListAlerts(*request, response);
+  });
+}
+
+grpc::ServerWriteReactor<v1::Alert>* AdminService::WatchAlerts(
+    grpc::CallbackServerContext* context, const v1::WatchAlertsRequest*) {
+  absl::StatusOr<auth::Caller> caller =
+      AdmitCall(*auth_, *context, kWatchAlerts);
+  if (!caller.ok()) {
+    return new WatchAlertsReactor(ToGrpcStatus(caller.status()));
+  }
+  if (alerts_ == nullptr) {
+    return new WatchAlertsReactor(
+        grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
+                     "alerts are not enabled on this server"));
+  }
+  return new WatchAlertsReactor(alerts_->hub());
 }
 
 }  // namespace bursar::server

@@ -12,6 +12,7 @@
 #include "bursar/v1/admin.grpc.pb.h"
 #include "bursar/v1/decision.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
+#include "server/alerts/alert_admin.h"
 #include "server/auth/authenticator.h"
 #include "server/budget_admin.h"
 #include "server/decider.h"
@@ -53,10 +54,11 @@ class DecisionService final : public v1::Decision::CallbackService {
 
 class AdminService final : public v1::Admin::CallbackService {
  public:
-  // All pointers must outlive the service.
+  // All pointers must outlive the service. Without `alerts`, ListAlerts
+  // and WatchAlerts answer UNIMPLEMENTED.
   AdminService(BudgetAdmin* budgets, PolicyAdmin* policies,
-               const auth::Authenticator* auth)
-      : budgets_(budgets), policies_(policies), auth_(auth) {}
+               const auth::Authenticator* auth, AlertAdmin* alerts = nullptr)
+      : budgets_(budgets), policies_(policies), auth_(auth), alerts_(alerts) {}
 
   grpc::ServerUnaryReactor* SetBudget(grpc::CallbackServerContext* context,
                                       const v1::SetBudgetRequest* request,
@@ -100,10 +102,20 @@ class AdminService final : public v1::Admin::CallbackService {
       const v1::GetShadowReportRequest* request,
       v1::GetShadowReportResponse* response) override;
 
+  grpc::ServerUnaryReactor* ListAlerts(
+      grpc::CallbackServerContext* context,
+      const v1::ListAlertsRequest* request,
+      v1::ListAlertsResponse* response) override;
+  // A ServerWriteReactor fed by the AlertHub: never blocks the engine.
+  grpc::ServerWriteReactor<v1::Alert>* WatchAlerts(
+      grpc::CallbackServerContext* context,
+      const v1::WatchAlertsRequest* request) override;
+
  private:
   BudgetAdmin* const budgets_;
   PolicyAdmin* const policies_;
   const auth::Authenticator* const auth_;
+  AlertAdmin* const alerts_;
 };
 
 }  // namespace bursar::server

@@ -14,8 +14,8 @@ namespace {
 constexpr int64_t kSchemaVersion = 1;
 constexpr char kSchemaVersionKey[] = "schema_version";
 
-constexpr const char* kCfNames[] = {"default", "meta",  "budgets", "counters",
-                                    "holds",   "audit", "policies"};
+constexpr const char* kCfNames[] = {"default", "meta",  "budgets",  "counters",
+                                    "holds",   "audit", "policies", "alerts"};
 static_assert(sizeof(kCfNames) / sizeof(kCfNames[0]) == RocksDatabase::kNumCfs);
 
 void AppendBigEndian64(std::string& out, uint64_t v) {

@@ -26,6 +26,7 @@
 #include "rocksdb/db.h"
 #include "rocksdb/statistics.h"
 #include "rocksdb/write_batch.h"
+#include "storage/alert_store.h"
 #include "storage/database_stats.h"
 #include "storage/ledger.h"
 #include "storage/policy_version_store.h"
@@ -53,6 +54,7 @@ class RocksDatabase {
     kHoldsCf,
     kAuditCf,
     kPoliciesCf,
+    kAlertsCf,
     kNumCfs,
   };
 
@@ -111,6 +113,11 @@ absl::StatusOr<std::unique_ptr<Ledger>> NewRocksLedger(
 // The policy version store on a database that other stores share: versions
 // in the `policies` column family (storage/README.md).
 absl::StatusOr<std::unique_ptr<PolicyVersionStore>> NewRocksPolicyVersionStore(
+    std::shared_ptr<RocksDatabase> database);
+
+// The alert store on a database that other stores share: fired alerts and
+// webhook dead letters in the `alerts` column family (storage/README.md).
+absl::StatusOr<std::unique_ptr<AlertStore>> NewRocksAlertStore(
     std::shared_ptr<RocksDatabase> database);
 
 // A RocksDB status as an absl::Status: Corruption is DataLoss, anything else

@@ -20,6 +20,10 @@ absl::StatusOr<RocksStorage> OpenRocksStorage(
       NewRocksLedger(*database, options);
   if (!ledger.ok()) return ledger.status();
   storage.ledger = *std::move(ledger);
+  absl::StatusOr<std::unique_ptr<AlertStore>> alerts =
+      NewRocksAlertStore(*database);
+  if (!alerts.ok()) return alerts.status();
+  storage.alerts = *std::move(alerts);
   absl::StatusOr<std::unique_ptr<PolicyVersionStore>> policy_versions =
       NewRocksPolicyVersionStore(*std::move(database));
   if (!policy_versions.ok()) return policy_versions.status();

@@ -10,6 +10,7 @@
 #include <memory>
 
 #include "absl/status/statusor.h"
+#include "storage/alert_store.h"
 #include "storage/database_stats.h"
 #include "storage/ledger.h"
 #include "storage/policy_version_store.h"
@@ -20,6 +21,8 @@ namespace bursar::storage {
 struct RocksStorage {
   std::unique_ptr<Ledger> ledger;
   std::unique_ptr<PolicyVersionStore> policy_versions;
+  // Fired alerts and webhook dead letters (alert_store.h).
+  std::unique_ptr<AlertStore> alerts;
   // The database's latency statistics (for /metrics); all zero once both
   // stores are gone. Thread-safe.
   std::function<DatabaseStats()> database_stats;

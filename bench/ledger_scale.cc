@@ -1,0 +1,134 @@
+// The storage targets of DESIGN.md section 7 that a micro-benchmark cannot
+// show: restart time with a large ledger and resident memory with many
+// budgets. Fills a fresh data directory through the ledger API (budgets,
+// then reservations of which half are reported), closes it, and times
+// reopening it (which rebuilds memory from RocksDB) and the RSS after.
+//
+//   build/bench/bursar_ledger_scale --budgets=100000 --holds=1000000 \
+//     --dir=/tmp/scale --keep
+//   build/bench/bursar_ledger_scale --dir=/tmp/scale --reopen_only
+//
+// Prints one line per phase; the data directory is removed at the end
+// (--keep to keep it).
+
+#include <cstdint>
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+#include <string>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "storage/labels.h"
+#include "storage/rocks_storage.h"
+
+ABSL_FLAG(int, budgets, 100'000, "budgets to create (one per team)");
+ABSL_FLAG(int, holds, 1'000'000,
+          "reservations to make, spread over the teams; every other one is "
+          "reported");
+ABSL_FLAG(std::string, dir, "", "data directory (default: a new temp dir)");
+ABSL_FLAG(bool, keep, false, "keep the data directory");
+ABSL_FLAG(bool, reopen_only, false,
+          "only reopen --dir (filled by an earlier run with --keep), so that "
+          "RSS is this process's alone");
+
+namespace bursar::storage {
+namespace {
+
+double RssMib() {
+  long pages = 0, resident = 0;
+  if (FILE* f = std::fopen("/proc/self/statm", "r")) {
+    if (std::fscanf(f, "%ld %ld", &pages, &resident) != 2) resident = 0;
+    std::fclose(f);
+  }
+  return static_cast<double>(resident) * 4096 / (1 << 20);
+}
+
+int Run() {
+  std::string dir = absl::GetFlag(FLAGS_dir);
+  if (dir.empty()) {
+    dir = (std::filesystem::temp_directory_path() /
+           absl::StrCat("bursar-ledger-scale-", getpid()))
+              .string();
+  }
+  const int budgets = absl::GetFlag(FLAGS_budgets);
+  const int holds = absl::GetFlag(FLAGS_holds);
+  RocksLedgerOptions options;
+  options.path = dir;
+  options.sync = SyncMode::kNone;
+  // Keep every settled hold for the whole run, as a busy hour would.
+  options.settled_retention = absl::Hours(24);
+  const absl::Time now = absl::Now();
+  if (!absl::GetFlag(FLAGS_reopen_only)) {
+    absl::StatusOr<RocksStorage> storage = OpenRocksStorage(options);
+    if (!storage.ok()) {
+      std::fprintf(stderr, "open: %s\n", storage.status().ToString().c_str());
+      return 1;
+    }
+    Ledger& ledger = *storage->ledger;
+    absl::Time start = absl::Now();
+    for (int i = 0; i < budgets; ++i) {
+      BudgetSpec spec;
+      spec.name = absl::StrCat("team-", i);
+      spec.selector = {{"team", absl::StrCat("t", i)}};
+      spec.period = Period::kMonth;
+      spec.amount_nanos = 1'000'000'000'000;
+      if (!ledger.SetBudget(spec, Actor{"bench", "fill"}, now).ok()) {
+        std::fprintf(stderr, "SetBudget failed\n");
+        return 1;
+      }
+    }
+    std::printf("filled %d budgets in %s\n", budgets,
+                absl::FormatDuration(absl::Now() - start).c_str());
+    start = absl::Now();
+    for (int i = 0; i < holds; ++i) {
+      LabelSet labels;
+      labels.Add("team", absl::StrCat("t", i % budgets));
+      labels.Add("model", "gpt-4.1-mini");
+      ReserveRequest request;
+      request.labels = &labels;
+      request.estimate_nanos = 1000;
+      request.ttl = absl::Hours(12);
+      absl::StatusOr<ReserveResult> reserved = ledger.Reserve(request, now);
+      if (!reserved.ok() || reserved->kind != ReserveResult::Kind::kReserved) {
+        std::fprintf(stderr, "Reserve failed\n");
+        return 1;
+      }
+      if (i % 2 == 0 &&
+          !ledger.Settle(reserved->reservation_id, 700, now, {}).ok()) {
+        std::fprintf(stderr, "Settle failed\n");
+        return 1;
+      }
+    }
+    std::printf("made %d reservations (half reported) in %s\n", holds,
+                absl::FormatDuration(absl::Now() - start).c_str());
+  }
+  const double rss_before = RssMib();
+  const absl::Time start = absl::Now();
+  absl::StatusOr<RocksStorage> reopened = OpenRocksStorage(options);
+  const absl::Duration took = absl::Now() - start;
+  if (!reopened.ok()) {
+    std::fprintf(stderr, "reopen: %s\n", reopened.status().ToString().c_str());
+    return 1;
+  }
+  std::printf(
+      "reopened with %zu budgets and %zu open holds in %s; RSS %.1f MiB "
+      "(%.1f MiB before reopening)\n",
+      reopened->ledger->ListBudgets().size(), reopened->ledger->open_holds(),
+      absl::FormatDuration(took).c_str(), RssMib(), rss_before);
+  reopened->ledger.reset();
+  reopened->policy_versions.reset();
+  if (!absl::GetFlag(FLAGS_keep)) std::filesystem::remove_all(dir);
+  return 0;
+}
+
+}  // namespace
+}  // namespace bursar::storage
+
+int main(int argc, char** argv) {
+  absl::ParseCommandLine(argc, argv);
+  return bursar::storage::Run();
+}

@@ -53,6 +53,7 @@ class RocksDatabase {
     kHoldsCf,
     kAuditCf,
     kPoliciesCf,
+    kUsageCf,
     kNumCfs,
   };
 

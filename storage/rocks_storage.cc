@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "storage/rocks_database.h"
+#include "storage/usage_rocks_store.h"
 
 namespace bursar::storage {
 
@@ -20,6 +21,10 @@ absl::StatusOr<RocksStorage> OpenRocksStorage(
       NewRocksLedger(*database, options);
   if (!ledger.ok()) return ledger.status();
   storage.ledger = *std::move(ledger);
+  absl::StatusOr<std::unique_ptr<UsageStore>> usage =
+      NewRocksUsageStore(*database);
+  if (!usage.ok()) return usage.status();
+  storage.usage = *std::move(usage);
   absl::StatusOr<std::unique_ptr<PolicyVersionStore>> policy_versions =
       NewRocksPolicyVersionStore(*std::move(database));
   if (!policy_versions.ok()) return policy_versions.status();

@@ -103,6 +103,17 @@ struct AlertRule {
   std::string severity;  // info | warning | critical
 };
 
+// attribution: the label keys usage rollups are kept by (besides budget,
+// instance, model and provider), and how many distinct values of each get
+// their own bucket per hour; later values go to kOtherValue.
+struct Attribution {
+  std::vector<std::string> dimensions;  // sorted, unique
+  int64_t max_values_per_dimension = 1000;
+};
+inline constexpr absl::string_view kOtherValue = "other";
+inline constexpr int64_t kMaxAttributionDimensions = 16;
+inline constexpr int64_t kMaxValuesPerDimension = 100000;
+
 // Everything a policy says, as the loader builds it.
 struct PolicyRules {
   absl::flat_hash_map<std::string, ModelPrice> prices;
@@ -116,6 +127,7 @@ struct PolicyRules {
   std::vector<RateLimitRule> rate_limits;
   std::vector<ConcurrencyPool> concurrency;
   std::vector<AlertRule> alerts;
+  Attribution attribution;
 };
 
 class CompiledPolicy {

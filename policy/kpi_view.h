@@ -9,6 +9,7 @@
 // every implementation agrees on them.
 
 #include <cstdint>
+#include <optional>
 
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
@@ -50,6 +51,27 @@ class KpiView {
   virtual bool Figures(absl::string_view budget, absl::string_view instance,
                        KpiWindow window, absl::Time now,
                        KpiFigures* out) const = 0;
+};
+
+// What conditions read (`kpi.*`, `signal["name"]`) for the request or
+// alert scope at hand: a budget reads as the instance that scope maps to.
+// The server binds a KpiView to the request's labels; policy tests answer
+// from the figures a case states.
+class KpiReader {
+ public:
+  virtual ~KpiReader() = default;
+  // As KpiView::Figures for the instance of `budget` that applies; false
+  // when the budget does not exist or does not apply.
+  virtual bool Figures(absl::string_view budget, KpiWindow window,
+                       absl::Time now, KpiFigures* out) const = 0;
+};
+
+// The last value of each named quality signal (Admin.ReportSignal).
+class SignalView {
+ public:
+  virtual ~SignalView() = default;
+  // nullopt when the signal was never reported.
+  virtual std::optional<double> Signal(absl::string_view name) const = 0;
 };
 
 }  // namespace bursar::policy

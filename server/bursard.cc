@@ -41,6 +41,9 @@
 #include "server/policy_admin.h"
 #include "server/policy_registry.h"
 #include "storage/rocks_storage.h"
+#include "server/kpi_rollups.h"
+#include "server/usage_admin.h"
+#include "server/usage_attribution.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:8081",
           "host:port for the gRPC API (Decision, Admin, health, reflection). "
@@ -369,9 +372,14 @@ int Run() {
         {LF{"error", std::string(metrics_status.message())}});
     return 1;
   }
+  // Usage rollups, KPIs and signals (docs/usage-and-kpis.md).
+  UsageAttribution usage_attribution(storage->usage.get());
+  const RollupKpiView kpi_view(storage->usage.get(), ledger.get());
   Decider decider(ledger.get(), &policies, clock.get(),
                   DeciderOptions{.reservation_ttl = ttl,
-                                 .observer = decision_metrics->get()});
+                                 .observer = decision_metrics->get(),
+                                 .usage = &usage_attribution,
+                                 .kpis = &kpi_view});
   if (absl::Status s = decider.RestoreInFlight(); !s.ok()) {
     Log(LogLevel::kError, "cannot restore the calls in flight",
         {LF{"error", std::string(s.message())}});
@@ -389,7 +397,9 @@ int Run() {
   PolicyAdmin policy_admin(storage->policy_versions.get(), &policies,
                            clock.get());
   DecisionService decision_service(&decider, &authenticator);
-  AdminService admin_service(&budget_admin, &policy_admin, &authenticator);
+  UsageAdmin usage_admin(storage->usage.get(), &policies, clock.get());
+  AdminService admin_service(&budget_admin, &policy_admin, &authenticator,
+                             &usage_admin);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -524,9 +534,10 @@ int Run() {
   server->Wait();
   stopping.Notify();
   expirer.join();
-  // Closes RocksDB after the last write (when both stores are gone).
+  // Closes RocksDB after the last write (when all stores are gone).
   storage->policy_versions.reset();
   ledger.reset();
+  storage->usage.reset();
   Log(LogLevel::kInfo, "stopped");
   return 0;
 }

@@ -29,6 +29,9 @@ constexpr absl::string_view kActivatePolicyVersion =
 constexpr absl::string_view kStopShadow = "/bursar.v1.Admin/StopShadow";
 constexpr absl::string_view kGetShadowReport =
     "/bursar.v1.Admin/GetShadowReport";
+constexpr absl::string_view kGetUsage = "/bursar.v1.Admin/GetUsage";
+constexpr absl::string_view kReportSignal = "/bursar.v1.Admin/ReportSignal";
+constexpr absl::string_view kListSignals = "/bursar.v1.Admin/ListSignals";
 
 // At most kMaxRefusalLinesPerSecond refusal lines a second, so that a
 // misconfigured gateway cannot flood the log; the count of lines left out
@@ -221,6 +224,43 @@ grpc::ServerUnaryReactor* AdminService::GetShadowReport(
     v1::GetShadowReportResponse* response) {
   return Unary(context, *auth_, kGetShadowReport, [&](const auth::Caller&) {
     return policies_->GetShadowReport(*request, response);
+  });
+}
+
+namespace {
+
+absl::Status NoUsage() {
+  return absl::UnimplementedError("this server keeps no usage rollups");
+}
+
+}  // namespace
+
+grpc::ServerUnaryReactor* AdminService::GetUsage(
+    grpc::CallbackServerContext* context, const v1::GetUsageRequest* request,
+    v1::GetUsageResponse* response) {
+  return Unary(context, *auth_, kGetUsage, [&](const auth::Caller&) {
+    return usage_ != nullptr ? usage_->GetUsage(*request, response)
+                             : NoUsage();
+  });
+}
+
+grpc::ServerUnaryReactor* AdminService::ReportSignal(
+    grpc::CallbackServerContext* context,
+    const v1::ReportSignalRequest* request,
+    v1::ReportSignalResponse* response) {
+  return Unary(context, *auth_, kReportSignal, [&](const auth::Caller& caller) {
+    return usage_ != nullptr
+               ? usage_->ReportSignal(*request, caller.name, response)
+               : NoUsage();
+  });
+}
+
+grpc::ServerUnaryReactor* AdminService::ListSignals(
+    grpc::CallbackServerContext* context, const v1::ListSignalsRequest* request,
+    v1::ListSignalsResponse* response) {
+  return Unary(context, *auth_, kListSignals, [&](const auth::Caller&) {
+    return usage_ != nullptr ? usage_->ListSignals(*request, response)
+                             : NoUsage();
   });
 }
 

@@ -16,6 +16,7 @@
 #include "server/budget_admin.h"
 #include "server/decider.h"
 #include "server/policy_admin.h"
+#include "server/usage_admin.h"
 
 namespace bursar::server {
 
@@ -54,9 +55,11 @@ class DecisionService final : public v1::Decision::CallbackService {
 class AdminService final : public v1::Admin::CallbackService {
  public:
   // All pointers must outlive the service.
+  // `usage` may be null: GetUsage, ReportSignal and ListSignals then
+  // answer UNIMPLEMENTED.
   AdminService(BudgetAdmin* budgets, PolicyAdmin* policies,
-               const auth::Authenticator* auth)
-      : budgets_(budgets), policies_(policies), auth_(auth) {}
+               const auth::Authenticator* auth, UsageAdmin* usage = nullptr)
+      : budgets_(budgets), policies_(policies), auth_(auth), usage_(usage) {}
 
   grpc::ServerUnaryReactor* SetBudget(grpc::CallbackServerContext* context,
                                       const v1::SetBudgetRequest* request,
@@ -100,10 +103,23 @@ class AdminService final : public v1::Admin::CallbackService {
       const v1::GetShadowReportRequest* request,
       v1::GetShadowReportResponse* response) override;
 
+  grpc::ServerUnaryReactor* GetUsage(grpc::CallbackServerContext* context,
+                                     const v1::GetUsageRequest* request,
+                                     v1::GetUsageResponse* response) override;
+  grpc::ServerUnaryReactor* ReportSignal(
+      grpc::CallbackServerContext* context,
+      const v1::ReportSignalRequest* request,
+      v1::ReportSignalResponse* response) override;
+  grpc::ServerUnaryReactor* ListSignals(
+      grpc::CallbackServerContext* context,
+      const v1::ListSignalsRequest* request,
+      v1::ListSignalsResponse* response) override;
+
  private:
   BudgetAdmin* const budgets_;
   PolicyAdmin* const policies_;
   const auth::Authenticator* const auth_;
+  UsageAdmin* const usage_;
 };
 
 }  // namespace bursar::server

@@ -7,10 +7,10 @@
 #include "absl/flags/flag.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
-#include "absl/strings/str_replace.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "bursar/v1/admin.grpc.pb.h"
 #include "cli/arguments.h"
@@ -46,8 +46,7 @@ std::string CsvField(absl::string_view text) {
   if (text.find_first_of(",\"\r\n") == absl::string_view::npos) {
     return std::string(text);
   }
-  return absl::StrCat("\"", absl::StrReplaceAll(text, {{"\"", "\"\""}}),
-                      "\"");
+  return absl::StrCat("\"", absl::StrReplaceAll(text, {{"\"", "\"\""}}), "\"");
 }
 
 std::vector<std::string> SplitBy(absl::string_view text) {
@@ -66,8 +65,8 @@ int Usage(const CommandContext& context,
   absl::StatusOr<absl::Time> since =
       ParseSince(absl::GetFlag(FLAGS_since), absl::Now());
   if (!since.ok()) return UsageError(context.command, since.status().message());
-  request.set_start(absl::FormatTime(absl::RFC3339_full, *since,
-                                     absl::UTCTimeZone()));
+  request.set_start(
+      absl::FormatTime(absl::RFC3339_full, *since, absl::UTCTimeZone()));
   request.set_end(absl::GetFlag(FLAGS_until));
   absl::StatusOr<std::map<std::string, std::string>> filter =
       ParseLabelList(absl::GetFlag(FLAGS_filter));
@@ -96,12 +95,11 @@ int Usage(const CommandContext& context,
 }
 
 std::string SignalLine(const v1::Signal& s) {
-  return absl::StrCat(s.name(), " = ", s.value(),
-                      s.scope().empty() ? "" : absl::StrCat(" (", s.scope(), ")"),
-                      " at ", s.time(),
-                      s.reported_by().empty()
-                          ? ""
-                          : absl::StrCat(" by ", s.reported_by()));
+  return absl::StrCat(
+      s.name(), " = ", s.value(),
+      s.scope().empty() ? "" : absl::StrCat(" (", s.scope(), ")"), " at ",
+      s.time(),
+      s.reported_by().empty() ? "" : absl::StrCat(" by ", s.reported_by()));
 }
 
 int SignalReport(const CommandContext& context,
@@ -203,8 +201,7 @@ std::string RenderUsageTable(const std::vector<std::string>& group_by,
   if (!group_by.empty()) {
     for (size_t i = 1; i < total.size(); ++i) total[i] = " ";
   }
-  add(group_by.empty() ? std::vector<std::string>() : total,
-      response.total());
+  add(group_by.empty() ? std::vector<std::string>() : total, response.total());
   std::string out = table.Render();
   if (response.rows_omitted() > 0) {
     absl::StrAppend(&out, "(", response.rows_omitted(),
@@ -218,8 +215,8 @@ std::string RenderUsageCsv(const std::vector<std::string>& group_by,
   std::vector<std::string> header;
   for (const std::string& g : group_by) header.push_back(CsvField(g));
   for (const char* h :
-       {"cost_usd", "requests", "successes", "failures", "retries",
-        "cancelled", "expired", "expired_estimate_usd", "input_tokens",
+       {"cost_usd", "requests", "successes", "failures", "retries", "cancelled",
+        "expired", "expired_estimate_usd", "input_tokens",
         "cached_input_tokens", "output_tokens"}) {
     header.push_back(h);
   }

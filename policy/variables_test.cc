@@ -45,8 +45,8 @@ std::vector<std::string> Errors(const CompileResult& result) {
   return errors;
 }
 
-const absl::Time kNow = absl::FromCivil(absl::CivilSecond(2026, 3, 16, 12, 0, 0),
-                                        absl::UTCTimeZone());
+const absl::Time kNow = absl::FromCivil(
+    absl::CivilSecond(2026, 3, 16, 12, 0, 0), absl::UTCTimeZone());
 
 // The budget "team" at 80% of its March amount, half-way through March.
 class HalfMonth final : public UsageView {
@@ -219,8 +219,9 @@ TEST(AttributionTest, MistakesAreNamed) {
     std::string error;
   };
   const Case cases[] = {
-      {"attribution: { dimensions: team }", "attribution.dimensions: expected "
-                                            "a list of label keys"},
+      {"attribution: { dimensions: team }",
+       "attribution.dimensions: expected "
+       "a list of label keys"},
       {"attribution: { dimensions: [team, team] }",
        "attribution.dimensions[1]: \"team\" is listed twice"},
       {"attribution: { dimensions: [model] }",

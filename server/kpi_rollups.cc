@@ -65,8 +65,8 @@ bool RollupKpiView::Figures(absl::string_view budget,
     // covers (start, end] of it.
     const absl::Time recorded_end = std::min(hour + absl::Hours(1), now);
     const int64_t recorded = absl::ToInt64Seconds(recorded_end - hour);
-    const int64_t covered = absl::ToInt64Seconds(
-        std::min(recorded_end, end) - std::max(hour, start));
+    const int64_t covered = absl::ToInt64Seconds(std::min(recorded_end, end) -
+                                                 std::max(hour, start));
     if (covered <= 0) continue;
     if (covered >= recorded) {
       total.Add(counts);

@@ -30,8 +30,7 @@ absl::Time KpiWindowEnd(policy::KpiWindow window, absl::Time now);
 class RollupKpiView final : public policy::KpiView {
  public:
   // Both pointers must outlive the view. Thread-safe.
-  RollupKpiView(const storage::UsageStore* usage,
-                const storage::Ledger* ledger)
+  RollupKpiView(const storage::UsageStore* usage, const storage::Ledger* ledger)
       : usage_(usage), ledger_(ledger) {}
 
   // False for a budget the ledger does not have; zero figures (and true)
@@ -54,8 +53,7 @@ class RequestKpis final : public policy::KpiReader, public policy::SignalView {
   // Every pointer must outlive this; `view` and `usage` may be null (all
   // KPIs zero, no signals).
   RequestKpis(const policy::KpiView* view, const storage::Ledger* ledger,
-              const storage::UsageStore* usage,
-              const storage::LabelSet* labels)
+              const storage::UsageStore* usage, const storage::LabelSet* labels)
       : view_(view), ledger_(ledger), usage_(usage), labels_(labels) {}
 
   bool Figures(absl::string_view budget, policy::KpiWindow window,

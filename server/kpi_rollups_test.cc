@@ -2,13 +2,14 @@
 // windows, the share of a partly covered hour, p95 from the histogram, and
 // how a request's labels pick a per_label instance.
 
+#include "server/kpi_rollups.h"
+
 #include <memory>
 #include <utility>
 
 #include "absl/time/civil_time.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
-#include "server/kpi_rollups.h"
 #include "storage/rocks_storage.h"
 #include "tests/support/temp_dir.h"
 
@@ -70,14 +71,15 @@ class KpiRollupsTest : public ::testing::Test {
 };
 
 TEST_F(KpiRollupsTest, WindowsAddWholeHoursAndShareOfPartlyCoveredOnes) {
-  Record(kT0 + absl::Minutes(10), 100, 6, absl::Milliseconds(100));  // 10:xx
+  Record(kT0 + absl::Minutes(10), 100, 6, absl::Milliseconds(100));   // 10:xx
   Record(kT0 + absl::Minutes(70), 1000, 1, absl::Milliseconds(100));  // 11:xx
   // On the hour: exact.
   EXPECT_EQ(Figures(KpiWindow::kLastHour, kT0 + absl::Hours(1)).spend_nanos,
             600);
   EXPECT_EQ(Figures(KpiWindow::kLastHour, kT0 + absl::Hours(1)).requests, 6);
   // 11:30: all of 11:xx so far, half of 10:xx.
-  const KpiFigures half = Figures(KpiWindow::kLastHour, kT0 + absl::Minutes(90));
+  const KpiFigures half =
+      Figures(KpiWindow::kLastHour, kT0 + absl::Minutes(90));
   EXPECT_EQ(half.spend_nanos, 1000 + 300);
   EXPECT_EQ(half.requests, 1 + 3);
   // The previous hour of 11:30 is (9:30, 10:30]: half of 10:xx.
@@ -93,13 +95,12 @@ TEST_F(KpiRollupsTest, WindowsAddWholeHoursAndShareOfPartlyCoveredOnes) {
                 .spend_nanos,
             600 + 500);
   // A week later, the same hour last week.
-  EXPECT_EQ(Figures(KpiWindow::kSameHourLastWeek,
-                    kT0 + absl::Hours(24 * 7 + 1))
+  EXPECT_EQ(Figures(KpiWindow::kSameHourLastWeek, kT0 + absl::Hours(24 * 7 + 1))
                 .spend_nanos,
             600);
-  EXPECT_EQ(Figures(KpiWindow::kLastHour, kT0 + absl::Hours(24 * 7 + 1))
-                .spend_nanos,
-            0);
+  EXPECT_EQ(
+      Figures(KpiWindow::kLastHour, kT0 + absl::Hours(24 * 7 + 1)).spend_nanos,
+      0);
 }
 
 TEST_F(KpiRollupsTest, P95IsTheBucketBoundOfThe95thPercentile) {
@@ -136,9 +137,9 @@ TEST_F(KpiRollupsTest, RequestsReadTheirOwnInstance) {
                                  kT0 + absl::Hours(1), &out))
       << "without the per_label label the budget does not apply";
   EXPECT_FALSE(kpis.Signal("golden-accuracy").has_value());
-  ASSERT_TRUE(storage_.usage
-                  ->PutSignal({"golden-accuracy", 0.91, "", kT0, "eval"})
-                  .ok());
+  ASSERT_TRUE(
+      storage_.usage->PutSignal({"golden-accuracy", 0.91, "", kT0, "eval"})
+          .ok());
   EXPECT_EQ(kpis.Signal("golden-accuracy"), 0.91);
 }
 

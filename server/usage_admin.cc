@@ -171,17 +171,16 @@ absl::Status UsageAdmin::GetUsage(const v1::GetUsageRequest& request,
     }
   }
   if (end <= start) {
-    return Invalid("end", absl::StrCat(request.end().empty()
-                                           ? std::string("now")
-                                           : request.end(),
-                                       " is not after start ",
-                                       request.start()));
+    return Invalid(
+        "end",
+        absl::StrCat(request.end().empty() ? std::string("now") : request.end(),
+                     " is not after start ", request.start()));
   }
   if (end - start > kMaxUsageRange) {
-    return Invalid("start", absl::StrCat("the range is longer than ",
-                                         absl::ToInt64Hours(kMaxUsageRange) /
-                                             24,
-                                         " days; ask for a shorter one"));
+    return Invalid("start",
+                   absl::StrCat("the range is longer than ",
+                                absl::ToInt64Hours(kMaxUsageRange) / 24,
+                                " days; ask for a shorter one"));
   }
 
   absl::StatusOr<std::vector<storage::UsageRow>> rows =
@@ -210,8 +209,8 @@ absl::Status UsageAdmin::GetUsage(const v1::GetUsageRequest& request,
     groups[std::move(values)].Add(row.counts);
     total.Add(row.counts);
   }
-  std::vector<std::pair<std::vector<std::string>, storage::UsageCounts>>
-      sorted(groups.begin(), groups.end());
+  std::vector<std::pair<std::vector<std::string>, storage::UsageCounts>> sorted(
+      groups.begin(), groups.end());
   std::stable_sort(sorted.begin(), sorted.end(),
                    [](const auto& a, const auto& b) {
                      return a.second.cost_nanos > b.second.cost_nanos;
@@ -258,9 +257,9 @@ absl::Status UsageAdmin::ReportSignal(const v1::ReportSignalRequest& request,
     return Invalid("signal.value", "must be a finite number");
   }
   if (in.scope().size() > kMaxSignalScopeBytes) {
-    return Invalid("signal.scope", absl::StrFormat("%d bytes; at most %d",
-                                                   in.scope().size(),
-                                                   kMaxSignalScopeBytes));
+    return Invalid("signal.scope",
+                   absl::StrFormat("%d bytes; at most %d", in.scope().size(),
+                                   kMaxSignalScopeBytes));
   }
   if (!in.reported_by().empty()) {
     return Invalid("signal.reported_by",

@@ -48,8 +48,7 @@ std::string UsageAttribution::Bound(const std::string& dimension,
 
 void UsageAttribution::Fill(const storage::HoldView& hold,
                             const HoldTerms& terms, absl::Time now,
-                            int64_t max_values,
-                            storage::UsageUpdate* update) {
+                            int64_t max_values, storage::UsageUpdate* update) {
   update->time = now;
   update->model = terms.model();
   update->provider = terms.provider();

@@ -84,8 +84,8 @@ bool ReadBigEndian64(absl::string_view& in, uint64_t* v) {
 // Hours as whole Unix seconds of their start, sign bit flipped so keys sort
 // by time.
 void AppendHour(std::string& out, absl::Time hour) {
-  AppendBigEndian64(out, static_cast<uint64_t>(absl::ToUnixSeconds(hour)) ^
-                             (1ULL << 63));
+  AppendBigEndian64(
+      out, static_cast<uint64_t>(absl::ToUnixSeconds(hour)) ^ (1ULL << 63));
 }
 
 bool ReadHour(absl::string_view& in, absl::Time* hour) {
@@ -154,8 +154,7 @@ std::string KpiPrefix(absl::string_view budget, absl::string_view instance) {
 }
 
 void MergeCounts(const RocksDatabase& database, rocksdb::WriteBatch& batch,
-                 const std::string& row, const UsageCounts& counts,
-                 bool kpi) {
+                 const std::string& row, const UsageCounts& counts, bool kpi) {
   std::string key = row;
   key.push_back('\0');
   for (const ScalarField& f : kScalars) {
@@ -192,9 +191,10 @@ bool AddCounter(char kind, int64_t value, UsageCounts& counts) {
 }
 
 absl::Status Corrupt(absl::string_view what, const rocksdb::Slice& key) {
-  return absl::DataLossError(absl::StrCat(
-      "usage ", what, " at key \"", absl::CHexEscape(absl::string_view(key.data(), key.size())),
-      "\" is unreadable"));
+  return absl::DataLossError(
+      absl::StrCat("usage ", what, " at key \"",
+                   absl::CHexEscape(absl::string_view(key.data(), key.size())),
+                   "\" is unreadable"));
 }
 
 class RocksUsageStore final : public UsageStore {
@@ -241,8 +241,8 @@ class RocksUsageStore final : public UsageStore {
     AppendHour(lower, HourOf(start) < start ? HourOf(start) + absl::Hours(1)
                                             : HourOf(start));
     std::string upper(1, kAttributionPrefix);
-    AppendHour(upper, HourOf(end) < end ? HourOf(end) + absl::Hours(1)
-                                        : HourOf(end));
+    AppendHour(upper,
+               HourOf(end) < end ? HourOf(end) + absl::Hours(1) : HourOf(end));
     rocksdb::ReadOptions options;
     const rocksdb::Slice upper_slice(upper);
     options.iterate_upper_bound = &upper_slice;
@@ -301,8 +301,8 @@ class RocksUsageStore final : public UsageStore {
     AppendHour(lower, HourOf(start) < start ? HourOf(start) + absl::Hours(1)
                                             : HourOf(start));
     std::string upper = prefix;
-    AppendHour(upper, HourOf(end) < end ? HourOf(end) + absl::Hours(1)
-                                        : HourOf(end));
+    AppendHour(upper,
+               HourOf(end) < end ? HourOf(end) + absl::Hours(1) : HourOf(end));
     rocksdb::ReadOptions options;
     const rocksdb::Slice upper_slice(upper);
     options.iterate_upper_bound = &upper_slice;

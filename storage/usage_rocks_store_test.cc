@@ -71,9 +71,8 @@ class UsageStoreTest : public ::testing::Test {
     update.counts.output_tokens = 10;
     update.counts.latency_reports = 1;
     update.counts.latency_histogram[LatencyBucket(absl::Milliseconds(300))] = 1;
-    EXPECT_TRUE(storage_.ledger
-                    ->Settle(hold->reservation_id, cost, now, &update)
-                    .ok());
+    EXPECT_TRUE(
+        storage_.ledger->Settle(hold->reservation_id, cost, now, &update).ok());
     return *hold;
   }
 
@@ -132,9 +131,9 @@ TEST_F(UsageStoreTest, SettlementRollupsEqualSettledCostsAcrossReopen) {
     UsageCounts alice_total;
     for (const auto& [hour, counts] : *kpi) alice_total.Add(counts);
     EXPECT_EQ(alice_total.cost_nanos, alice);
-    EXPECT_EQ(alice_total.latency_histogram[LatencyBucket(
-                  absl::Milliseconds(300))],
-              alice_total.requests);
+    EXPECT_EQ(
+        alice_total.latency_histogram[LatencyBucket(absl::Milliseconds(300))],
+        alice_total.requests);
     Open();  // the same figures after a reopen
   }
 }
@@ -204,8 +203,7 @@ TEST_F(UsageStoreTest, SignalsKeepTheLastValueAcrossReopen) {
                   ->PutSignal({"golden-accuracy", 0.93, "model:gpt-4.1-mini",
                                kT0 + absl::Hours(1), "eval-job"})
                   .ok());
-  ASSERT_TRUE(
-      storage_.usage->PutSignal({"csat", 4.5, "", kT0, "survey"}).ok());
+  ASSERT_TRUE(storage_.usage->PutSignal({"csat", 4.5, "", kT0, "survey"}).ok());
   Open();
   std::optional<Signal> signal = storage_.usage->GetSignal("golden-accuracy");
   ASSERT_TRUE(signal.has_value());

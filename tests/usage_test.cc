@@ -75,9 +75,9 @@ class UsageTest : public ::testing::Test {
 
   // One call, reported with `outcome`; returns its cost.
   int64_t Spend(const std::string& model,
-               std::vector<std::pair<std::string, std::string>> labels,
-               int64_t input, int64_t output,
-               v1::Outcome outcome = v1::OUTCOME_SUCCESS) {
+                std::vector<std::pair<std::string, std::string>> labels,
+                int64_t input, int64_t output,
+                v1::Outcome outcome = v1::OUTCOME_SUCCESS) {
     v1::CheckResponse checked;
     EXPECT_TRUE(
         server_->Check(MakeCheck(model, input, output, labels), &checked).ok());
@@ -154,9 +154,9 @@ TEST_F(UsageTest, TotalsEqualReportedCostsToTheNanoAcrossARestart) {
     const int64_t input = static_cast<int64_t>(random() % 5000) + 1;
     const int64_t output = static_cast<int64_t>(random() % 3000);
     const auto outcome = static_cast<v1::Outcome>(1 + random() % 3);
-    const int64_t cost = Spend(
-        model, {{"team", team}, {"feature", feature}, {"user", user}}, input,
-        output, outcome);
+    const int64_t cost =
+        Spend(model, {{"team", team}, {"feature", feature}, {"user", user}},
+              input, output, outcome);
     total += cost;
     ++requests;
     retries += outcome == v1::OUTCOME_RETRY;
@@ -195,7 +195,8 @@ TEST_F(UsageTest, TotalsEqualReportedCostsToTheNanoAcrossARestart) {
   EXPECT_EQ(Costs(users_usage).count("other"), 1u);
 
   // Filter and top N.
-  const v1::GetUsageResponse support = Usage({"feature"}, {{"team", "support"}});
+  const v1::GetUsageResponse support =
+      Usage({"feature"}, {{"team", "support"}});
   EXPECT_EQ(support.total().cost_nanos(), by_team["support"]);
   const v1::GetUsageResponse top = Usage({"team"}, {}, 1);
   ASSERT_EQ(top.rows_size(), 1);
@@ -206,28 +207,31 @@ TEST_F(UsageTest, TotalsEqualReportedCostsToTheNanoAcrossARestart) {
   EXPECT_EQ(top.total().cost_nanos(), total);
 
   // bursarctl prints the same figures.
-  const std::string common = "usage --since 2026-03-16T00:00:00Z --until "
-                             "2026-03-17T00:00:00Z --by team";
-  const CliRun table =
-      RunBursarctl(BURSARCTL_PATH, server_->address(), common);
+  const std::string common =
+      "usage --since 2026-03-16T00:00:00Z --until "
+      "2026-03-17T00:00:00Z --by team";
+  const CliRun table = RunBursarctl(BURSARCTL_PATH, server_->address(), common);
   ASSERT_EQ(table.exit_status, 0) << table.output;
   EXPECT_THAT(table.output, HasSubstr("TEAM"));
   EXPECT_THAT(table.output, HasSubstr("TOTAL"));
-  EXPECT_THAT(table.output,
-              HasSubstr(absl::StrCat("$", ::bursar::policy::FormatUsdNanos(total))));
+  EXPECT_THAT(table.output, HasSubstr(absl::StrCat(
+                                "$", ::bursar::policy::FormatUsdNanos(total))));
   const CliRun csv = RunBursarctl(BURSARCTL_PATH, server_->address(),
                                   absl::StrCat(common, " --csv"));
   ASSERT_EQ(csv.exit_status, 0) << csv.output;
   EXPECT_THAT(csv.output, HasSubstr("team,cost_usd,requests,"));
-  EXPECT_THAT(csv.output, HasSubstr(absl::StrCat(
-                              "support,", ::bursar::policy::FormatUsdNanos(by_team["support"]), ",")));
+  EXPECT_THAT(csv.output,
+              HasSubstr(absl::StrCat(
+                  "support,",
+                  ::bursar::policy::FormatUsdNanos(by_team["support"]), ",")));
   const CliRun json = RunBursarctl(BURSARCTL_PATH, server_->address(),
                                    absl::StrCat(common, " --json"));
   ASSERT_EQ(json.exit_status, 0) << json.output;
   EXPECT_THAT(json.output,
               HasSubstr(absl::StrCat("\"cost_nanos\": \"", total, "\"")));
-  const CliRun bad = RunBursarctl(BURSARCTL_PATH, server_->address(),
-                                  "usage --since 2026-03-16T00:00:00Z --by tem");
+  const CliRun bad =
+      RunBursarctl(BURSARCTL_PATH, server_->address(),
+                   "usage --since 2026-03-16T00:00:00Z --by tem");
   EXPECT_EQ(bad.exit_status, 1);
   EXPECT_THAT(bad.output, HasSubstr("group_by[0]"));
 }

@@ -932,10 +932,9 @@ void PolicyCompiler::CompileAttribution(const Entry& entry) {
   if (!fields.has_value()) return;
   Attribution attribution;
   bool ok = true;
-  if (auto it = fields->find("max_values_per_dimension");
-      it != fields->end()) {
-    auto max = ReadCount(it->second, "attribution.max_values_per_dimension",
-                         1, kMaxValuesPerDimension, "values");
+  if (auto it = fields->find("max_values_per_dimension"); it != fields->end()) {
+    auto max = ReadCount(it->second, "attribution.max_values_per_dimension", 1,
+                         kMaxValuesPerDimension, "values");
     if (max)
       attribution.max_values_per_dimension = *max;
     else
@@ -966,8 +965,8 @@ void PolicyCompiler::CompileAttribution(const Entry& entry) {
                 absl::StrCat("expected a label key of 1 to 64 bytes, got ",
                              Quote(*key)));
           ok = false;
-        } else if (*key == "model" || *key == "provider" ||
-                   *key == "budget" || *key == "instance") {
+        } else if (*key == "model" || *key == "provider" || *key == "budget" ||
+                   *key == "instance") {
           Error(Where(node), field,
                 absl::StrCat(Quote(*key),
                              " is always a dimension of usage; list label "

@@ -261,9 +261,9 @@ absl::StatusOr<VariableRef> PolicySchema::Resolve(
         !path[1].text.empty()) {
       return VariableRef{kSignal, path[1].text, Type::kDouble};
     }
-    return absl::InvalidArgumentError(absl::StrCat(
-        "unknown variable \"", PathText(path),
-        "\"; name the signal: signal[\"golden-accuracy\"]"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown variable \"", PathText(path),
+                     "\"; name the signal: signal[\"golden-accuracy\"]"));
   }
   if (root == "kpi") {
     if (!scope_.has_own_budget) {
@@ -286,10 +286,9 @@ absl::StatusOr<VariableRef> PolicySchema::Resolve(
         const Field* metric =
             FindKpiMetric(name.substr(0, name.size() - suffix.size()));
         if (metric == nullptr) break;
-        return VariableRef{
-            kKpi + metric->id * kKpiWindows +
-                static_cast<int>(kKpiWindowNames[w].window),
-            "", metric->type};
+        return VariableRef{kKpi + metric->id * kKpiWindows +
+                               static_cast<int>(kKpiWindowNames[w].window),
+                           "", metric->type};
       }
     }
     return absl::InvalidArgumentError(absl::StrCat(
@@ -415,7 +414,8 @@ Value PolicyActivation::SignalValue(absl::string_view name) const {
   if (kpi_ != nullptr && kpi_->signals != nullptr) {
     value = kpi_->signals->Signal(name);
   }
-  return Value::Double(value.value_or(std::numeric_limits<double>::quiet_NaN()));
+  return Value::Double(
+      value.value_or(std::numeric_limits<double>::quiet_NaN()));
 }
 
 Value PolicyActivation::KpiField(int id) const {
@@ -426,9 +426,10 @@ Value PolicyActivation::KpiField(int id) const {
     if (own.period_start != absl::InfinitePast() &&
         own.period_end != absl::InfiniteFuture() &&
         own.period_end > own.period_start) {
-      elapsed = std::clamp(absl::FDivDuration(now_ - own.period_start,
-                                              own.period_end - own.period_start),
-                           0.0, 1.0);
+      elapsed =
+          std::clamp(absl::FDivDuration(now_ - own.period_start,
+                                        own.period_end - own.period_start),
+                     0.0, 1.0);
     }
     if (id == kKpiBurnRate) {
       if (elapsed <= 0 || own.amount_nanos <= 0) return Value::Double(0.0);

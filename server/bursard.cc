@@ -36,14 +36,14 @@
 #include "server/http/http_server.h"
 #include "server/http/json_api.h"
 #include "server/http/portkey_webhook.h"
+#include "server/kpi_rollups.h"
 #include "server/log.h"
 #include "server/metrics.h"
 #include "server/policy_admin.h"
 #include "server/policy_registry.h"
-#include "storage/rocks_storage.h"
-#include "server/kpi_rollups.h"
 #include "server/usage_admin.h"
 #include "server/usage_attribution.h"
+#include "storage/rocks_storage.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:8081",
           "host:port for the gRPC API (Decision, Admin, health, reflection). "

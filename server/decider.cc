@@ -237,10 +237,10 @@ absl::Status Decider::Decide(const v1::CheckRequest& request,
   call.input_tokens = request.input_tokens();
   call.max_output_tokens = request.max_output_tokens();
   call.attempt = request.attempt() == 0 ? 1 : request.attempt();
-  const RequestKpis kpis(options_.kpis, ledger_,
-                         options_.usage != nullptr ? options_.usage->store()
-                                                   : nullptr,
-                         &usage_labels);
+  const RequestKpis kpis(
+      options_.kpis, ledger_,
+      options_.usage != nullptr ? options_.usage->store() : nullptr,
+      &usage_labels);
   const policy::DecisionContext context{&usage, now, &kpis, &kpis};
   absl::StatusOr<policy::CallPlan> plan =
       policy::PlanCall(*active, call, context);
@@ -444,7 +444,8 @@ absl::Status Decider::Settle(const v1::ReportRequest& request,
 
   // The rollups change in the settlement's own batch (storage/usage_store.h).
   std::optional<storage::UsageUpdate> usage_update;
-  if (options_.usage != nullptr && hold->state != storage::HoldState::kSettled) {
+  if (options_.usage != nullptr &&
+      hold->state != storage::HoldState::kSettled) {
     usage_update = options_.usage->ForReport(
         *hold, terms, request, *cost, now,
         policies_->Active()->rules().attribution.max_values_per_dimension);
@@ -514,9 +515,8 @@ absl::StatusOr<int> Decider::ExpireReservations() {
   const absl::Time now = clock_->Now();
   std::vector<storage::HoldView> expired_holds;
   absl::StatusOr<int> expired = ledger_->ExpireHolds(now, &expired_holds);
-  const int64_t max_values = policies_->Active()
-                                 ->rules()
-                                 .attribution.max_values_per_dimension;
+  const int64_t max_values =
+      policies_->Active()->rules().attribution.max_values_per_dimension;
   absl::Status recorded;
   for (const storage::HoldView& hold : expired_holds) {
     HoldTerms terms;

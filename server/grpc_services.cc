@@ -239,8 +239,7 @@ grpc::ServerUnaryReactor* AdminService::GetUsage(
     grpc::CallbackServerContext* context, const v1::GetUsageRequest* request,
     v1::GetUsageResponse* response) {
   return Unary(context, *auth_, kGetUsage, [&](const auth::Caller&) {
-    return usage_ != nullptr ? usage_->GetUsage(*request, response)
-                             : NoUsage();
+    return usage_ != nullptr ? usage_->GetUsage(*request, response) : NoUsage();
   });
 }
 

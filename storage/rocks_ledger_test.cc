@@ -152,7 +152,8 @@ class RocksLedgerTest : public ::testing::Test {
 
   SettleResult Settle(absl::string_view id, int64_t cost_nanos,
                       absl::Time now = kT0) {
-    absl::StatusOr<SettleResult> settled = ledger_->Settle(id, cost_nanos, now, nullptr);
+    absl::StatusOr<SettleResult> settled =
+        ledger_->Settle(id, cost_nanos, now, nullptr);
     EXPECT_TRUE(settled.ok()) << settled.status();
     return settled.ok() ? *settled : SettleResult();
   }
@@ -672,8 +673,9 @@ TEST_F(RocksLedgerTest, SettledAndExpiredHoldsArePrunedAfterRetention) {
   for (const ReserveResult* r : {&settled, &unreported}) {
     const absl::StatusOr<HoldView> view = ledger_->GetHold(r->reservation_id);
     EXPECT_EQ(view.status().code(), absl::StatusCode::kNotFound);
-    EXPECT_EQ(ledger_->Settle(r->reservation_id, 1, t1, nullptr).status().code(),
-              absl::StatusCode::kNotFound);
+    EXPECT_EQ(
+        ledger_->Settle(r->reservation_id, 1, t1, nullptr).status().code(),
+        absl::StatusCode::kNotFound);
   }
   // The open hold is untouched; spend stays.
   EXPECT_TRUE(ledger_->GetHold(open.reservation_id).ok());

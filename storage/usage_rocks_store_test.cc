@@ -13,6 +13,8 @@
 #include "absl/time/civil_time.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
+#include "rocksdb/db.h"
+#include "rocksdb/options.h"
 #include "storage/ledger.h"
 #include "storage/rocks_storage.h"
 #include "storage/usage_store.h"
@@ -214,6 +216,43 @@ TEST_F(UsageStoreTest, SignalsKeepTheLastValueAcrossReopen) {
   const std::vector<Signal> all = storage_.usage->ListSignals();
   ASSERT_EQ(all.size(), 2u);
   EXPECT_EQ(all[0].name, "csat");
+}
+
+// A data directory written before the `usage` column family existed opens
+// as it is: the family is added empty and usage starts from nothing.
+TEST(UsageStoreUpgradeTest, DatabaseWithoutUsageFamilyOpens) {
+  TempDir dir;
+  {
+    rocksdb::DBOptions options;
+    options.create_if_missing = true;
+    options.create_missing_column_families = true;
+    std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+    for (const char* name : {"default", "meta", "budgets", "counters", "holds",
+                             "audit", "policies"}) {
+      descriptors.emplace_back(name, rocksdb::ColumnFamilyOptions());
+    }
+    std::vector<rocksdb::ColumnFamilyHandle*> handles;
+    rocksdb::DB* raw = nullptr;
+    ASSERT_TRUE(
+        rocksdb::DB::Open(options, dir.path(), descriptors, &handles, &raw)
+            .ok());
+    std::unique_ptr<rocksdb::DB> db(raw);
+    ASSERT_TRUE(
+        db->Put(rocksdb::WriteOptions(), handles[1], "schema_version", "1")
+            .ok());
+    for (rocksdb::ColumnFamilyHandle* h : handles) {
+      ASSERT_TRUE(db->DestroyColumnFamilyHandle(h).ok());
+    }
+  }
+  RocksLedgerOptions options;
+  options.path = dir.path();
+  absl::StatusOr<RocksStorage> storage = OpenRocksStorage(options);
+  ASSERT_TRUE(storage.ok()) << storage.status();
+  absl::StatusOr<std::vector<UsageRow>> rows =
+      storage->usage->Rows(kT0, kT0 + absl::Hours(1));
+  ASSERT_TRUE(rows.ok());
+  EXPECT_TRUE(rows->empty());
+  EXPECT_TRUE(storage->usage->ListSignals().empty());
 }
 
 TEST(LatencyBucketTest, LogBuckets) {

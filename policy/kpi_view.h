@@ -37,6 +37,10 @@ struct KpiFigures {
   int64_t output_tokens = 0;
   // 95th percentile of the reported latencies; zero when none was reported.
   absl::Duration p95_latency;
+  // Reports that carried a quality score, and the sum of their scores in
+  // millionths (the mean is quality_micros_sum / quality_reports / 1e6).
+  int64_t quality_reports = 0;
+  int64_t quality_micros_sum = 0;
   // The active policy version changed inside the window (anomaly alerts
   // about tokens per request only fire without a policy change).
   bool policy_changed = false;

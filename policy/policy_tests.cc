@@ -300,7 +300,8 @@ class TestFileReader {
     Fields(node, field,
            {"budget", "window", "spend", "requests", "successes", "failures",
             "retries", "cancelled", "input_tokens", "cached_input_tokens",
-            "output_tokens", "p95_latency", "policy_changed"});
+            "output_tokens", "p95_latency", "quality_score",
+            "policy_changed"});
     k.budget = Text(node["budget"], field + ".budget");
     const std::string window = Text(node["window"], field + ".window");
     if (window == "1h") {
@@ -342,6 +343,18 @@ class TestFileReader {
               absl::StrCat("expected a duration such as \"800ms\", got \"",
                            text, "\""));
       }
+    }
+    if (node["quality_score"]) {
+      // The mean score, stated as if one report carried it.
+      double score = 0;
+      if (!node["quality_score"].IsScalar() ||
+          !absl::SimpleAtod(node["quality_score"].Scalar(), &score) ||
+          !(score >= 0 && score <= 1)) {
+        Error(node["quality_score"].Mark(), field + ".quality_score",
+              "expected a mean score from 0 to 1, e.g. 0.82");
+      }
+      f.quality_reports = 1;
+      f.quality_micros_sum = static_cast<int64_t>(score * 1e6 + 0.5);
     }
     if (node["policy_changed"]) {
       f.policy_changed =

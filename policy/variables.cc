@@ -60,6 +60,7 @@ enum KpiMetric : int {
   kKpiRetryRate,
   kKpiErrorRate,
   kKpiP95Latency,
+  kKpiQualityScore,
 };
 
 constexpr int kKpiWindows = 8;
@@ -134,6 +135,7 @@ constexpr Field kKpiMetrics[] = {
     {"retry_rate", kKpiRetryRate, Type::kDouble},
     {"error_rate", kKpiErrorRate, Type::kDouble},
     {"p95_latency", kKpiP95Latency, Type::kDuration},
+    {"quality_score", kKpiQualityScore, Type::kDouble},
 };
 
 const Field* FindKpiMetric(absl::string_view name) {
@@ -178,6 +180,13 @@ Value MetricValue(int metric, const KpiFigures& f) {
       return ratio(f.failures + f.retries, f.requests);
     case kKpiP95Latency:
       return Value::Duration(f.p95_latency);
+    case kKpiQualityScore:
+      // NaN without scores, as a signal never reported: no data, no action.
+      return Value::Double(
+          f.quality_reports > 0
+              ? static_cast<double>(f.quality_micros_sum) / 1e6 /
+                    static_cast<double>(f.quality_reports)
+              : std::numeric_limits<double>::quiet_NaN());
   }
   return Value::Int(0);
 }

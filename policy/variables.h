@@ -26,7 +26,8 @@
 // KPI metrics: spend, cost_per_request, cost_per_success (money); requests,
 // successes, failures, retries, input_tokens, cached_input_tokens,
 // output_tokens (int); tokens_per_request, retry_rate, error_rate (double);
-// p95_latency (duration). Windows (policy::KpiWindow): 1h, prev_1h, 24h,
+// p95_latency (duration); quality_score (double: the mean reported
+// quality_score, NaN without any). Windows (policy::KpiWindow): 1h, prev_1h, 24h,
 // prev_24h, 1h_last_week; e.g. kpi.spend_1h, kpi.error_rate_prev_24h.
 // A ratio over zero requests is 0. docs/usage-and-kpis.md has the details.
 

@@ -124,6 +124,11 @@ TEST(KpiVariablesTest, ReadTheWindowsOfTheRulesBudget) {
   EXPECT_TRUE(SloFires("kpi.error_rate_1h == 10%", kpis));
   EXPECT_TRUE(SloFires("kpi.tokens_per_request_1h == 15", kpis));
   EXPECT_TRUE(SloFires("kpi.p95_latency_1h == 1500ms", kpis));
+  EXPECT_FALSE(SloFires("kpi.quality_score_1h < 0.9", kpis))
+      << "no scores: NaN, no comparison holds";
+  kpis.last_hour.quality_reports = 4;
+  kpis.last_hour.quality_micros_sum = 3'200'000;
+  EXPECT_TRUE(SloFires("kpi.quality_score_1h == 0.8", kpis));
   // Windows without traffic read as zero, ratios too.
   EXPECT_TRUE(SloFires("kpi.requests_24h == 0", kpis));
   EXPECT_TRUE(SloFires("kpi.cost_per_request_prev_24h == $0", kpis));

@@ -83,6 +83,8 @@ bool RollupKpiView::Figures(absl::string_view budget,
   out->input_tokens = total.input_tokens;
   out->cached_input_tokens = total.cached_input_tokens;
   out->output_tokens = total.output_tokens;
+  out->quality_reports = total.quality_reports;
+  out->quality_micros_sum = total.quality_micros_sum;
   int64_t latencies = 0;
   for (int64_t n : total.latency_histogram) latencies += n;
   if (latencies > 0) {

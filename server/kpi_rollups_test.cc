@@ -116,6 +116,21 @@ TEST_F(KpiRollupsTest, P95IsTheBucketBoundOfThe95thPercentile) {
             absl::ZeroDuration());
 }
 
+TEST_F(KpiRollupsTest, QualityScoresAddUp) {
+  storage::UsageUpdate update;
+  update.time = kT0;
+  update.budgets = {{"team", ""}};
+  update.counts.requests = 1;
+  update.counts.quality_reports = 1;
+  update.counts.quality_micros_sum = 900'000;
+  ASSERT_TRUE(storage_.usage->Record(update).ok());
+  update.counts.quality_micros_sum = 700'000;
+  ASSERT_TRUE(storage_.usage->Record(update).ok());
+  const KpiFigures f = Figures(KpiWindow::kLastHour, kT0 + absl::Hours(1));
+  EXPECT_EQ(f.quality_reports, 2);
+  EXPECT_EQ(f.quality_micros_sum, 1'600'000);
+}
+
 TEST_F(KpiRollupsTest, RequestsReadTheirOwnInstance) {
   Record(kT0, 5, 1, absl::Milliseconds(1), "per-user", "alice");
   Record(kT0, 7, 1, absl::Milliseconds(1), "per-user", "bob");

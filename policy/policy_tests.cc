@@ -300,8 +300,7 @@ class TestFileReader {
     Fields(node, field,
            {"budget", "window", "spend", "requests", "successes", "failures",
             "retries", "cancelled", "input_tokens", "cached_input_tokens",
-            "output_tokens", "p95_latency", "quality_score",
-            "policy_changed"});
+            "output_tokens", "p95_latency", "quality_score", "policy_changed"});
     k.budget = Text(node["budget"], field + ".budget");
     const std::string window = Text(node["window"], field + ".window");
     if (window == "1h") {

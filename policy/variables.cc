@@ -182,11 +182,11 @@ Value MetricValue(int metric, const KpiFigures& f) {
       return Value::Duration(f.p95_latency);
     case kKpiQualityScore:
       // NaN without scores, as a signal never reported: no data, no action.
-      return Value::Double(
-          f.quality_reports > 0
-              ? static_cast<double>(f.quality_micros_sum) / 1e6 /
-                    static_cast<double>(f.quality_reports)
-              : std::numeric_limits<double>::quiet_NaN());
+      return Value::Double(f.quality_reports > 0
+                               ? static_cast<double>(f.quality_micros_sum) /
+                                     1e6 /
+                                     static_cast<double>(f.quality_reports)
+                               : std::numeric_limits<double>::quiet_NaN());
   }
   return Value::Int(0);
 }

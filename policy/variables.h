@@ -27,9 +27,9 @@
 // successes, failures, retries, input_tokens, cached_input_tokens,
 // output_tokens (int); tokens_per_request, retry_rate, error_rate (double);
 // p95_latency (duration); quality_score (double: the mean reported
-// quality_score, NaN without any). Windows (policy::KpiWindow): 1h, prev_1h, 24h,
-// prev_24h, 1h_last_week; e.g. kpi.spend_1h, kpi.error_rate_prev_24h.
-// A ratio over zero requests is 0. docs/usage-and-kpis.md has the details.
+// quality_score, NaN without any). Windows (policy::KpiWindow): 1h, prev_1h,
+// 24h, prev_24h, 1h_last_week; e.g. kpi.spend_1h, kpi.error_rate_prev_24h. A
+// ratio over zero requests is 0. docs/usage-and-kpis.md has the details.
 
 #include <cstdint>
 #include <utility>

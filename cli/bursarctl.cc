@@ -34,6 +34,7 @@
 #include "cli/output.h"
 #include "cli/policy_commands.h"
 #include "cli/token_commands.h"
+#include "cli/usage_commands.h"
 #include "grpcpp/grpcpp.h"
 
 ABSL_FLAG(std::string, server, "",
@@ -82,6 +83,7 @@ std::vector<Command> AllCommands() {
   for (Command& c : PolicyCommands()) commands.push_back(std::move(c));
   for (Command& c : TokenCommands()) commands.push_back(std::move(c));
   for (Command& c : AlertCommands()) commands.push_back(std::move(c));
+  for (Command& c : UsageCommands()) commands.push_back(std::move(c));
   return commands;
 }
 

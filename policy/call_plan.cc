@@ -121,8 +121,9 @@ absl::StatusOr<CallPlan> PlanCall(const CompiledPolicy& policy,
   }
 
   // One route: the first whose condition holds.
+  const KpiSources sources{context.kpis, context.signals, {}};
   const PolicyActivation request_view(&facts, context.usage, context.now,
-                                      local_now);
+                                      local_now, nullptr, &sources);
   for (const Route& route : rules.routes) {
     if (!Holds(route.when, request_view)) continue;
     if (route.route_to != plan.model) {
@@ -174,8 +175,9 @@ absl::StatusOr<CallPlan> PlanCall(const CompiledPolicy& policy,
     facts.model = plan.model;
     facts.max_output_tokens = plan.max_output_tokens;
     facts.estimated_cost_nanos = plan.estimated_cost_nanos;
+    const KpiSources slo_sources{context.kpis, context.signals, slo.budget};
     const PolicyActivation slo_view(&facts, context.usage, context.now,
-                                    local_now, &*usage);
+                                    local_now, &*usage, &slo_sources);
     if (!Holds(slo.when, slo_view)) continue;
     std::string actions;
     if (auto to = slo.downgrade.find(plan.model); to != slo.downgrade.end()) {
@@ -208,7 +210,7 @@ absl::StatusOr<CallPlan> PlanCall(const CompiledPolicy& policy,
   facts.max_output_tokens = plan.max_output_tokens;
   facts.estimated_cost_nanos = plan.estimated_cost_nanos;
   const PolicyActivation final_view(&facts, context.usage, context.now,
-                                    local_now);
+                                    local_now, nullptr, &sources);
   for (const DenyRule& rule : rules.deny) {
     if (!Holds(rule.when, final_view)) continue;
     plan.allowed = false;

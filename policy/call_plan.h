@@ -43,6 +43,8 @@ struct CallRequest {
 struct DecisionContext {
   const UsageView* usage = nullptr;  // null: no budgets
   absl::Time now = absl::UnixEpoch();
+  const KpiReader* kpis = nullptr;      // kpi.*; null: all zero
+  const SignalView* signals = nullptr;  // signal[...]; null: all NaN
 };
 
 // A rule that shaped the answer, in words for the caller.

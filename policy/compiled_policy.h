@@ -144,6 +144,16 @@ struct AlertingSettings {
   // Retries over requests in the last hour.
   BuiltinAlert retry_rate{true, "warning", 0.02, 50, 0};
 };
+// attribution: the label keys usage rollups are kept by (besides budget,
+// instance, model and provider), and how many distinct values of each get
+// their own bucket per hour; later values go to kOtherValue.
+struct Attribution {
+  std::vector<std::string> dimensions;  // sorted, unique
+  int64_t max_values_per_dimension = 1000;
+};
+inline constexpr absl::string_view kOtherValue = "other";
+inline constexpr int64_t kMaxAttributionDimensions = 16;
+inline constexpr int64_t kMaxValuesPerDimension = 100000;
 
 // Everything a policy says, as the loader builds it.
 struct PolicyRules {
@@ -159,6 +169,7 @@ struct PolicyRules {
   std::vector<ConcurrencyPool> concurrency;
   std::vector<AlertRule> alerts;
   AlertingSettings alerting;
+  Attribution attribution;
 };
 
 class CompiledPolicy {

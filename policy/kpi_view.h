@@ -9,6 +9,7 @@
 // every implementation agrees on them.
 
 #include <cstdint>
+#include <optional>
 
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
@@ -36,6 +37,10 @@ struct KpiFigures {
   int64_t output_tokens = 0;
   // 95th percentile of the reported latencies; zero when none was reported.
   absl::Duration p95_latency;
+  // Reports that carried a quality score, and the sum of their scores in
+  // millionths (the mean is quality_micros_sum / quality_reports / 1e6).
+  int64_t quality_reports = 0;
+  int64_t quality_micros_sum = 0;
   // The active policy version changed inside the window (anomaly alerts
   // about tokens per request only fire without a policy change).
   bool policy_changed = false;
@@ -50,6 +55,27 @@ class KpiView {
   virtual bool Figures(absl::string_view budget, absl::string_view instance,
                        KpiWindow window, absl::Time now,
                        KpiFigures* out) const = 0;
+};
+
+// What conditions read (`kpi.*`, `signal["name"]`) for the request or
+// alert scope at hand: a budget reads as the instance that scope maps to.
+// The server binds a KpiView to the request's labels; policy tests answer
+// from the figures a case states.
+class KpiReader {
+ public:
+  virtual ~KpiReader() = default;
+  // As KpiView::Figures for the instance of `budget` that applies; false
+  // when the budget does not exist or does not apply.
+  virtual bool Figures(absl::string_view budget, KpiWindow window,
+                       absl::Time now, KpiFigures* out) const = 0;
+};
+
+// The last value of each named quality signal (Admin.ReportSignal).
+class SignalView {
+ public:
+  virtual ~SignalView() = default;
+  // nullopt when the signal was never reported.
+  virtual std::optional<double> Signal(absl::string_view name) const = 0;
 };
 
 }  // namespace bursar::policy

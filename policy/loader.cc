@@ -165,6 +165,7 @@ class PolicyCompiler {
                                   double max);
   std::optional<std::string> ReadSeverity(const Entry& entry,
                                           absl::string_view field);
+  void CompileAttribution(const Entry& entry);
 
   void CompileModelPrice(const Entry& model);
   std::optional<ExhaustedStep> CompileExhaustedStep(const YAML::Node& node,
@@ -245,6 +246,7 @@ class PolicyCompiler {
   std::optional<Location> timezone_location_;
   std::optional<Location> on_exhausted_location_;
   std::optional<Location> alerting_location_;
+  std::optional<Location> attribution_location_;
   PolicyRules rules_;
   // Rule names across sections, with where each was first given.
   absl::flat_hash_map<std::string, Location> rule_names_;
@@ -268,6 +270,12 @@ const PolicyCompiler::Section PolicyCompiler::kSections[] = {
     {"concurrency", false, &PolicyCompiler::CompileConcurrency},
     {"alerts", false, &PolicyCompiler::CompileAlerts},
     {"alerting", false, &PolicyCompiler::CompileAlerting},
+    {"attribution", false, &PolicyCompiler::CompileAttribution},
+};
+
+constexpr FieldSpec kAttributionFields[] = {
+    {"dimensions", false},
+    {"max_values_per_dimension", false},
 };
 
 constexpr FieldSpec kRouteFields[] = {
@@ -923,6 +931,72 @@ void PolicyCompiler::CompileConcurrency(const Entry& entry) {
     pool.max_in_flight = *max;
     rules_.concurrency.push_back(std::move(pool));
   }
+}
+
+void PolicyCompiler::CompileAttribution(const Entry& entry) {
+  if (!ClaimOnce(attribution_location_, entry, "attribution")) return;
+  auto fields = ReadFields(entry.value, WhereValue(entry), "attribution",
+                           kAttributionFields,
+                           "a mapping { dimensions: [team, feature], "
+                           "max_values_per_dimension: 1000 }");
+  if (!fields.has_value()) return;
+  Attribution attribution;
+  bool ok = true;
+  if (auto it = fields->find("max_values_per_dimension"); it != fields->end()) {
+    auto max = ReadCount(it->second, "attribution.max_values_per_dimension", 1,
+                         kMaxValuesPerDimension, "values");
+    if (max)
+      attribution.max_values_per_dimension = *max;
+    else
+      ok = false;
+  }
+  if (auto it = fields->find("dimensions"); it != fields->end()) {
+    auto items = ReadList(it->second, "attribution.dimensions",
+                          "a list of label keys, e.g. [team, feature, user]");
+    if (!items) {
+      ok = false;
+    } else if (static_cast<int64_t>(items->size()) >
+               kMaxAttributionDimensions) {
+      Error(WhereValue(it->second), "attribution.dimensions",
+            absl::StrCat(items->size(), " dimensions; at most ",
+                         kMaxAttributionDimensions));
+      ok = false;
+    } else {
+      for (const auto& [field, node] : *items) {
+        std::optional<std::string> key =
+            ReadString(Entry{field, node, node}, field);
+        if (!key) {
+          ok = false;
+          continue;
+        }
+        if (key->empty() || key->size() > 64 ||
+            key->find('\0') != std::string::npos) {
+          Error(Where(node), field,
+                absl::StrCat("expected a label key of 1 to 64 bytes, got ",
+                             Quote(*key)));
+          ok = false;
+        } else if (*key == "model" || *key == "provider" || *key == "budget" ||
+                   *key == "instance") {
+          Error(Where(node), field,
+                absl::StrCat(Quote(*key),
+                             " is always a dimension of usage; list label "
+                             "keys only"));
+          ok = false;
+        } else if (std::find(attribution.dimensions.begin(),
+                             attribution.dimensions.end(),
+                             *key) != attribution.dimensions.end()) {
+          Error(Where(node), field,
+                absl::StrCat(Quote(*key), " is listed twice"));
+          ok = false;
+        } else {
+          attribution.dimensions.push_back(*std::move(key));
+        }
+      }
+    }
+  }
+  if (!ok) return;
+  std::sort(attribution.dimensions.begin(), attribution.dimensions.end());
+  rules_.attribution = std::move(attribution);
 }
 
 void PolicyCompiler::CompileAlerts(const Entry& entry) {

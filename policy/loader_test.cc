@@ -172,7 +172,7 @@ TEST(CompilePolicyTest, MissingAndUnknownFields) {
           "p.yaml:7:1: budgets: unknown field \"budgets\"; expected one of: "
           "apiVersion, kind, metadata, timezone, pricing, pricing_as_of, "
           "defaults, routes, spend_slos, on_exhausted, deny, rate_limits, "
-          "concurrency, alerts, alerting"));
+          "concurrency, alerts, alerting, attribution"));
 }
 
 TEST(CompilePolicyTest, HeaderErrors) {

@@ -17,6 +17,7 @@
 #include "absl/time/civil_time.h"
 #include "absl/time/time.h"
 #include "policy/call_plan.h"
+#include "policy/kpi_view.h"
 #include "policy/limit_asks.h"
 #include "policy/money.h"
 #include "policy/usage_view.h"
@@ -52,6 +53,13 @@ struct TestInFlight {
   std::map<std::string, int64_t> by_priority;
 };
 
+// KPI figures a case states for one budget and window.
+struct TestKpi {
+  std::string budget;
+  KpiWindow window = KpiWindow::kLastHour;
+  KpiFigures figures;
+};
+
 struct TestCase {
   std::string name;
   int line = 0;
@@ -60,6 +68,8 @@ struct TestCase {
   std::vector<TestBudget> budgets;
   std::vector<TestRateUsage> rate_usage;
   std::vector<TestInFlight> in_flight;
+  std::vector<TestKpi> kpis;
+  std::map<std::string, double> signals;
   // The request; labels as given (std::map keeps them sorted).
   std::string model;
   std::string provider;
@@ -128,8 +138,8 @@ class TestFileReader {
     }
     const size_t errors_before = diagnostics_->size();
     Fields(node, field,
-           {"name", "now", "budgets", "rate_usage", "in_flight", "request",
-            "expect"});
+           {"name", "now", "budgets", "rate_usage", "in_flight", "kpis",
+            "signals", "request", "expect"});
     TestCase c;
     c.line = node.Mark().line + 1;
     c.name = Text(node["name"], field + ".name");
@@ -170,6 +180,35 @@ class TestFileReader {
         for (size_t i = 0; i < in_flight.size(); ++i) {
           c.in_flight.push_back(ReadInFlight(
               in_flight[i], absl::StrCat(field, ".in_flight[", i, "]")));
+        }
+      }
+    }
+    if (const YAML::Node kpis = node["kpis"]; kpis) {
+      if (!kpis.IsSequence()) {
+        Error(kpis.Mark(), field + ".kpis",
+              "expected a list of { budget, window, spend, requests, ... }");
+      } else {
+        for (size_t i = 0; i < kpis.size(); ++i) {
+          c.kpis.push_back(
+              ReadKpi(kpis[i], absl::StrCat(field, ".kpis[", i, "]")));
+        }
+      }
+    }
+    if (const YAML::Node signals = node["signals"]; signals) {
+      if (!signals.IsMap()) {
+        Error(signals.Mark(), field + ".signals",
+              "expected a mapping of signal name to value, e.g. "
+              "{ golden-accuracy: 0.93 }");
+      } else {
+        for (auto it = signals.begin(); it != signals.end(); ++it) {
+          const std::string name = it->first.Scalar();
+          double value = 0;
+          if (!it->second.IsScalar() ||
+              !absl::SimpleAtod(it->second.Scalar(), &value)) {
+            Error(it->second.Mark(), absl::StrCat(field, ".signals.", name),
+                  "expected a number such as 0.93");
+          }
+          c.signals[name] = value;
         }
       }
     }
@@ -248,6 +287,79 @@ class TestFileReader {
     }
     if (diagnostics_->size() != errors_before) return std::nullopt;
     return c;
+  }
+
+  TestKpi ReadKpi(const YAML::Node& node, const std::string& field) {
+    TestKpi k;
+    if (!node.IsMap()) {
+      Error(node.Mark(), field,
+            "expected { budget, window, spend, requests, successes, failures, "
+            "retries, ... }");
+      return k;
+    }
+    Fields(node, field,
+           {"budget", "window", "spend", "requests", "successes", "failures",
+            "retries", "cancelled", "input_tokens", "cached_input_tokens",
+            "output_tokens", "p95_latency", "quality_score", "policy_changed"});
+    k.budget = Text(node["budget"], field + ".budget");
+    const std::string window = Text(node["window"], field + ".window");
+    if (window == "1h") {
+      k.window = KpiWindow::kLastHour;
+    } else if (window == "prev_1h") {
+      k.window = KpiWindow::kPreviousHour;
+    } else if (window == "24h") {
+      k.window = KpiWindow::kLast24Hours;
+    } else if (window == "prev_24h") {
+      k.window = KpiWindow::kPrevious24Hours;
+    } else if (window == "1h_last_week") {
+      k.window = KpiWindow::kSameHourLastWeek;
+    } else if (node["window"]) {
+      Error(node["window"].Mark(), field + ".window",
+            absl::StrCat("expected 1h, prev_1h, 24h, prev_24h or "
+                         "1h_last_week, got \"",
+                         window, "\""));
+    }
+    KpiFigures& f = k.figures;
+    if (node["spend"]) f.spend_nanos = Usd(node["spend"], field + ".spend");
+    const std::pair<const char*, int64_t*> counts[] = {
+        {"requests", &f.requests},
+        {"successes", &f.successes},
+        {"failures", &f.failures},
+        {"retries", &f.retries},
+        {"cancelled", &f.cancelled},
+        {"input_tokens", &f.input_tokens},
+        {"cached_input_tokens", &f.cached_input_tokens},
+        {"output_tokens", &f.output_tokens},
+    };
+    for (const auto& [name, out] : counts) {
+      if (node[name]) *out = Count(node[name], absl::StrCat(field, ".", name));
+    }
+    if (node["p95_latency"]) {
+      const std::string text =
+          Text(node["p95_latency"], field + ".p95_latency");
+      if (!absl::ParseDuration(text, &f.p95_latency)) {
+        Error(node["p95_latency"].Mark(), field + ".p95_latency",
+              absl::StrCat("expected a duration such as \"800ms\", got \"",
+                           text, "\""));
+      }
+    }
+    if (node["quality_score"]) {
+      // The mean score, stated as if one report carried it.
+      double score = 0;
+      if (!node["quality_score"].IsScalar() ||
+          !absl::SimpleAtod(node["quality_score"].Scalar(), &score) ||
+          !(score >= 0 && score <= 1)) {
+        Error(node["quality_score"].Mark(), field + ".quality_score",
+              "expected a mean score from 0 to 1, e.g. 0.82");
+      }
+      f.quality_reports = 1;
+      f.quality_micros_sum = static_cast<int64_t>(score * 1e6 + 0.5);
+    }
+    if (node["policy_changed"]) {
+      f.policy_changed =
+          Text(node["policy_changed"], field + ".policy_changed") == "true";
+    }
+    return k;
   }
 
   TestRateUsage ReadRateUsage(const YAML::Node& node,
@@ -454,6 +566,34 @@ class TestUsage final : public UsageView {
   absl::TimeZone tz_;  // the policy's: periods start at local midnight
 };
 
+// The KPI figures and signals a case states. A budget the case gives any
+// figures for reads as zero in the windows it does not give.
+class TestKpis final : public KpiReader, public SignalView {
+ public:
+  explicit TestKpis(const TestCase* test) : test_(test) {}
+
+  bool Figures(absl::string_view budget, KpiWindow window, absl::Time,
+               KpiFigures* out) const override {
+    bool known = false;
+    *out = KpiFigures();
+    for (const TestKpi& k : test_->kpis) {
+      if (k.budget != budget) continue;
+      known = true;
+      if (k.window == window) *out = k.figures;
+    }
+    return known;
+  }
+
+  std::optional<double> Signal(absl::string_view name) const override {
+    auto it = test_->signals.find(std::string(name));
+    if (it == test_->signals.end()) return std::nullopt;
+    return it->second;
+  }
+
+ private:
+  const TestCase* test_;
+};
+
 struct Outcome {
   bool allowed = false;
   std::string model;
@@ -491,7 +631,9 @@ Outcome Decide(const CompiledPolicy& policy, const TestCase& c) {
   call.input_tokens = c.input_tokens;
   call.max_output_tokens = c.max_output_tokens;
   call.attempt = c.attempt;
-  absl::StatusOr<CallPlan> plan = PlanCall(policy, call, {&usage, c.now});
+  const TestKpis kpis(&c);
+  absl::StatusOr<CallPlan> plan =
+      PlanCall(policy, call, {&usage, c.now, &kpis, &kpis});
   if (!plan.ok()) {
     outcome.error = std::string(plan.status().message());
     return outcome;

@@ -1,8 +1,13 @@
 #include "policy/variables.h"
 
 #include <algorithm>
+#include <cstdint>
+#include <iterator>
+#include <limits>
+#include <optional>
 #include <string>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 
@@ -32,6 +37,45 @@ enum VariableId : int {
   // kNamedBudget + field.
   kOwnBudget = 100,
   kNamedBudget = 200,
+  // signal["x"], kpi.burn_rate, kpi.projected_spend; kpi.<metric>_<window>
+  // is kKpi + metric * kKpiWindows + window.
+  kSignal = 1000,
+  kKpiBurnRate,
+  kKpiProjectedSpend,
+  kKpi = 2000,
+};
+
+enum KpiMetric : int {
+  kKpiSpend,
+  kKpiRequests,
+  kKpiSuccesses,
+  kKpiFailures,
+  kKpiRetries,
+  kKpiInputTokens,
+  kKpiCachedInputTokens,
+  kKpiOutputTokens,
+  kKpiTokensPerRequest,
+  kKpiCostPerRequest,
+  kKpiCostPerSuccess,
+  kKpiRetryRate,
+  kKpiErrorRate,
+  kKpiP95Latency,
+  kKpiQualityScore,
+};
+
+constexpr int kKpiWindows = 8;
+
+struct KpiWindowName {
+  absl::string_view suffix;
+  KpiWindow window;
+};
+// Longest suffixes first: "_1h_last_week" before "_1h".
+constexpr KpiWindowName kKpiWindowNames[] = {
+    {"_1h_last_week", KpiWindow::kSameHourLastWeek},
+    {"_prev_24h", KpiWindow::kPrevious24Hours},
+    {"_prev_1h", KpiWindow::kPreviousHour},
+    {"_24h", KpiWindow::kLast24Hours},
+    {"_1h", KpiWindow::kLastHour},
 };
 
 enum BudgetField : int {
@@ -75,6 +119,77 @@ constexpr Field kBudgetFields[] = {
     {"used_ratio", kUsedRatio, Type::kDouble},
     {"period_elapsed_ratio", kPeriodElapsedRatio, Type::kDouble},
 };
+
+constexpr Field kKpiMetrics[] = {
+    {"spend", kKpiSpend, Type::kMoney},
+    {"requests", kKpiRequests, Type::kInt},
+    {"successes", kKpiSuccesses, Type::kInt},
+    {"failures", kKpiFailures, Type::kInt},
+    {"retries", kKpiRetries, Type::kInt},
+    {"input_tokens", kKpiInputTokens, Type::kInt},
+    {"cached_input_tokens", kKpiCachedInputTokens, Type::kInt},
+    {"output_tokens", kKpiOutputTokens, Type::kInt},
+    {"tokens_per_request", kKpiTokensPerRequest, Type::kDouble},
+    {"cost_per_request", kKpiCostPerRequest, Type::kMoney},
+    {"cost_per_success", kKpiCostPerSuccess, Type::kMoney},
+    {"retry_rate", kKpiRetryRate, Type::kDouble},
+    {"error_rate", kKpiErrorRate, Type::kDouble},
+    {"p95_latency", kKpiP95Latency, Type::kDuration},
+    {"quality_score", kKpiQualityScore, Type::kDouble},
+};
+
+const Field* FindKpiMetric(absl::string_view name) {
+  for (const Field& f : kKpiMetrics) {
+    if (f.name == name) return &f;
+  }
+  return nullptr;
+}
+
+Value MetricValue(int metric, const KpiFigures& f) {
+  auto ratio = [](int64_t part, int64_t whole) {
+    return Value::Double(whole > 0 ? static_cast<double>(part) /
+                                         static_cast<double>(whole)
+                                   : 0.0);
+  };
+  switch (metric) {
+    case kKpiSpend:
+      return Value::Money(f.spend_nanos);
+    case kKpiRequests:
+      return Value::Int(f.requests);
+    case kKpiSuccesses:
+      return Value::Int(f.successes);
+    case kKpiFailures:
+      return Value::Int(f.failures);
+    case kKpiRetries:
+      return Value::Int(f.retries);
+    case kKpiInputTokens:
+      return Value::Int(f.input_tokens);
+    case kKpiCachedInputTokens:
+      return Value::Int(f.cached_input_tokens);
+    case kKpiOutputTokens:
+      return Value::Int(f.output_tokens);
+    case kKpiTokensPerRequest:
+      return ratio(f.input_tokens + f.output_tokens, f.requests);
+    case kKpiCostPerRequest:
+      return Value::Money(f.requests > 0 ? f.spend_nanos / f.requests : 0);
+    case kKpiCostPerSuccess:
+      return Value::Money(f.successes > 0 ? f.spend_nanos / f.successes : 0);
+    case kKpiRetryRate:
+      return ratio(f.retries, f.requests);
+    case kKpiErrorRate:
+      return ratio(f.failures + f.retries, f.requests);
+    case kKpiP95Latency:
+      return Value::Duration(f.p95_latency);
+    case kKpiQualityScore:
+      // NaN without scores, as a signal never reported: no data, no action.
+      return Value::Double(f.quality_reports > 0
+                               ? static_cast<double>(f.quality_micros_sum) /
+                                     1e6 /
+                                     static_cast<double>(f.quality_reports)
+                               : std::numeric_limits<double>::quiet_NaN());
+  }
+  return Value::Int(0);
+}
 
 std::string PathText(const std::vector<PathSegment>& path) {
   std::string text;
@@ -150,6 +265,49 @@ absl::StatusOr<VariableRef> PolicySchema::Resolve(
     }
     return ResolveField(path, 1, "budget.", kBudgetFields, kOwnBudget);
   }
+  if (root == "signal") {
+    if (path.size() == 2 && path[1].kind == PathSegment::Kind::kKey &&
+        !path[1].text.empty()) {
+      return VariableRef{kSignal, path[1].text, Type::kDouble};
+    }
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown variable \"", PathText(path),
+                     "\"; name the signal: signal[\"golden-accuracy\"]"));
+  }
+  if (root == "kpi") {
+    if (!scope_.has_own_budget) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "\"", PathText(path),
+          "\": kpi.* reads the rule's own budget and exists only in "
+          "spend_slos and alerts"));
+    }
+    if (path.size() == 2 && path[1].kind == PathSegment::Kind::kIdent) {
+      const absl::string_view name = path[1].text;
+      if (name == "burn_rate") {
+        return VariableRef{kKpiBurnRate, "", Type::kDouble};
+      }
+      if (name == "projected_spend") {
+        return VariableRef{kKpiProjectedSpend, "", Type::kMoney};
+      }
+      for (int w = 0; w < static_cast<int>(std::size(kKpiWindowNames)); ++w) {
+        const absl::string_view suffix = kKpiWindowNames[w].suffix;
+        if (!absl::EndsWith(name, suffix)) continue;
+        const Field* metric =
+            FindKpiMetric(name.substr(0, name.size() - suffix.size()));
+        if (metric == nullptr) break;
+        return VariableRef{kKpi + metric->id * kKpiWindows +
+                               static_cast<int>(kKpiWindowNames[w].window),
+                           "", metric->type};
+      }
+    }
+    return absl::InvalidArgumentError(absl::StrCat(
+        "unknown variable \"", PathText(path),
+        "\"; kpi. has burn_rate, projected_spend and <metric>_<window> with "
+        "metric one of ",
+        FieldNames("", kKpiMetrics),
+        " and window one of 1h, prev_1h, 24h, prev_24h, 1h_last_week "
+        "(e.g. kpi.retry_rate_1h)"));
+  }
   if (root == "budgets") {
     if (path.size() < 2 || path[1].kind != PathSegment::Kind::kKey) {
       return absl::InvalidArgumentError(absl::StrCat(
@@ -163,7 +321,7 @@ absl::StatusOr<VariableRef> PolicySchema::Resolve(
   return absl::InvalidArgumentError(
       absl::StrCat("unknown variable \"", PathText(path),
                    "\"; variables start with request., budget., "
-                   "budgets[\"name\"]., or now."));
+                   "budgets[\"name\"]., kpi., signal[\"name\"] or now."));
 }
 
 namespace {
@@ -252,7 +410,62 @@ Value PolicyActivation::BudgetField(int field,
   return Value::Double(0.0);
 }
 
+bool KpiMetricValue(absl::string_view metric, const KpiFigures& figures,
+                    Value* out) {
+  const Field* field = FindKpiMetric(metric);
+  if (field == nullptr) return false;
+  *out = MetricValue(field->id, figures);
+  return true;
+}
+
+Value PolicyActivation::SignalValue(absl::string_view name) const {
+  std::optional<double> value;
+  if (kpi_ != nullptr && kpi_->signals != nullptr) {
+    value = kpi_->signals->Signal(name);
+  }
+  return Value::Double(
+      value.value_or(std::numeric_limits<double>::quiet_NaN()));
+}
+
+Value PolicyActivation::KpiField(int id) const {
+  const BudgetUsage own = own_budget_ != nullptr ? *own_budget_ : BudgetUsage{};
+  if (id == kKpiBurnRate || id == kKpiProjectedSpend) {
+    // The share of the period gone by, and spend at that pace.
+    double elapsed = 0;
+    if (own.period_start != absl::InfinitePast() &&
+        own.period_end != absl::InfiniteFuture() &&
+        own.period_end > own.period_start) {
+      elapsed =
+          std::clamp(absl::FDivDuration(now_ - own.period_start,
+                                        own.period_end - own.period_start),
+                     0.0, 1.0);
+    }
+    if (id == kKpiBurnRate) {
+      if (elapsed <= 0 || own.amount_nanos <= 0) return Value::Double(0.0);
+      return Value::Double(static_cast<double>(own.spent_nanos) /
+                           (elapsed * static_cast<double>(own.amount_nanos)));
+    }
+    if (elapsed <= 0) return Value::Money(own.spent_nanos);
+    const double projected = static_cast<double>(own.spent_nanos) / elapsed;
+    return Value::Money(projected >= 9.2e18 ? INT64_MAX
+                                            : static_cast<int64_t>(projected));
+  }
+  const int metric = (id - kKpi) / kKpiWindows;
+  const auto window = static_cast<KpiWindow>((id - kKpi) % kKpiWindows);
+  KpiFigures figures;
+  if (kpi_ == nullptr || kpi_->kpis == nullptr ||
+      !kpi_->kpis->Figures(kpi_->own_budget_name, window, now_, &figures)) {
+    figures = KpiFigures();
+  }
+  return MetricValue(metric, figures);
+}
+
 Value PolicyActivation::Get(const VariableRef& ref) const {
+  if (ref.id >= kKpi || ref.id == kKpiBurnRate ||
+      ref.id == kKpiProjectedSpend) {
+    return KpiField(ref.id);
+  }
+  if (ref.id == kSignal) return SignalValue(ref.key);
   if (ref.id >= kNamedBudget) {
     return NamedBudgetField(ref.id - kNamedBudget, ref.key);
   }

@@ -12,11 +12,24 @@
 //   budgets["<name>"].<any budget field>                      as budget.*
 //   now.hour, now.minute, now.day_of_month, now.month         int
 //   now.weekday                                               string ("monday")
+//   kpi.<metric>_<window>                                     see below
+//   kpi.burn_rate                                             double
+//   kpi.projected_spend                                       money
+//   signal["<name>"]                                          double (NaN if
+//                                                             never reported)
 //
-// `budget.*` means the rule's own budget and exists only in sections that
-// name one (spend_slos, alerts). `now.*` is local time in the policy's
-// timezone. A budget that does not exist or does not apply reads as zero
-// (used_ratio 0).
+// `budget.*` and `kpi.*` mean the rule's own budget and exist only in
+// sections that name one (spend_slos, alerts). `now.*` is local time in the
+// policy's timezone. A budget that does not exist or does not apply reads as
+// zero (used_ratio 0), and so do its KPIs.
+//
+// KPI metrics: spend, cost_per_request, cost_per_success (money); requests,
+// successes, failures, retries, input_tokens, cached_input_tokens,
+// output_tokens (int); tokens_per_request, retry_rate, error_rate (double);
+// p95_latency (duration); quality_score (double: the mean reported
+// quality_score, NaN without any). Windows (policy::KpiWindow): 1h, prev_1h,
+// 24h, prev_24h, 1h_last_week; e.g. kpi.spend_1h, kpi.error_rate_prev_24h. A
+// ratio over zero requests is 0. docs/usage-and-kpis.md has the details.
 
 #include <cstdint>
 #include <utility>
@@ -28,13 +41,14 @@
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "policy/expr/expr.h"
+#include "policy/kpi_view.h"
 #include "policy/usage_view.h"
 
 namespace bursar::policy {
 
 // Which section a condition is written in decides which variables exist.
 struct VariableScope {
-  bool has_own_budget = false;  // budget.*
+  bool has_own_budget = false;  // budget.*, kpi.*
 };
 
 class PolicySchema final : public expr::Schema {
@@ -64,33 +78,53 @@ struct RequestFacts {
   int64_t attempt = 1;
 };
 
+// Where `kpi.*` and `signal[...]` read from; any pointer may be null (the
+// variables then read as zero, and signals as NaN).
+struct KpiSources {
+  const KpiReader* kpis = nullptr;
+  const SignalView* signals = nullptr;
+  // The rule's own budget, which kpi.* reads.
+  absl::string_view own_budget_name;
+};
+
 // Feeds one evaluation of a condition. Cheap to build per rule; allocates
-// nothing.
+// nothing itself (a KpiReader may, when a kpi.* variable is read).
 class PolicyActivation final : public expr::Activation {
  public:
   // `own_budget` is what `budget.*` reads (spend_slos, alerts): the figures
   // the caller already looked up, so conditions do not look them up again.
   PolicyActivation(const RequestFacts* request, const UsageView* usage,
                    absl::Time now, absl::CivilSecond local_now,
-                   const BudgetUsage* own_budget = nullptr)
+                   const BudgetUsage* own_budget = nullptr,
+                   const KpiSources* kpi = nullptr)
       : request_(request),
         usage_(usage),
         now_(now),
         local_now_(local_now),
-        own_budget_(own_budget) {}
+        own_budget_(own_budget),
+        kpi_(kpi) {}
 
   expr::Value Get(const expr::VariableRef& ref) const override;
 
  private:
   expr::Value BudgetField(int field, const BudgetUsage& figures) const;
   expr::Value NamedBudgetField(int field, absl::string_view name) const;
+  expr::Value KpiField(int id) const;
+  expr::Value SignalValue(absl::string_view name) const;
 
   const RequestFacts* request_;
   const UsageView* usage_;
   absl::Time now_;
   absl::CivilSecond local_now_;
   const BudgetUsage* own_budget_;
+  const KpiSources* kpi_;
 };
+
+// The value of a KPI metric (e.g. "cost_per_request") from the counts of a
+// window, as conditions read it; false for an unknown metric. Shared by the
+// alert engine so alerts and conditions agree.
+bool KpiMetricValue(absl::string_view metric, const KpiFigures& figures,
+                    expr::Value* out);
 
 // The value of `key` among sorted labels, "" if absent.
 absl::string_view FindLabel(LabelSpan labels, absl::string_view key);

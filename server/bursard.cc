@@ -42,10 +42,13 @@
 #include "server/http/http_server.h"
 #include "server/http/json_api.h"
 #include "server/http/portkey_webhook.h"
+#include "server/kpi_rollups.h"
 #include "server/log.h"
 #include "server/metrics.h"
 #include "server/policy_admin.h"
 #include "server/policy_registry.h"
+#include "server/usage_admin.h"
+#include "server/usage_attribution.h"
 #include "storage/rocks_storage.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:8081",
@@ -432,15 +435,19 @@ int Run() {
         {LF{"error", std::string(metrics_status.message())}});
     return 1;
   }
+  // Usage rollups, KPIs and signals (docs/usage-and-kpis.md).
+  UsageAttribution usage_attribution(storage->usage.get());
+  const RollupKpiView kpi_view(storage->usage.get(), ledger.get());
+
   // Alerts (docs/alerts.md): the engine runs off the hot path; Reports only
-  // wake it. KPI built-ins need a KpiView (none wired yet: they stay quiet).
+  // wake it.
   alerts::AlertHub alert_hub;
   alerts::WebhookNotifier webhook_notifier(webhooks, storage->alerts.get(),
                                            [&clock] { return clock->Now(); });
   alerts::AlertEngine alert_engine(
       ledger.get(), storage->alerts.get(),
       [&policies] { return policies.Active(); },
-      [&clock] { return clock->Now(); }, /*kpis=*/nullptr,
+      [&clock] { return clock->Now(); }, &kpi_view,
       alerts::AlertEngineOptions{
           .interval = absl::GetFlag(FLAGS_alert_interval),
           .min_gap = absl::GetFlag(FLAGS_alert_min_gap),
@@ -460,9 +467,11 @@ int Run() {
   AlertWakingObserver alert_waker(decision_metrics->get(), &alert_engine);
   AlertAdmin alert_admin(storage->alerts.get(), &alert_engine, &alert_hub);
 
-  Decider decider(
-      ledger.get(), &policies, clock.get(),
-      DeciderOptions{.reservation_ttl = ttl, .observer = &alert_waker});
+  Decider decider(ledger.get(), &policies, clock.get(),
+                  DeciderOptions{.reservation_ttl = ttl,
+                                 .observer = &alert_waker,
+                                 .usage = &usage_attribution,
+                                 .kpis = &kpi_view});
   if (absl::Status s = decider.RestoreInFlight(); !s.ok()) {
     Log(LogLevel::kError, "cannot restore the calls in flight",
         {LF{"error", std::string(s.message())}});
@@ -480,8 +489,9 @@ int Run() {
   PolicyAdmin policy_admin(storage->policy_versions.get(), &policies,
                            clock.get());
   DecisionService decision_service(&decider, &authenticator);
+  UsageAdmin usage_admin(storage->usage.get(), &policies, clock.get());
   AdminService admin_service(&budget_admin, &policy_admin, &authenticator,
-                             &alert_admin);
+                             &alert_admin, &usage_admin);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -623,10 +633,11 @@ int Run() {
   expirer.join();
   // Deliveries still queued or waiting to retry become dead letters.
   webhook_notifier.Stop();
-  // Closes RocksDB after the last write (when both stores are gone).
+  // Closes RocksDB after the last write (when all stores are gone).
   storage->policy_versions.reset();
   storage->alerts.reset();
   ledger.reset();
+  storage->usage.reset();
   Log(LogLevel::kInfo, "stopped");
   return 0;
 }

@@ -16,6 +16,7 @@
 #include "policy/money.h"
 #include "policy/pricing.h"
 #include "server/hold_terms.pb.h"
+#include "server/kpi_rollups.h"
 #include "server/ledger_usage_view.h"
 #include "server/rate_windows.h"
 #include "server/shadow_stats.h"
@@ -237,14 +238,19 @@ absl::Status Decider::Decide(const v1::CheckRequest& request,
   call.input_tokens = request.input_tokens();
   call.max_output_tokens = request.max_output_tokens();
   call.attempt = request.attempt() == 0 ? 1 : request.attempt();
+  const RequestKpis kpis(
+      options_.kpis, ledger_,
+      options_.usage != nullptr ? options_.usage->store() : nullptr,
+      &usage_labels);
+  const policy::DecisionContext context{&usage, now, &kpis, &kpis};
   absl::StatusOr<policy::CallPlan> plan =
-      policy::PlanCall(*active, call, {&usage, now});
+      policy::PlanCall(*active, call, context);
   // Shadow mode: compare the two policy plans now, while the ledger is as
   // the active plan saw it (this Check's own hold would otherwise count).
   // A Check that raced a change of the active version is not compared.
   if (const std::shared_ptr<const ShadowRun> shadow = policies_->Shadow();
       shadow != nullptr && shadow->active_version() == active->version()) {
-    CompareWithShadow(*shadow, request, call, {&usage, now}, plan);
+    CompareWithShadow(*shadow, request, call, context, plan);
   }
   if (!plan.ok()) return plan.status();
   response->set_policy_version(active->version());
@@ -338,6 +344,12 @@ absl::Status Decider::Decide(const v1::CheckRequest& request,
         terms.add_pools(std::string(pool.pool));
       }
       terms.set_priority(request.priority());
+      terms.set_provider(std::string(labels.Find("provider").value_or("")));
+      for (const std::string& dimension :
+           active->rules().attribution.dimensions) {
+        (*terms.mutable_dimensions())[dimension] =
+            std::string(request_labels.Find(dimension).value_or(""));
+      }
       terms_bytes = terms.SerializeAsString();
     }
 
@@ -453,8 +465,17 @@ absl::Status Decider::Settle(const v1::ReportRequest& request,
     corrections.push_back({RateWindowKey(taken, RateCount::kTokens),
                            used_tokens - charge.tokens()});
   }
-  absl::StatusOr<storage::SettleResult> settled =
-      ledger_->Settle(request.reservation_id(), *cost, now, corrections);
+  // The rollups change in the settlement's own batch (storage/usage_store.h).
+  std::optional<storage::UsageUpdate> usage_update;
+  if (options_.usage != nullptr &&
+      hold->state != storage::HoldState::kSettled) {
+    usage_update = options_.usage->ForReport(
+        *hold, terms, request, *cost, now,
+        policies_->Active()->rules().attribution.max_values_per_dimension);
+  }
+  absl::StatusOr<storage::SettleResult> settled = ledger_->Settle(
+      request.reservation_id(), *cost, now,
+      usage_update.has_value() ? &*usage_update : nullptr, corrections);
   if (!settled.ok()) return settled.status();
   if (!settled->already_reported) {
     // An expired hold gave its pool slots back when it expired.
@@ -528,13 +549,23 @@ absl::Status Decider::PruneRateWindows(absl::Time now) {
 
 absl::StatusOr<int> Decider::ExpireReservations() {
   const absl::Time now = clock_->Now();
-  std::vector<std::string> expired_terms;
-  absl::StatusOr<int> expired = ledger_->ExpireHolds(now, &expired_terms);
-  for (const std::string& bytes : expired_terms) {
+  std::vector<storage::HoldView> expired_holds;
+  absl::StatusOr<int> expired = ledger_->ExpireHolds(now, &expired_holds);
+  const int64_t max_values =
+      policies_->Active()->rules().attribution.max_values_per_dimension;
+  absl::Status recorded;
+  for (const storage::HoldView& hold : expired_holds) {
     HoldTerms terms;
-    if (!terms.ParseFromString(bytes)) continue;  // Report says DataLoss
+    if (!terms.ParseFromString(hold.terms)) continue;  // Report says DataLoss
     for (const std::string& pool : terms.pools()) {
       pools_.Release(pool, terms.priority());
+    }
+    // Counted in the rollups in a write of its own: the ledger's expiry
+    // batch is already durable.
+    if (options_.usage != nullptr && options_.usage->store() != nullptr) {
+      absl::Status s = options_.usage->store()->Record(
+          options_.usage->ForExpiry(hold, terms, now, max_values));
+      if (recorded.ok()) recorded = s;
     }
   }
   rates_.EvictIdle(now);
@@ -542,6 +573,7 @@ absl::StatusOr<int> Decider::ExpireReservations() {
     last_rate_prune_ = now;
     if (absl::Status s = PruneRateWindows(now); !s.ok()) return s;
   }
+  if (expired.ok() && !recorded.ok()) return recorded;
   return expired;
 }
 

@@ -13,9 +13,11 @@
 #include "bursar/v1/decision.pb.h"
 #include "limits/concurrency_pools.h"
 #include "limits/rate_limiter.h"
+#include "policy/kpi_view.h"
 #include "server/clock.h"
 #include "server/decision_observer.h"
 #include "server/policy_registry.h"
+#include "server/usage_attribution.h"
 #include "storage/ledger.h"
 
 namespace bursar::server {
@@ -38,6 +40,12 @@ struct DeciderOptions {
   // Told about every Check and Report (e.g. metrics); may be null. Must
   // outlive the Decider.
   DecisionObserver* observer = nullptr;
+  // Usage rollups: Report adds to them in its settlement batch, expiry
+  // counts expired reservations, and conditions read signals from its
+  // store. May be null (no rollups, no signals). Must outlive the Decider.
+  UsageAttribution* usage = nullptr;
+  // What kpi.* reads (server/kpi_rollups.h); null: all KPIs read zero.
+  const policy::KpiView* kpis = nullptr;
 };
 
 class Decider {

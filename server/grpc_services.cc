@@ -33,6 +33,9 @@ constexpr absl::string_view kGetShadowReport =
     "/bursar.v1.Admin/GetShadowReport";
 constexpr absl::string_view kListAlerts = "/bursar.v1.Admin/ListAlerts";
 constexpr absl::string_view kWatchAlerts = "/bursar.v1.Admin/WatchAlerts";
+constexpr absl::string_view kGetUsage = "/bursar.v1.Admin/GetUsage";
+constexpr absl::string_view kReportSignal = "/bursar.v1.Admin/ReportSignal";
+constexpr absl::string_view kListSignals = "/bursar.v1.Admin/ListSignals";
 
 // At most kMaxRefusalLinesPerSecond refusal lines a second, so that a
 // misconfigured gateway cannot flood the log; the count of lines left out
@@ -341,6 +344,42 @@ grpc::ServerWriteReactor<v1::Alert>* AdminService::WatchAlerts(
                      "alerts are not enabled on this server"));
   }
   return new WatchAlertsReactor(alerts_->hub());
+}
+
+namespace {
+
+absl::Status NoUsage() {
+  return absl::UnimplementedError("this server keeps no usage rollups");
+}
+
+}  // namespace
+
+grpc::ServerUnaryReactor* AdminService::GetUsage(
+    grpc::CallbackServerContext* context, const v1::GetUsageRequest* request,
+    v1::GetUsageResponse* response) {
+  return Unary(context, *auth_, kGetUsage, [&](const auth::Caller&) {
+    return usage_ != nullptr ? usage_->GetUsage(*request, response) : NoUsage();
+  });
+}
+
+grpc::ServerUnaryReactor* AdminService::ReportSignal(
+    grpc::CallbackServerContext* context,
+    const v1::ReportSignalRequest* request,
+    v1::ReportSignalResponse* response) {
+  return Unary(context, *auth_, kReportSignal, [&](const auth::Caller& caller) {
+    return usage_ != nullptr
+               ? usage_->ReportSignal(*request, caller.name, response)
+               : NoUsage();
+  });
+}
+
+grpc::ServerUnaryReactor* AdminService::ListSignals(
+    grpc::CallbackServerContext* context, const v1::ListSignalsRequest* request,
+    v1::ListSignalsResponse* response) {
+  return Unary(context, *auth_, kListSignals, [&](const auth::Caller&) {
+    return usage_ != nullptr ? usage_->ListSignals(*request, response)
+                             : NoUsage();
+  });
 }
 
 }  // namespace bursar::server

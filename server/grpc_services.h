@@ -17,6 +17,7 @@
 #include "server/budget_admin.h"
 #include "server/decider.h"
 #include "server/policy_admin.h"
+#include "server/usage_admin.h"
 
 namespace bursar::server {
 
@@ -55,10 +56,16 @@ class DecisionService final : public v1::Decision::CallbackService {
 class AdminService final : public v1::Admin::CallbackService {
  public:
   // All pointers must outlive the service. Without `alerts`, ListAlerts
-  // and WatchAlerts answer UNIMPLEMENTED.
+  // and WatchAlerts answer UNIMPLEMENTED; without `usage`, GetUsage,
+  // ReportSignal and ListSignals do.
   AdminService(BudgetAdmin* budgets, PolicyAdmin* policies,
-               const auth::Authenticator* auth, AlertAdmin* alerts = nullptr)
-      : budgets_(budgets), policies_(policies), auth_(auth), alerts_(alerts) {}
+               const auth::Authenticator* auth, AlertAdmin* alerts = nullptr,
+               UsageAdmin* usage = nullptr)
+      : budgets_(budgets),
+        policies_(policies),
+        auth_(auth),
+        alerts_(alerts),
+        usage_(usage) {}
 
   grpc::ServerUnaryReactor* SetBudget(grpc::CallbackServerContext* context,
                                       const v1::SetBudgetRequest* request,
@@ -110,12 +117,24 @@ class AdminService final : public v1::Admin::CallbackService {
   grpc::ServerWriteReactor<v1::Alert>* WatchAlerts(
       grpc::CallbackServerContext* context,
       const v1::WatchAlertsRequest* request) override;
+  grpc::ServerUnaryReactor* GetUsage(grpc::CallbackServerContext* context,
+                                     const v1::GetUsageRequest* request,
+                                     v1::GetUsageResponse* response) override;
+  grpc::ServerUnaryReactor* ReportSignal(
+      grpc::CallbackServerContext* context,
+      const v1::ReportSignalRequest* request,
+      v1::ReportSignalResponse* response) override;
+  grpc::ServerUnaryReactor* ListSignals(
+      grpc::CallbackServerContext* context,
+      const v1::ListSignalsRequest* request,
+      v1::ListSignalsResponse* response) override;
 
  private:
   BudgetAdmin* const budgets_;
   PolicyAdmin* const policies_;
   const auth::Authenticator* const auth_;
   AlertAdmin* const alerts_;
+  UsageAdmin* const usage_;
 };
 
 }  // namespace bursar::server

@@ -28,6 +28,7 @@
 #include "storage/audit.h"
 #include "storage/budget.h"
 #include "storage/labels.h"
+#include "storage/usage_store.h"
 
 namespace bursar::storage {
 
@@ -109,6 +110,8 @@ struct HoldView {
   int64_t cost_nanos = 0;
   absl::Time expires_at;
   std::string terms;
+  // The budget instances the hold was charged to: (budget, instance).
+  std::vector<std::pair<std::string, std::string>> charges;
 };
 
 // The figures of one budget instance in its current period, without names
@@ -172,17 +175,19 @@ class Ledger {
   // to, in the period it was reserved in. Idempotent: a second Settle
   // changes nothing and returns the first cost with already_reported. A
   // hold that had expired (charged its estimate) is corrected to the cost.
-  // `side_counters` are written with the settlement (not when the hold was
-  // already reported).
+  // `usage` (may be null) is applied to the usage rollups atomically with
+  // the charge, and `side_counters` written with it; both only by the
+  // Settle that charges (not by a repeat).
   virtual absl::StatusOr<SettleResult> Settle(
       absl::string_view reservation_id, int64_t cost_nanos, absl::Time now,
+      const UsageUpdate* usage,
       absl::Span<const SideCounterDelta> side_counters) = 0;
   // Charges every open hold whose TTL has passed at its estimate (flagged as
   // unreported) and forgets settled holds older than the retention. Returns
-  // how many holds expired, and appends their terms to `expired_terms`
+  // how many holds expired, and appends them (as expired) to `expired`
   // unless it is null.
-  virtual absl::StatusOr<int> ExpireHolds(
-      absl::Time now, std::vector<std::string>* expired_terms) = 0;
+  virtual absl::StatusOr<int> ExpireHolds(absl::Time now,
+                                          std::vector<HoldView>* expired) = 0;
   // Calls `visit` with every open hold (under the ledger's lock: `visit`
   // must not call the ledger).
   virtual void ForEachOpenHold(

@@ -15,7 +15,8 @@ constexpr int64_t kSchemaVersion = 1;
 constexpr char kSchemaVersionKey[] = "schema_version";
 
 constexpr const char* kCfNames[] = {"default", "meta",  "budgets",  "counters",
-                                    "holds",   "audit", "policies", "alerts"};
+                                    "holds",   "audit", "policies", "alerts",
+                                    "usage"};
 static_assert(sizeof(kCfNames) / sizeof(kCfNames[0]) == RocksDatabase::kNumCfs);
 
 void AppendBigEndian64(std::string& out, uint64_t v) {
@@ -99,8 +100,9 @@ absl::Status RocksDatabase::OpenDb() {
 
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
   for (int i = 0; i < kNumCfs; ++i) {
-    descriptors.emplace_back(kCfNames[i],
-                             i == kCountersCf ? counter_options : cf_options);
+    descriptors.emplace_back(kCfNames[i], i == kCountersCf || i == kUsageCf
+                                              ? counter_options
+                                              : cf_options);
   }
   rocksdb::DB* raw = nullptr;
   rocksdb::Status status =

@@ -55,6 +55,7 @@ class RocksDatabase {
     kAuditCf,
     kPoliciesCf,
     kAlertsCf,
+    kUsageCf,
     kNumCfs,
   };
 

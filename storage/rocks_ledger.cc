@@ -19,6 +19,7 @@
 #include "storage/int64_add_operator.h"
 #include "storage/records.pb.h"
 #include "storage/rocks_database.h"
+#include "storage/usage_rocks_store.h"
 
 namespace bursar::storage {
 namespace {
@@ -124,6 +125,7 @@ class RocksLedger final : public Ledger {
       absl::string_view reservation_id) const override;
   absl::StatusOr<SettleResult> Settle(
       absl::string_view reservation_id, int64_t cost_nanos, absl::Time now,
+      const UsageUpdate* usage,
       absl::Span<const SideCounterDelta> side_counters) override;
   absl::Status ForEachSideCounter(
       absl::string_view from, absl::string_view to,
@@ -131,8 +133,8 @@ class RocksLedger final : public Ledger {
       const override;
   absl::Status DeleteSideCounters(absl::string_view from,
                                   absl::string_view to) override;
-  absl::StatusOr<int> ExpireHolds(
-      absl::Time now, std::vector<std::string>* expired_terms) override;
+  absl::StatusOr<int> ExpireHolds(absl::Time now,
+                                  std::vector<HoldView>* expired) override;
   void ForEachOpenHold(
       absl::FunctionRef<void(const HoldView&)> visit) const override;
   size_t open_holds() const override {
@@ -783,6 +785,10 @@ HoldView RocksLedger::ViewOf(const HoldRecord& hold) {
   view.cost_nanos = hold.cost_nanos();
   view.expires_at = absl::FromUnixMicros(hold.expires_at_micros());
   view.terms = hold.terms();
+  view.charges.reserve(hold.charges_size());
+  for (const ChargeRecord& charge : hold.charges()) {
+    view.charges.emplace_back(charge.budget(), charge.instance());
+  }
   return view;
 }
 
@@ -824,6 +830,7 @@ void RocksLedger::MergeCounters(rocksdb::WriteBatch& batch,
 
 absl::StatusOr<SettleResult> RocksLedger::Settle(
     absl::string_view reservation_id, int64_t cost_nanos, absl::Time now,
+    const UsageUpdate* usage,
     absl::Span<const SideCounterDelta> side_counters) {
   absl::MutexLock lock(&mu_);
   auto it = holds_.find(reservation_id);
@@ -862,6 +869,7 @@ absl::StatusOr<SettleResult> RocksLedger::Settle(
   rocksdb::WriteBatch batch;
   MergeCounters(batch, settled, spent_delta, unreported_delta);
   MergeSideCounters(batch, side_counters);
+  if (usage != nullptr) AddUsageToBatch(*database_, batch, *usage);
   batch.Put(cfs_[kHoldsCf], settled.reservation_id(),
             settled.SerializeAsString());
   uint64_t ticket = 0;
@@ -946,7 +954,7 @@ void RocksLedger::Forget(const std::string& reservation_id) {
 }
 
 absl::StatusOr<int> RocksLedger::ExpireHolds(
-    absl::Time now, std::vector<std::string>* expired_terms) {
+    absl::Time now, std::vector<HoldView>* expired_holds) {
   absl::MutexLock lock(&mu_);
   const int64_t now_micros = absl::ToUnixMicros(now);
   rocksdb::WriteBatch batch;
@@ -984,7 +992,7 @@ absl::StatusOr<int> RocksLedger::ExpireHolds(
     hold.set_settled_at_micros(now_micros);
     ApplyToCharges(hold, -estimate, estimate, estimate);
     retention_queue_.emplace(now_micros, id);
-    if (expired_terms != nullptr) expired_terms->push_back(hold.terms());
+    if (expired_holds != nullptr) expired_holds->push_back(ViewOf(hold));
   }
   for (const std::string& id : pruned_ids) {
     auto it = holds_.find(id);

@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "storage/rocks_database.h"
+#include "storage/usage_rocks_store.h"
 
 namespace bursar::storage {
 
@@ -24,6 +25,10 @@ absl::StatusOr<RocksStorage> OpenRocksStorage(
       NewRocksAlertStore(*database);
   if (!alerts.ok()) return alerts.status();
   storage.alerts = *std::move(alerts);
+  absl::StatusOr<std::unique_ptr<UsageStore>> usage =
+      NewRocksUsageStore(*database);
+  if (!usage.ok()) return usage.status();
+  storage.usage = *std::move(usage);
   absl::StatusOr<std::unique_ptr<PolicyVersionStore>> policy_versions =
       NewRocksPolicyVersionStore(*std::move(database));
   if (!policy_versions.ok()) return policy_versions.status();

@@ -4,7 +4,7 @@
 // Everything bursard keeps in its data directory, on one embedded RocksDB
 // database: the budget ledger and the policy versions. The two stores share
 // the database (one directory lock, one WAL, one audit log), and it closes
-// when both are gone.
+// when all are gone.
 
 #include <functional>
 #include <memory>
@@ -15,6 +15,7 @@
 #include "storage/ledger.h"
 #include "storage/policy_version_store.h"
 #include "storage/rocks_ledger.h"
+#include "storage/usage_store.h"
 
 namespace bursar::storage {
 
@@ -23,6 +24,8 @@ struct RocksStorage {
   std::unique_ptr<PolicyVersionStore> policy_versions;
   // Fired alerts and webhook dead letters (alert_store.h).
   std::unique_ptr<AlertStore> alerts;
+  // Usage rollups and quality signals (usage_store.h).
+  std::unique_ptr<UsageStore> usage;
   // The database's latency statistics (for /metrics); all zero once both
   // stores are gone. Thread-safe.
   std::function<DatabaseStats()> database_stats;

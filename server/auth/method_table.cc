@@ -40,6 +40,10 @@ constexpr MethodAccess kTable[] = {
     {"/bursar.v1.Admin/GetShadowReport", kRead},
     // ... and everybody but the gateway reads usage and alerts.
     {"/bursar.v1.Admin/GetUsage", kRead},
+    {"/bursar.v1.Admin/ListSignals", kRead},
+    // A quality signal steers routes for all traffic: an admin change, by
+    // finance (the gateway reaches no Admin method). docs/decisions/012.
+    {"/bursar.v1.Admin/ReportSignal", kFinance},
     {"/bursar.v1.Admin/ListAlerts", kRead},
     {"/bursar.v1.Admin/WatchAlerts", kRead},
 

@@ -1,0 +1,128 @@
+#include "server/kpi_rollups.h"
+
+#include <algorithm>
+#include <cstdint>
+#include <utility>
+#include <vector>
+
+namespace bursar::server {
+namespace {
+
+absl::Time HourOf(absl::Time t) {
+  const int64_t s = absl::ToUnixSeconds(t);
+  return absl::FromUnixSeconds(s - ((s % 3600) + 3600) % 3600);
+}
+
+absl::Duration Length(policy::KpiWindow window) {
+  switch (window) {
+    case policy::KpiWindow::kLast24Hours:
+    case policy::KpiWindow::kPrevious24Hours:
+      return absl::Hours(24);
+    default:
+      return absl::Hours(1);
+  }
+}
+
+}  // namespace
+
+absl::Time KpiWindowEnd(policy::KpiWindow window, absl::Time now) {
+  switch (window) {
+    case policy::KpiWindow::kLastHour:
+    case policy::KpiWindow::kLast24Hours:
+      return now;
+    case policy::KpiWindow::kPreviousHour:
+      return now - absl::Hours(1);
+    case policy::KpiWindow::kPrevious24Hours:
+      return now - absl::Hours(24);
+    case policy::KpiWindow::kSameHourLastWeek:
+      return now - absl::Hours(24 * 7);
+  }
+  return now;
+}
+
+absl::Time KpiWindowStart(policy::KpiWindow window, absl::Time now) {
+  return KpiWindowEnd(window, now) - Length(window);
+}
+
+bool RollupKpiView::Figures(absl::string_view budget,
+                            absl::string_view instance,
+                            policy::KpiWindow window, absl::Time now,
+                            policy::KpiFigures* out) const {
+  *out = policy::KpiFigures();
+  if (ledger_ != nullptr && !ledger_->GetBudget(budget).has_value()) {
+    return false;
+  }
+  if (usage_ == nullptr) return true;
+  const absl::Time start = KpiWindowStart(window, now);
+  const absl::Time end = KpiWindowEnd(window, now);
+  absl::StatusOr<std::vector<std::pair<absl::Time, storage::UsageCounts>>>
+      rows = usage_->KpiRows(budget, instance, HourOf(start),
+                             end + absl::Seconds(1));
+  if (!rows.ok()) return true;
+  storage::UsageCounts total;
+  for (const auto& [hour, counts] : *rows) {
+    // The bucket has recorded [hour, min(hour + 1h, now)]; the window
+    // covers (start, end] of it.
+    const absl::Time recorded_end = std::min(hour + absl::Hours(1), now);
+    const int64_t recorded = absl::ToInt64Seconds(recorded_end - hour);
+    const int64_t covered = absl::ToInt64Seconds(std::min(recorded_end, end) -
+                                                 std::max(hour, start));
+    if (covered <= 0) continue;
+    if (covered >= recorded) {
+      total.Add(counts);
+    } else {
+      total.AddScaled(counts, covered, recorded);
+    }
+  }
+  out->spend_nanos = total.cost_nanos;
+  out->requests = total.requests;
+  out->successes = total.successes;
+  out->failures = total.failures;
+  out->retries = total.retries;
+  out->cancelled = total.cancelled;
+  out->input_tokens = total.input_tokens;
+  out->cached_input_tokens = total.cached_input_tokens;
+  out->output_tokens = total.output_tokens;
+  out->quality_reports = total.quality_reports;
+  out->quality_micros_sum = total.quality_micros_sum;
+  int64_t latencies = 0;
+  for (int64_t n : total.latency_histogram) latencies += n;
+  if (latencies > 0) {
+    // The smallest bucket with at least 95% of the latencies at or below it.
+    const int64_t rank = (latencies * 95 + 99) / 100;
+    int64_t seen = 0;
+    for (int b = 0; b < storage::kLatencyBuckets; ++b) {
+      seen += total.latency_histogram[b];
+      if (seen >= rank) {
+        out->p95_latency = storage::LatencyBucketBound(b);
+        break;
+      }
+    }
+  }
+  return true;
+}
+
+bool RequestKpis::Figures(absl::string_view budget, policy::KpiWindow window,
+                          absl::Time now, policy::KpiFigures* out) const {
+  *out = policy::KpiFigures();
+  if (view_ == nullptr || ledger_ == nullptr) return false;
+  const std::optional<storage::BudgetSpec> spec = ledger_->GetBudget(budget);
+  if (!spec.has_value()) return false;
+  absl::string_view instance;
+  if (!spec->per_label.empty()) {
+    const std::optional<absl::string_view> value =
+        labels_ != nullptr ? labels_->Find(spec->per_label) : std::nullopt;
+    if (!value.has_value()) return false;  // the budget does not apply
+    instance = *value;
+  }
+  return view_->Figures(budget, instance, window, now, out);
+}
+
+std::optional<double> RequestKpis::Signal(absl::string_view name) const {
+  if (usage_ == nullptr) return std::nullopt;
+  const std::optional<storage::Signal> signal = usage_->GetSignal(name);
+  if (!signal.has_value()) return std::nullopt;
+  return signal->value;
+}
+
+}  // namespace bursar::server

@@ -1,0 +1,72 @@
+#ifndef BURSAR_SERVER_KPI_ROLLUPS_H_
+#define BURSAR_SERVER_KPI_ROLLUPS_H_
+
+// KPIs over the usage rollups (storage/usage_store.h), for policy
+// conditions (kpi.*, signal[...]) and alerts.
+//
+// Rollups are hourly, windows are rolling: a window (now - W, now] adds
+// each hour bucket it overlaps, scaled by the share of the bucket's
+// recorded time it covers (an hour still running has recorded up to `now`).
+// Figures are exact when `now` is on the hour, and otherwise assume the
+// calls of a partly covered hour were spread evenly over it. p95 latency
+// reads as the upper bound of the log bucket the 95th percentile falls in
+// (storage::LatencyBucketBound). docs/usage-and-kpis.md.
+
+#include <optional>
+
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "policy/kpi_view.h"
+#include "storage/labels.h"
+#include "storage/ledger.h"
+#include "storage/usage_store.h"
+
+namespace bursar::server {
+
+// The start and end of `window` ending at `now`.
+absl::Time KpiWindowStart(policy::KpiWindow window, absl::Time now);
+absl::Time KpiWindowEnd(policy::KpiWindow window, absl::Time now);
+
+class RollupKpiView final : public policy::KpiView {
+ public:
+  // Both pointers must outlive the view. Thread-safe.
+  RollupKpiView(const storage::UsageStore* usage, const storage::Ledger* ledger)
+      : usage_(usage), ledger_(ledger) {}
+
+  // False for a budget the ledger does not have; zero figures (and true)
+  // when reading the rollups fails, so a storage error never turns into
+  // a decision.
+  bool Figures(absl::string_view budget, absl::string_view instance,
+               policy::KpiWindow window, absl::Time now,
+               policy::KpiFigures* out) const override;
+
+ private:
+  const storage::UsageStore* usage_;
+  const storage::Ledger* ledger_;
+};
+
+// KPIs as one request sees them: a budget reads as the instance the
+// request's labels select (its per_label value), and signals from the
+// store.
+class RequestKpis final : public policy::KpiReader, public policy::SignalView {
+ public:
+  // Every pointer must outlive this; `view` and `usage` may be null (all
+  // KPIs zero, no signals).
+  RequestKpis(const policy::KpiView* view, const storage::Ledger* ledger,
+              const storage::UsageStore* usage, const storage::LabelSet* labels)
+      : view_(view), ledger_(ledger), usage_(usage), labels_(labels) {}
+
+  bool Figures(absl::string_view budget, policy::KpiWindow window,
+               absl::Time now, policy::KpiFigures* out) const override;
+  std::optional<double> Signal(absl::string_view name) const override;
+
+ private:
+  const policy::KpiView* view_;
+  const storage::Ledger* ledger_;
+  const storage::UsageStore* usage_;
+  const storage::LabelSet* labels_;
+};
+
+}  // namespace bursar::server
+
+#endif  // BURSAR_SERVER_KPI_ROLLUPS_H_

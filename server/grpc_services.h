@@ -13,8 +13,10 @@
 #include "bursar/v1/decision.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
 #include "server/auth/authenticator.h"
+#include "server/backup.h"
 #include "server/budget_admin.h"
 #include "server/decider.h"
+#include "server/overload.h"
 #include "server/policy_admin.h"
 
 namespace bursar::server {
@@ -35,9 +37,11 @@ absl::StatusOr<auth::Caller> AdmitCall(const auth::Authenticator& auth,
 
 class DecisionService final : public v1::Decision::CallbackService {
  public:
-  // Both pointers must outlive the service.
-  DecisionService(Decider* decider, const auth::Authenticator* auth)
-      : decider_(decider), auth_(auth) {}
+  // All pointers must outlive the service. Every call first enters `gate`
+  // (server/overload.h) unless it is null.
+  DecisionService(Decider* decider, const auth::Authenticator* auth,
+                  CallGate* gate = nullptr)
+      : decider_(decider), auth_(auth), gate_(gate) {}
 
   grpc::ServerUnaryReactor* Check(grpc::CallbackServerContext* context,
                                   const v1::CheckRequest* request,
@@ -49,14 +53,22 @@ class DecisionService final : public v1::Decision::CallbackService {
  private:
   Decider* const decider_;
   const auth::Authenticator* const auth_;
+  CallGate* const gate_;
 };
 
 class AdminService final : public v1::Admin::CallbackService {
  public:
-  // All pointers must outlive the service.
+  // All pointers must outlive the service. Every call first enters `gate`
+  // (server/overload.h) unless it is null. CreateBackup answers
+  // FAILED_PRECONDITION when `backups` is null.
   AdminService(BudgetAdmin* budgets, PolicyAdmin* policies,
-               const auth::Authenticator* auth)
-      : budgets_(budgets), policies_(policies), auth_(auth) {}
+               const auth::Authenticator* auth, CallGate* gate = nullptr,
+               Backups* backups = nullptr)
+      : budgets_(budgets),
+        policies_(policies),
+        auth_(auth),
+        gate_(gate),
+        backups_(backups) {}
 
   grpc::ServerUnaryReactor* SetBudget(grpc::CallbackServerContext* context,
                                       const v1::SetBudgetRequest* request,
@@ -99,11 +111,17 @@ class AdminService final : public v1::Admin::CallbackService {
       grpc::CallbackServerContext* context,
       const v1::GetShadowReportRequest* request,
       v1::GetShadowReportResponse* response) override;
+  grpc::ServerUnaryReactor* CreateBackup(
+      grpc::CallbackServerContext* context,
+      const v1::CreateBackupRequest* request,
+      v1::CreateBackupResponse* response) override;
 
  private:
   BudgetAdmin* const budgets_;
   PolicyAdmin* const policies_;
   const auth::Authenticator* const auth_;
+  CallGate* const gate_;
+  Backups* const backups_;
 };
 
 }  // namespace bursar::server

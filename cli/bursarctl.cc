@@ -25,6 +25,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
+#include "cli/backup_commands.h"
 #include "cli/budget_commands.h"
 #include "cli/command.h"
 #include "cli/command_line.h"
@@ -80,6 +81,7 @@ std::vector<Command> AllCommands() {
   for (Command& c : DecisionCommands()) commands.push_back(std::move(c));
   for (Command& c : PolicyCommands()) commands.push_back(std::move(c));
   for (Command& c : TokenCommands()) commands.push_back(std::move(c));
+  for (Command& c : BackupCommands()) commands.push_back(std::move(c));
   return commands;
 }
 

@@ -31,7 +31,8 @@ absl::Status CheckName(absl::string_view name) {
   }
   if (name[0] == '.') {
     return absl::InvalidArgumentError(
-        absl::StrCat("name \"", name, "\" starts with '.'; give a plain "
+        absl::StrCat("name \"", name,
+                     "\" starts with '.'; give a plain "
                      "directory name of [A-Za-z0-9._-]"));
   }
   for (char c : name) {
@@ -59,9 +60,10 @@ absl::StatusOr<std::unique_ptr<Backups>> Backups::Open(
     std::string root, CheckpointFunction checkpoint, Clock* clock) {
   std::error_code error;
   if (!fs::is_directory(root, error)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--backup_dir=", root, " is not a directory; create it first (on a "
-        "disk with room for a copy of --data_dir)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--backup_dir=", root,
+                     " is not a directory; create it first (on a "
+                     "disk with room for a copy of --data_dir)"));
   }
   return std::unique_ptr<Backups>(
       new Backups(fs::absolute(root).lexically_normal().string(),
@@ -74,16 +76,16 @@ absl::Status Backups::Create(const v1::CreateBackupRequest& request,
   const absl::Time now = clock_->Now();
   std::string name = request.name();
   if (name.empty()) {
-    name = absl::StrCat(
-        "bursar-", absl::FormatTime("%Y%m%dT%H%M%E6SZ", now, absl::UTCTimeZone()));
+    name = absl::StrCat("bursar-", absl::FormatTime("%Y%m%dT%H%M%E6SZ", now,
+                                                    absl::UTCTimeZone()));
   }
   if (absl::Status s = CheckName(name); !s.ok()) return s;
   const std::string path = (fs::path(root_) / name).string();
   std::error_code error;
   if (fs::exists(path, error)) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "a backup named \"", name, "\" exists already in ", root_,
-        "; choose another name"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("a backup named \"", name, "\" exists already in ", root_,
+                     "; choose another name"));
   }
   if (absl::Status s = checkpoint_(path); !s.ok()) return s;
   response->set_name(name);
@@ -124,24 +126,25 @@ absl::Status RestoreDataDir(const std::string& backup_dir,
   fs::copy(backup, staging, fs::copy_options::recursive, error);
   if (error) {
     fs::remove_all(staging, error);
-    return absl::UnavailableError(absl::StrCat(
-        "--restore_from: copying ", backup.string(), " to ", staging.string(),
-        " failed: ", error.message()));
+    return absl::UnavailableError(
+        absl::StrCat("--restore_from: copying ", backup.string(), " to ",
+                     staging.string(), " failed: ", error.message()));
   }
   {
     std::ofstream marker(staging / kRestoredFromFile);
     marker << backup.string();
     if (!marker.good()) {
-      return absl::UnavailableError(absl::StrCat(
-          "--restore_from: cannot write ", (staging / kRestoredFromFile).string()));
+      return absl::UnavailableError(
+          absl::StrCat("--restore_from: cannot write ",
+                       (staging / kRestoredFromFile).string()));
     }
   }
   if (fs::exists(data, error)) fs::remove(data, error);  // empty: checked
   fs::rename(staging, data, error);
   if (error) {
-    return absl::UnavailableError(absl::StrCat(
-        "--restore_from: renaming ", staging.string(), " to ", data.string(),
-        " failed: ", error.message()));
+    return absl::UnavailableError(
+        absl::StrCat("--restore_from: renaming ", staging.string(), " to ",
+                     data.string(), " failed: ", error.message()));
   }
   Log(LogLevel::kInfo, "data directory restored from a backup",
       {LF{"backup", backup.string()}, LF{"data_dir", data.string()}});

@@ -40,7 +40,8 @@ class DeciderFaultTest : public ::testing::TestWithParam<storage::SyncMode> {
     auto ledger = storage::OpenRocksLedger(options);
     ASSERT_TRUE(ledger.ok()) << ledger.status();
     ledger_ = *std::move(ledger);
-    policy::CompileResult compiled = policy::CompilePolicy({{"p.yaml", kPolicy}});
+    policy::CompileResult compiled =
+        policy::CompilePolicy({{"p.yaml", kPolicy}});
     ASSERT_NE(compiled.policy, nullptr);
     policies_ = std::make_unique<PolicyRegistry>(compiled.policy);
     decider_ = std::make_unique<Decider>(ledger_.get(), policies_.get(),

@@ -93,9 +93,8 @@ absl::Time DeadlineOf(const grpc::ServerContextBase& context) {
 // no work.
 template <typename Call>
 grpc::ServerUnaryReactor* Unary(grpc::CallbackServerContext* context,
-                                const auth::Authenticator& auth,
-                                CallGate* gate, absl::string_view method,
-                                Call&& call) {
+                                const auth::Authenticator& auth, CallGate* gate,
+                                absl::string_view method, Call&& call) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   if (gate == nullptr) {
     absl::StatusOr<auth::Caller> caller = AdmitCall(auth, *context, method);
@@ -165,110 +164,123 @@ absl::StatusOr<auth::Caller> AdmitCall(const auth::Authenticator& auth,
 grpc::ServerUnaryReactor* DecisionService::Check(
     grpc::CallbackServerContext* context, const v1::CheckRequest* request,
     v1::CheckResponse* response) {
-  return Unary(context, *auth_, gate_, kCheck, [this, request, response](const auth::Caller&) {
-    return decider_->Check(*request, response);
-  });
+  return Unary(context, *auth_, gate_, kCheck,
+               [this, request, response](const auth::Caller&) {
+                 return decider_->Check(*request, response);
+               });
 }
 
 grpc::ServerUnaryReactor* DecisionService::Report(
     grpc::CallbackServerContext* context, const v1::ReportRequest* request,
     v1::ReportResponse* response) {
-  return Unary(context, *auth_, gate_, kReport, [this, request, response](const auth::Caller&) {
-    return decider_->Report(*request, response);
-  });
+  return Unary(context, *auth_, gate_, kReport,
+               [this, request, response](const auth::Caller&) {
+                 return decider_->Report(*request, response);
+               });
 }
 
 grpc::ServerUnaryReactor* AdminService::SetBudget(
     grpc::CallbackServerContext* context, const v1::SetBudgetRequest* request,
     v1::SetBudgetResponse* response) {
-  return Unary(context, *auth_, gate_, kSetBudget, [this, request, response](const auth::Caller& caller) {
-    return budgets_->SetBudget(*request, caller, response);
-  });
+  return Unary(context, *auth_, gate_, kSetBudget,
+               [this, request, response](const auth::Caller& caller) {
+                 return budgets_->SetBudget(*request, caller, response);
+               });
 }
 
 grpc::ServerUnaryReactor* AdminService::GetBudget(
     grpc::CallbackServerContext* context, const v1::GetBudgetRequest* request,
     v1::GetBudgetResponse* response) {
-  return Unary(context, *auth_, gate_, kGetBudget, [this, request, response](const auth::Caller&) {
-    return budgets_->GetBudget(*request, response);
-  });
+  return Unary(context, *auth_, gate_, kGetBudget,
+               [this, request, response](const auth::Caller&) {
+                 return budgets_->GetBudget(*request, response);
+               });
 }
 
 grpc::ServerUnaryReactor* AdminService::ListBudgets(
-    grpc::CallbackServerContext* context,
-    const v1::ListBudgetsRequest* request, v1::ListBudgetsResponse* response) {
-  return Unary(context, *auth_, gate_, kListBudgets, [this, request, response](const auth::Caller&) {
-    return budgets_->ListBudgets(*request, response);
-  });
+    grpc::CallbackServerContext* context, const v1::ListBudgetsRequest* request,
+    v1::ListBudgetsResponse* response) {
+  return Unary(context, *auth_, gate_, kListBudgets,
+               [this, request, response](const auth::Caller&) {
+                 return budgets_->ListBudgets(*request, response);
+               });
 }
 
 grpc::ServerUnaryReactor* AdminService::DeleteBudget(
     grpc::CallbackServerContext* context,
     const v1::DeleteBudgetRequest* request,
     v1::DeleteBudgetResponse* response) {
-  return Unary(context, *auth_, gate_, kDeleteBudget, [this, request, response](const auth::Caller& caller) {
-    return budgets_->DeleteBudget(*request, caller, response);
-  });
+  return Unary(context, *auth_, gate_, kDeleteBudget,
+               [this, request, response](const auth::Caller& caller) {
+                 return budgets_->DeleteBudget(*request, caller, response);
+               });
 }
 
 grpc::ServerUnaryReactor* AdminService::ListAudit(
     grpc::CallbackServerContext* context, const v1::ListAuditRequest* request,
     v1::ListAuditResponse* response) {
-  return Unary(context, *auth_, gate_, kListAudit, [this, request, response](const auth::Caller&) {
-    return budgets_->ListAudit(*request, response);
-  });
+  return Unary(context, *auth_, gate_, kListAudit,
+               [this, request, response](const auth::Caller&) {
+                 return budgets_->ListAudit(*request, response);
+               });
 }
 
 grpc::ServerUnaryReactor* AdminService::PushPolicy(
     grpc::CallbackServerContext* context, const v1::PushPolicyRequest* request,
     v1::PushPolicyResponse* response) {
-  return Unary(context, *auth_, gate_, kPushPolicy, [this, request, response](const auth::Caller& caller) {
-    return policies_->PushPolicy(*request, caller, response);
-  });
+  return Unary(context, *auth_, gate_, kPushPolicy,
+               [this, request, response](const auth::Caller& caller) {
+                 return policies_->PushPolicy(*request, caller, response);
+               });
 }
 
 grpc::ServerUnaryReactor* AdminService::GetPolicy(
     grpc::CallbackServerContext* context, const v1::GetPolicyRequest* request,
     v1::GetPolicyResponse* response) {
-  return Unary(context, *auth_, gate_, kGetPolicy, [this, request, response](const auth::Caller&) {
-    return policies_->GetPolicy(*request, response);
-  });
+  return Unary(context, *auth_, gate_, kGetPolicy,
+               [this, request, response](const auth::Caller&) {
+                 return policies_->GetPolicy(*request, response);
+               });
 }
 
 grpc::ServerUnaryReactor* AdminService::ListPolicyVersions(
     grpc::CallbackServerContext* context,
     const v1::ListPolicyVersionsRequest* request,
     v1::ListPolicyVersionsResponse* response) {
-  return Unary(context, *auth_, gate_, kListPolicyVersions, [this, request, response](const auth::Caller&) {
-    return policies_->ListPolicyVersions(*request, response);
-  });
+  return Unary(context, *auth_, gate_, kListPolicyVersions,
+               [this, request, response](const auth::Caller&) {
+                 return policies_->ListPolicyVersions(*request, response);
+               });
 }
 
 grpc::ServerUnaryReactor* AdminService::ActivatePolicyVersion(
     grpc::CallbackServerContext* context,
     const v1::ActivatePolicyVersionRequest* request,
     v1::ActivatePolicyVersionResponse* response) {
-  return Unary(
-      context, *auth_, gate_, kActivatePolicyVersion, [this, request, response](const auth::Caller& caller) {
-        return policies_->ActivatePolicyVersion(*request, caller, response);
-      });
+  return Unary(context, *auth_, gate_, kActivatePolicyVersion,
+               [this, request, response](const auth::Caller& caller) {
+                 return policies_->ActivatePolicyVersion(*request, caller,
+                                                         response);
+               });
 }
 
 grpc::ServerUnaryReactor* AdminService::StopShadow(
     grpc::CallbackServerContext* context, const v1::StopShadowRequest* request,
     v1::StopShadowResponse* response) {
-  return Unary(context, *auth_, gate_, kStopShadow, [this, request, response](const auth::Caller& caller) {
-    return policies_->StopShadow(*request, caller, response);
-  });
+  return Unary(context, *auth_, gate_, kStopShadow,
+               [this, request, response](const auth::Caller& caller) {
+                 return policies_->StopShadow(*request, caller, response);
+               });
 }
 
 grpc::ServerUnaryReactor* AdminService::GetShadowReport(
     grpc::CallbackServerContext* context,
     const v1::GetShadowReportRequest* request,
     v1::GetShadowReportResponse* response) {
-  return Unary(context, *auth_, gate_, kGetShadowReport, [this, request, response](const auth::Caller&) {
-    return policies_->GetShadowReport(*request, response);
-  });
+  return Unary(context, *auth_, gate_, kGetShadowReport,
+               [this, request, response](const auth::Caller&) {
+                 return policies_->GetShadowReport(*request, response);
+               });
 }
 
 grpc::ServerUnaryReactor* AdminService::CreateBackup(

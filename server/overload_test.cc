@@ -78,9 +78,8 @@ class BlockingLedger final : public storage::Ledger {
   // Waits until `n` Reserves are blocked.
   void AwaitBlocked(int n) {
     absl::MutexLock lock(&mu_);
-    auto enough = [this, n]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
-      return waiting_ >= n;
-    };
+    auto enough = [this, n]()
+                      ABSL_SHARED_LOCKS_REQUIRED(mu_) { return waiting_ >= n; };
     mu_.Await(absl::Condition(&enough));
   }
 
@@ -89,9 +88,8 @@ class BlockingLedger final : public storage::Ledger {
     {
       absl::MutexLock lock(&mu_);
       ++waiting_;
-      auto open = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
-        return !blocked_;
-      };
+      auto open = [this]()
+                      ABSL_SHARED_LOCKS_REQUIRED(mu_) { return !blocked_; };
       mu_.Await(absl::Condition(&open));
       --waiting_;
     }
@@ -103,8 +101,7 @@ class BlockingLedger final : public storage::Ledger {
       absl::Time now) override {
     return inner_->SetBudget(std::move(spec), actor, now);
   }
-  absl::Status DeleteBudget(absl::string_view name,
-                            const storage::Actor& actor,
+  absl::Status DeleteBudget(absl::string_view name, const storage::Actor& actor,
                             absl::Time now) override {
     return inner_->DeleteBudget(name, actor, now);
   }
@@ -185,8 +182,8 @@ class OverloadTest : public ::testing::Test {
     ASSERT_TRUE(ledger_->SetBudget(spec, {"test", ""}, clock_.Now()).ok());
 
     gate_ = std::make_unique<CallGate>(2, /*worker_threads=*/4, &clock_);
-    service_ = std::make_unique<DecisionService>(decider_.get(), &auth_,
-                                                 gate_.get());
+    service_ =
+        std::make_unique<DecisionService>(decider_.get(), &auth_, gate_.get());
     grpc::ServerBuilder builder;
     int port = 0;
     builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
@@ -195,9 +192,8 @@ class OverloadTest : public ::testing::Test {
     server_ = builder.BuildAndStart();
     ASSERT_NE(server_, nullptr);
     ASSERT_NE(port, 0);
-    stub_ = v1::Decision::NewStub(
-        grpc::CreateChannel(absl::StrCat("127.0.0.1:", port),
-                            grpc::InsecureChannelCredentials()));
+    stub_ = v1::Decision::NewStub(grpc::CreateChannel(
+        absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials()));
   }
   void TearDown() override {
     ledger_->Release();
@@ -207,8 +203,7 @@ class OverloadTest : public ::testing::Test {
     gate_.reset();  // after the server: no more work can arrive
   }
 
-  grpc::Status Check(const std::string& request_id,
-                     v1::CheckResponse* response,
+  grpc::Status Check(const std::string& request_id, v1::CheckResponse* response,
                      absl::Duration timeout = absl::Seconds(60)) {
     v1::CheckRequest request;
     request.set_request_id(request_id);

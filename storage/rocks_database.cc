@@ -233,8 +233,7 @@ absl::Status RocksDatabase::RecoverIfNeeded() {
   flush.allow_write_stall = true;
   status = db_->Flush(flush, cfs_);
   if (!status.ok()) {
-    return FromRocks(status,
-                     "recovery after an earlier write failure (flush)");
+    return FromRocks(status, "recovery after an earlier write failure (flush)");
   }
   if (syncer_ != nullptr) syncer_->ClearFailures();
   needs_recovery_.store(false);

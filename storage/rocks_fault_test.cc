@@ -64,9 +64,9 @@ class RocksFaultTest : public ::testing::TestWithParam<SyncMode> {
 
   Ledger& ledger() { return *storage_.ledger; }
 
-  absl::StatusOr<ReserveResult> Reserve(absl::string_view request_id,
-                                        int64_t estimate_nanos = 100,
-                                        absl::Duration ttl = absl::Minutes(10)) {
+  absl::StatusOr<ReserveResult> Reserve(
+      absl::string_view request_id, int64_t estimate_nanos = 100,
+      absl::Duration ttl = absl::Minutes(10)) {
     ReserveRequest request;
     request.labels = &labels_;
     request.estimate_nanos = estimate_nanos;
@@ -145,14 +145,12 @@ TEST_P(RocksFaultTest, AFailedSettleKeepsTheHoldAndItsRetrySettles) {
 TEST_P(RocksFaultTest, FailedBudgetChangesChangeNothing) {
   const size_t audit_before = ledger().ListAudit(100).size();
   fs_.FailWrites(true);
-  EXPECT_EQ(ledger().SetBudget(Budget("org", 2000), kFinance, kT0)
-                .status()
-                .code(),
-            absl::StatusCode::kUnavailable);
-  EXPECT_EQ(ledger().SetBudget(Budget("team", 5), kFinance, kT0)
-                .status()
-                .code(),
-            absl::StatusCode::kUnavailable);
+  EXPECT_EQ(
+      ledger().SetBudget(Budget("org", 2000), kFinance, kT0).status().code(),
+      absl::StatusCode::kUnavailable);
+  EXPECT_EQ(
+      ledger().SetBudget(Budget("team", 5), kFinance, kT0).status().code(),
+      absl::StatusCode::kUnavailable);
   EXPECT_EQ(ledger().DeleteBudget("org", kFinance, kT0).code(),
             absl::StatusCode::kUnavailable);
   ASSERT_TRUE(ledger().GetBudget("org").has_value());
@@ -172,17 +170,16 @@ TEST_P(RocksFaultTest, FailedBudgetChangesChangeNothing) {
 TEST_P(RocksFaultTest, AFailedExpiryKeepsHoldsOpenUntilItSucceeds) {
   ASSERT_TRUE(Reserve("q1", 100, absl::Minutes(1)).ok());
   fs_.FailWrites(true);
-  EXPECT_EQ(ledger().ExpireHolds(kT0 + absl::Minutes(2), nullptr)
-                .status()
-                .code(),
-            absl::StatusCode::kUnavailable);
+  EXPECT_EQ(
+      ledger().ExpireHolds(kT0 + absl::Minutes(2), nullptr).status().code(),
+      absl::StatusCode::kUnavailable);
   EXPECT_EQ(ledger().open_holds(), 1u);
   EXPECT_EQ(Figures().held_nanos, 100);
   EXPECT_EQ(Figures().unreported_nanos, 0);
 
   fs_.FailWrites(false);
-  absl::StatusOr<int> expired = ledger().ExpireHolds(kT0 + absl::Minutes(2),
-                                                     nullptr);
+  absl::StatusOr<int> expired =
+      ledger().ExpireHolds(kT0 + absl::Minutes(2), nullptr);
   ASSERT_TRUE(expired.ok()) << expired.status();
   EXPECT_EQ(*expired, 1);
   EXPECT_EQ(Figures().held_nanos, 0);
@@ -257,20 +254,20 @@ TEST_P(RocksFaultTest, AFailedFsyncIsNotAcknowledgedAndTheRetryAfterRestartIs) {
   EXPECT_EQ(hold->state, HoldState::kSettled);
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    SyncModes, RocksFaultTest,
-    ::testing::Values(SyncMode::kNone, SyncMode::kGroup, SyncMode::kAlways),
-    [](const ::testing::TestParamInfo<SyncMode>& info) {
-      switch (info.param) {
-        case SyncMode::kNone:
-          return std::string("None");
-        case SyncMode::kGroup:
-          return std::string("Group");
-        case SyncMode::kAlways:
-          return std::string("Always");
-      }
-      return std::string("Unknown");
-    });
+INSTANTIATE_TEST_SUITE_P(SyncModes, RocksFaultTest,
+                         ::testing::Values(SyncMode::kNone, SyncMode::kGroup,
+                                           SyncMode::kAlways),
+                         [](const ::testing::TestParamInfo<SyncMode>& info) {
+                           switch (info.param) {
+                             case SyncMode::kNone:
+                               return std::string("None");
+                             case SyncMode::kGroup:
+                               return std::string("Group");
+                             case SyncMode::kAlways:
+                               return std::string("Always");
+                           }
+                           return std::string("Unknown");
+                         });
 
 }  // namespace
 }  // namespace bursar::storage

@@ -125,7 +125,8 @@ TEST_F(BackupTest, ABackupTakenWhileServingRestoresIntoANewDataDir) {
   options.data_dir = dir_.Sub("restored");
   options.extra_flags = {absl::StrCat("--restore_from=", path)};
   std::filesystem::create_directories(dir_.Sub("restored-run"));
-  auto restored = std::make_unique<BursardProcess>(options, dir_.Sub("restored-run"));
+  auto restored =
+      std::make_unique<BursardProcess>(options, dir_.Sub("restored-run"));
   ASSERT_TRUE(restored->Start());
 
   // The budget as of the backup: everything acknowledged before it, nothing

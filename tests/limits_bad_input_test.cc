@@ -111,9 +111,9 @@ TEST_F(LimitsTest, PolicyFileAndPushSizesAreBounded) {
   const std::string before = ActiveVersion();
   v1::PushPolicyResponse response;
   // One file over 1 MiB.
-  grpc::Status status =
-      Push({{"policy.yaml", absl::StrCat(kPolicy, "#", std::string(1 << 20, 'x'))}},
-           &response);
+  grpc::Status status = Push(
+      {{"policy.yaml", absl::StrCat(kPolicy, "#", std::string(1 << 20, 'x'))}},
+      &response);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
       << StatusText(status);
   EXPECT_THAT(status.error_message(), HasSubstr("at most 1048576"));
@@ -131,9 +131,9 @@ TEST_F(LimitsTest, PolicyFileAndPushSizesAreBounded) {
   EXPECT_THAT(status.error_message(), HasSubstr("at most 3145728"));
 
   // Within the push limits but over the YAML parser's 256 KiB per file.
-  status = Push(
-      {{"policy.yaml", absl::StrCat(kPolicy, "#", std::string(300 << 10, 'x'))}},
-      &response);
+  status = Push({{"policy.yaml",
+                  absl::StrCat(kPolicy, "#", std::string(300 << 10, 'x'))}},
+                &response);
   EXPECT_NE(status.error_code(), grpc::StatusCode::OK);
   EXPECT_THAT(status.error_message(), HasSubstr("KiB"));
 
@@ -144,9 +144,9 @@ TEST_F(LimitsTest, ExpressionDepthIsBounded) {
   const std::string before = ActiveVersion();
   std::string deep = "request.model == \"gpt-4.1\"";
   for (int i = 0; i < 40; ++i) deep = absl::StrCat("(", deep, ")");
-  const std::string policy = absl::StrCat(
-      kPolicy, "routes:\n  - name: deep\n    when: '", deep,
-      "'\n    route_to: gpt-4.1\n");
+  const std::string policy =
+      absl::StrCat(kPolicy, "routes:\n  - name: deep\n    when: '", deep,
+                   "'\n    route_to: gpt-4.1\n");
   v1::PushPolicyResponse response;
   grpc::Status status = Push({{"policy.yaml", policy}}, &response);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION)

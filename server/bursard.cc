@@ -449,8 +449,10 @@ int Run() {
     }
     backups = *std::move(opened);
   }
+  // Deadlines are the callers' wall-clock times: the gate compares them with
+  // the system clock, also under --testing_clock_file.
   CallGate call_gate(absl::GetFlag(FLAGS_max_in_flight_calls),
-                     absl::GetFlag(FLAGS_worker_threads), clock.get());
+                     absl::GetFlag(FLAGS_worker_threads));
   DecisionService decision_service(&decider, &authenticator, &call_gate);
   AdminService admin_service(&budget_admin, &policy_admin, &authenticator,
                              &call_gate, backups.get());

@@ -67,9 +67,9 @@ class CallGate {
 
   // max_in_flight_calls >= 1 (bursard's --max_in_flight_calls);
   // worker_threads >= 0 (--worker_threads; 0: Run runs work inline, on the
-  // caller's thread). Deadlines are compared with `clock` (bursard's clock,
-  // so that tests on a testing clock see the same "now" as the Decider);
-  // null: the system clock. The clock must outlive the gate.
+  // caller's thread). Deadlines are compared with `clock`; null: the
+  // system clock (bursard: deadlines are the callers' wall-clock times, so
+  // a testing clock must not judge them). The clock must outlive the gate.
   explicit CallGate(int max_in_flight_calls, int worker_threads = 0,
                     Clock* clock = nullptr);
   // Runs the work queued so far, then stops the workers.

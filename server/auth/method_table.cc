@@ -13,7 +13,6 @@ constexpr RoleSet kGatewayOnly{Role::kGateway};
 constexpr RoleSet kFinance{Role::kFinance};
 constexpr RoleSet kPolicyAdmin{Role::kPolicyAdmin};
 // Reads of the admin API: viewer, and the admin roles (which imply viewer).
-constexpr RoleSet kBackup{Role::kFinance, Role::kPolicyAdmin};
 constexpr RoleSet kRead{Role::kFinance, Role::kPolicyAdmin, Role::kViewer};
 
 // THE table. Add a row for every new RPC: bursard will not start (and the
@@ -43,9 +42,10 @@ constexpr MethodAccess kTable[] = {
     {"/bursar.v1.Admin/GetUsage", kRead},
     {"/bursar.v1.Admin/ListAlerts", kRead},
     {"/bursar.v1.Admin/WatchAlerts", kRead},
-    // Backups copy everything both admin roles own onto the server's disk:
-    // either admin role, never viewer (it writes) nor the gateway.
-    {"/bursar.v1.Admin/CreateBackup", kBackup},
+    // Backups write a copy of the ledger onto the server's disk: finance,
+    // which owns the ledger (each change has exactly one admin role; never
+    // viewer, which only reads, nor the gateway). Decision 015.
+    {"/bursar.v1.Admin/CreateBackup", kFinance},
 
     // Open: liveness/readiness probes and API discovery carry no data.
     {"/grpc.health.v1.Health/Check", {}, /*open=*/true},

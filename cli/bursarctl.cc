@@ -26,6 +26,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
 #include "cli/alert_commands.h"
+#include "cli/backup_commands.h"
 #include "cli/budget_commands.h"
 #include "cli/command.h"
 #include "cli/command_line.h"
@@ -84,6 +85,7 @@ std::vector<Command> AllCommands() {
   for (Command& c : TokenCommands()) commands.push_back(std::move(c));
   for (Command& c : AlertCommands()) commands.push_back(std::move(c));
   for (Command& c : UsageCommands()) commands.push_back(std::move(c));
+  for (Command& c : BackupCommands()) commands.push_back(std::move(c));
   return commands;
 }
 

@@ -34,6 +34,7 @@
 #include "server/auth/tokens_file.h"
 #include "server/auth/transport.h"
 #include "server/budget_admin.h"
+#include "server/backup.h"
 #include "server/clock.h"
 #include "server/decider.h"
 #include "server/decision_metrics.h"
@@ -142,6 +143,28 @@ ABSL_FLAG(absl::Duration, alert_interval, absl::Seconds(5),
           "runs soon after Reports (at most once per --alert_min_gap).");
 ABSL_FLAG(absl::Duration, alert_min_gap, absl::Seconds(1),
           "The least time between two alert evaluations started by Reports.");
+ABSL_FLAG(int, max_in_flight_calls, 256,
+          "RPC handlers running at once; past it a call gets "
+          "RESOURCE_EXHAUSTED at once instead of queueing (docs/operations.md)."
+          " Handlers take microseconds unless they wait for an fsync, so the "
+          "default leaves room for a few hundred gateways sharing one group "
+          "fsync on a small machine.");
+ABSL_FLAG(int, worker_threads, 32,
+          "Threads that run admitted RPCs (gRPC's own threads only admit or "
+          "refuse them); they mostly wait for group fsyncs, so more than the "
+          "cores. 0: run RPCs on gRPC's threads (then gRPC queues calls "
+          "unseen while they wait).");
+ABSL_FLAG(int, max_receive_message_bytes, 4 << 20,
+          "Largest gRPC request accepted (bytes); larger ones get "
+          "RESOURCE_EXHAUSTED before any work. Must exceed a full policy push "
+          "(3 MiB).");
+ABSL_FLAG(std::string, backup_dir, "",
+          "Directory on this machine that Admin.CreateBackup (bursarctl "
+          "backup) writes checkpoints into; empty: backups are off.");
+ABSL_FLAG(std::string, restore_from, "",
+          "At start, copy this backup into --data_dir, which must not exist "
+          "or be empty (a restart with the same flags carries on); see "
+          "docs/operations.md.");
 ABSL_FLAG(std::string, testing_clock_file, "",
           "Testing only: read the current time (RFC 3339) from this file "
           "instead of the system clock.");
@@ -348,6 +371,32 @@ int Run() {
         {LF{"file", absl::GetFlag(FLAGS_testing_clock_file)}});
   }
 
+  if (absl::GetFlag(FLAGS_max_in_flight_calls) < 1 ||
+      absl::GetFlag(FLAGS_worker_threads) < 0 ||
+      absl::GetFlag(FLAGS_max_receive_message_bytes) < (3 << 20) + 4096) {
+    Log(LogLevel::kError, "bad flag",
+        {LF{"error",
+            absl::StrCat("--max_in_flight_calls=",
+                         absl::GetFlag(FLAGS_max_in_flight_calls),
+                         " must be >= 1, --worker_threads=",
+                         absl::GetFlag(FLAGS_worker_threads),
+                         " >= 0 and --max_receive_message_bytes=",
+                         absl::GetFlag(FLAGS_max_receive_message_bytes),
+                         " must be >= 3149824 (a full policy push)")}});
+    return 1;
+  }
+  if (!absl::GetFlag(FLAGS_restore_from).empty()) {
+    if (absl::Status s = RestoreDataDir(absl::GetFlag(FLAGS_restore_from),
+                                        absl::GetFlag(FLAGS_data_dir));
+        !s.ok()) {
+      Log(LogLevel::kError, "cannot restore the backup",
+          {LF{"backup", absl::GetFlag(FLAGS_restore_from)},
+           LF{"data_dir", absl::GetFlag(FLAGS_data_dir)},
+           LF{"error", std::string(s.message())}});
+      return 1;
+    }
+  }
+
   storage::RocksLedgerOptions ledger_options;
   ledger_options.path = absl::GetFlag(FLAGS_data_dir);
   ledger_options.sync = *sync;
@@ -488,16 +537,35 @@ int Run() {
   BudgetAdmin budget_admin(ledger.get(), clock.get());
   PolicyAdmin policy_admin(storage->policy_versions.get(), &policies,
                            clock.get());
-  DecisionService decision_service(&decider, &authenticator);
+  std::unique_ptr<Backups> backups;
+  if (!absl::GetFlag(FLAGS_backup_dir).empty()) {
+    absl::StatusOr<std::unique_ptr<Backups>> opened =
+        Backups::Open(absl::GetFlag(FLAGS_backup_dir),
+                      storage->create_checkpoint, clock.get());
+    if (!opened.ok()) {
+      Log(LogLevel::kError, "bad flag",
+          {LF{"error", std::string(opened.status().message())}});
+      return 1;
+    }
+    backups = *std::move(opened);
+  }
+  // Deadlines are the callers' wall-clock times: the gate compares them with
+  // the system clock, also under --testing_clock_file.
+  CallGate call_gate(absl::GetFlag(FLAGS_max_in_flight_calls),
+                     absl::GetFlag(FLAGS_worker_threads));
+  DecisionService decision_service(&decider, &authenticator, &call_gate);
   UsageAdmin usage_admin(storage->usage.get(), &policies, clock.get());
   AdminService admin_service(&budget_admin, &policy_admin, &authenticator,
-                             &alert_admin, &usage_admin);
+                             &call_gate, backups.get(), &alert_admin,
+                             &usage_admin);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort(absl::GetFlag(FLAGS_listen), credentials, &port);
+  builder.SetMaxReceiveMessageSize(
+      absl::GetFlag(FLAGS_max_receive_message_bytes));
   builder.RegisterService(&decision_service);
   builder.RegisterService(&admin_service);
   builder.RegisterService(&envoy_rls_service);

@@ -1,7 +1,9 @@
 #include "server/grpc_services.h"
 
 #include <atomic>
+#include <chrono>
 #include <string>
+#include <utility>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
@@ -36,6 +38,7 @@ constexpr absl::string_view kWatchAlerts = "/bursar.v1.Admin/WatchAlerts";
 constexpr absl::string_view kGetUsage = "/bursar.v1.Admin/GetUsage";
 constexpr absl::string_view kReportSignal = "/bursar.v1.Admin/ReportSignal";
 constexpr absl::string_view kListSignals = "/bursar.v1.Admin/ListSignals";
+constexpr absl::string_view kCreateBackup = "/bursar.v1.Admin/CreateBackup";
 
 // At most kMaxRefusalLinesPerSecond refusal lines a second, so that a
 // misconfigured gateway cannot flood the log; the count of lines left out
@@ -45,9 +48,9 @@ std::atomic<int64_t> refusal_second{0};
 std::atomic<int> refusal_lines{0};
 std::atomic<int64_t> refusals_suppressed{0};
 
-void LogRefusal(absl::string_view method,
-                const grpc::ServerContextBase& context,
-                const absl::Status& status) {
+void LogRefusalLine(absl::string_view what, absl::string_view method,
+                    const grpc::ServerContextBase& context,
+                    const absl::Status& status) {
   const int64_t now = absl::ToUnixSeconds(absl::Now());
   int64_t second = refusal_second.load(std::memory_order_relaxed);
   if (second != now && refusal_second.compare_exchange_strong(
@@ -63,21 +66,64 @@ void LogRefusal(absl::string_view method,
       refusals_suppressed.exchange(0, std::memory_order_relaxed);
   // The message is the one the caller gets: it names the caller and role,
   // never the token.
-  Log(LogLevel::kWarning, "call refused",
+  Log(LogLevel::kWarning, what,
       {LF{"method", std::string(method)},
        LF{"code", absl::StatusCodeToString(status.code())},
        LF{"peer", context.peer()}, LF{"reason", std::string(status.message())},
        LF{"suppressed_before", absl::StrCat(suppressed)}});
 }
 
-// Admits the call, runs `call(caller)` and finishes the RPC with its status.
+void LogRefusal(absl::string_view method,
+                const grpc::ServerContextBase& context,
+                const absl::Status& status) {
+  LogRefusalLine("call refused", method, context, status);
+}
+
+// Calls shed before any work (expired deadline, overload); they share the
+// refusal lines' rate limit.
+void LogShed(absl::string_view method, const grpc::ServerContextBase& context,
+             const absl::Status& status) {
+  LogRefusalLine("call shed", method, context, status);
+}
+
+// The call's deadline; InfiniteFuture when it has none.
+absl::Time DeadlineOf(const grpc::ServerContextBase& context) {
+  const std::chrono::system_clock::time_point deadline = context.deadline();
+  if (deadline == std::chrono::system_clock::time_point::max()) {
+    return absl::InfiniteFuture();
+  }
+  return absl::FromChrono(deadline);
+}
+
+// Enters the gate (deadline, then in-flight bound), admits the caller, runs
+// `call(caller)` and finishes the RPC with its status. A refused call does
+// no work.
 template <typename Call>
 grpc::ServerUnaryReactor* Unary(grpc::CallbackServerContext* context,
-                                const auth::Authenticator& auth,
+                                const auth::Authenticator& auth, CallGate* gate,
                                 absl::string_view method, Call&& call) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  absl::StatusOr<auth::Caller> caller = AdmitCall(auth, *context, method);
-  reactor->Finish(ToGrpcStatus(caller.ok() ? call(*caller) : caller.status()));
+  if (gate == nullptr) {
+    absl::StatusOr<auth::Caller> caller = AdmitCall(auth, *context, method);
+    reactor->Finish(
+        ToGrpcStatus(caller.ok() ? call(*caller) : caller.status()));
+    return reactor;
+  }
+  CallGate::Pass pass;
+  absl::Status entered = gate->Enter(DeadlineOf(*context), &pass);
+  if (!entered.ok()) {
+    LogShed(method, *context, entered);
+    reactor->Finish(ToGrpcStatus(entered));
+    return reactor;
+  }
+  // The request, response and context live until Finish; `call` captures
+  // them by pointer. The pass is given back after Finish.
+  gate->Run([context, reactor, &auth, method, call = std::forward<Call>(call),
+             pass = std::move(pass)]() mutable {
+    absl::StatusOr<auth::Caller> caller = AdmitCall(auth, *context, method);
+    reactor->Finish(
+        ToGrpcStatus(caller.ok() ? call(*caller) : caller.status()));
+  });
   return reactor;
 }
 
@@ -214,121 +260,151 @@ absl::StatusOr<auth::Caller> AdmitCall(const auth::Authenticator& auth,
 grpc::ServerUnaryReactor* DecisionService::Check(
     grpc::CallbackServerContext* context, const v1::CheckRequest* request,
     v1::CheckResponse* response) {
-  return Unary(context, *auth_, kCheck, [&](const auth::Caller&) {
-    return decider_->Check(*request, response);
-  });
+  return Unary(context, *auth_, gate_, kCheck,
+               [this, request, response](const auth::Caller&) {
+                 return decider_->Check(*request, response);
+               });
 }
 
 grpc::ServerUnaryReactor* DecisionService::Report(
     grpc::CallbackServerContext* context, const v1::ReportRequest* request,
     v1::ReportResponse* response) {
-  return Unary(context, *auth_, kReport, [&](const auth::Caller&) {
-    return decider_->Report(*request, response);
-  });
+  return Unary(context, *auth_, gate_, kReport,
+               [this, request, response](const auth::Caller&) {
+                 return decider_->Report(*request, response);
+               });
 }
 
 grpc::ServerUnaryReactor* AdminService::SetBudget(
     grpc::CallbackServerContext* context, const v1::SetBudgetRequest* request,
     v1::SetBudgetResponse* response) {
-  return Unary(context, *auth_, kSetBudget, [&](const auth::Caller& caller) {
-    return budgets_->SetBudget(*request, caller, response);
-  });
+  return Unary(context, *auth_, gate_, kSetBudget,
+               [this, request, response](const auth::Caller& caller) {
+                 return budgets_->SetBudget(*request, caller, response);
+               });
 }
 
 grpc::ServerUnaryReactor* AdminService::GetBudget(
     grpc::CallbackServerContext* context, const v1::GetBudgetRequest* request,
     v1::GetBudgetResponse* response) {
-  return Unary(context, *auth_, kGetBudget, [&](const auth::Caller&) {
-    return budgets_->GetBudget(*request, response);
-  });
+  return Unary(context, *auth_, gate_, kGetBudget,
+               [this, request, response](const auth::Caller&) {
+                 return budgets_->GetBudget(*request, response);
+               });
 }
 
 grpc::ServerUnaryReactor* AdminService::ListBudgets(
-    grpc::CallbackServerContext* context,
-    const v1::ListBudgetsRequest* request, v1::ListBudgetsResponse* response) {
-  return Unary(context, *auth_, kListBudgets, [&](const auth::Caller&) {
-    return budgets_->ListBudgets(*request, response);
-  });
+    grpc::CallbackServerContext* context, const v1::ListBudgetsRequest* request,
+    v1::ListBudgetsResponse* response) {
+  return Unary(context, *auth_, gate_, kListBudgets,
+               [this, request, response](const auth::Caller&) {
+                 return budgets_->ListBudgets(*request, response);
+               });
 }
 
 grpc::ServerUnaryReactor* AdminService::DeleteBudget(
     grpc::CallbackServerContext* context,
     const v1::DeleteBudgetRequest* request,
     v1::DeleteBudgetResponse* response) {
-  return Unary(context, *auth_, kDeleteBudget, [&](const auth::Caller& caller) {
-    return budgets_->DeleteBudget(*request, caller, response);
-  });
+  return Unary(context, *auth_, gate_, kDeleteBudget,
+               [this, request, response](const auth::Caller& caller) {
+                 return budgets_->DeleteBudget(*request, caller, response);
+               });
 }
 
 grpc::ServerUnaryReactor* AdminService::ListAudit(
     grpc::CallbackServerContext* context, const v1::ListAuditRequest* request,
     v1::ListAuditResponse* response) {
-  return Unary(context, *auth_, kListAudit, [&](const auth::Caller&) {
-    return budgets_->ListAudit(*request, response);
-  });
+  return Unary(context, *auth_, gate_, kListAudit,
+               [this, request, response](const auth::Caller&) {
+                 return budgets_->ListAudit(*request, response);
+               });
 }
 
 grpc::ServerUnaryReactor* AdminService::PushPolicy(
     grpc::CallbackServerContext* context, const v1::PushPolicyRequest* request,
     v1::PushPolicyResponse* response) {
-  return Unary(context, *auth_, kPushPolicy, [&](const auth::Caller& caller) {
-    return policies_->PushPolicy(*request, caller, response);
-  });
+  return Unary(context, *auth_, gate_, kPushPolicy,
+               [this, request, response](const auth::Caller& caller) {
+                 return policies_->PushPolicy(*request, caller, response);
+               });
 }
 
 grpc::ServerUnaryReactor* AdminService::GetPolicy(
     grpc::CallbackServerContext* context, const v1::GetPolicyRequest* request,
     v1::GetPolicyResponse* response) {
-  return Unary(context, *auth_, kGetPolicy, [&](const auth::Caller&) {
-    return policies_->GetPolicy(*request, response);
-  });
+  return Unary(context, *auth_, gate_, kGetPolicy,
+               [this, request, response](const auth::Caller&) {
+                 return policies_->GetPolicy(*request, response);
+               });
 }
 
 grpc::ServerUnaryReactor* AdminService::ListPolicyVersions(
     grpc::CallbackServerContext* context,
     const v1::ListPolicyVersionsRequest* request,
     v1::ListPolicyVersionsResponse* response) {
-  return Unary(context, *auth_, kListPolicyVersions, [&](const auth::Caller&) {
-    return policies_->ListPolicyVersions(*request, response);
-  });
+  return Unary(context, *auth_, gate_, kListPolicyVersions,
+               [this, request, response](const auth::Caller&) {
+                 return policies_->ListPolicyVersions(*request, response);
+               });
 }
 
 grpc::ServerUnaryReactor* AdminService::ActivatePolicyVersion(
     grpc::CallbackServerContext* context,
     const v1::ActivatePolicyVersionRequest* request,
     v1::ActivatePolicyVersionResponse* response) {
-  return Unary(
-      context, *auth_, kActivatePolicyVersion, [&](const auth::Caller& caller) {
-        return policies_->ActivatePolicyVersion(*request, caller, response);
-      });
+  return Unary(context, *auth_, gate_, kActivatePolicyVersion,
+               [this, request, response](const auth::Caller& caller) {
+                 return policies_->ActivatePolicyVersion(*request, caller,
+                                                         response);
+               });
 }
 
 grpc::ServerUnaryReactor* AdminService::StopShadow(
     grpc::CallbackServerContext* context, const v1::StopShadowRequest* request,
     v1::StopShadowResponse* response) {
-  return Unary(context, *auth_, kStopShadow, [&](const auth::Caller& caller) {
-    return policies_->StopShadow(*request, caller, response);
-  });
+  return Unary(context, *auth_, gate_, kStopShadow,
+               [this, request, response](const auth::Caller& caller) {
+                 return policies_->StopShadow(*request, caller, response);
+               });
 }
 
 grpc::ServerUnaryReactor* AdminService::GetShadowReport(
     grpc::CallbackServerContext* context,
     const v1::GetShadowReportRequest* request,
     v1::GetShadowReportResponse* response) {
-  return Unary(context, *auth_, kGetShadowReport, [&](const auth::Caller&) {
-    return policies_->GetShadowReport(*request, response);
-  });
+  return Unary(context, *auth_, gate_, kGetShadowReport,
+               [this, request, response](const auth::Caller&) {
+                 return policies_->GetShadowReport(*request, response);
+               });
+}
+
+grpc::ServerUnaryReactor* AdminService::CreateBackup(
+    grpc::CallbackServerContext* context,
+    const v1::CreateBackupRequest* request,
+    v1::CreateBackupResponse* response) {
+  return Unary(context, *auth_, gate_, kCreateBackup,
+               [this, request, response](const auth::Caller& caller) {
+                 if (backups_ == nullptr) {
+                   return absl::FailedPreconditionError(
+                       "backups are off: start bursard with --backup_dir=DIR "
+                       "(a directory on the server that backups go into)");
+                 }
+                 return backups_->Create(*request, caller.name, response);
+               });
 }
 
 grpc::ServerUnaryReactor* AdminService::ListAlerts(
     grpc::CallbackServerContext* context, const v1::ListAlertsRequest* request,
     v1::ListAlertsResponse* response) {
-  return Unary(context, *auth_, kListAlerts, [&](const auth::Caller&) {
-    if (alerts_ == nullptr) {
-      return absl::UnimplementedError("alerts are not enabled on this server");
-    }
-    return alerts_->ListAlerts(*request, response);
-  });
+  return Unary(context, *auth_, gate_, kListAlerts,
+               [this, request, response](const auth::Caller&) {
+                 if (alerts_ == nullptr) {
+                   return absl::UnimplementedError(
+                       "alerts are not enabled on this server");
+                 }
+                 return alerts_->ListAlerts(*request, response);
+               });
 }
 
 grpc::ServerWriteReactor<v1::Alert>* AdminService::WatchAlerts(
@@ -357,29 +433,34 @@ absl::Status NoUsage() {
 grpc::ServerUnaryReactor* AdminService::GetUsage(
     grpc::CallbackServerContext* context, const v1::GetUsageRequest* request,
     v1::GetUsageResponse* response) {
-  return Unary(context, *auth_, kGetUsage, [&](const auth::Caller&) {
-    return usage_ != nullptr ? usage_->GetUsage(*request, response) : NoUsage();
-  });
+  return Unary(context, *auth_, gate_, kGetUsage,
+               [this, request, response](const auth::Caller&) {
+                 return usage_ != nullptr ? usage_->GetUsage(*request, response)
+                                          : NoUsage();
+               });
 }
 
 grpc::ServerUnaryReactor* AdminService::ReportSignal(
     grpc::CallbackServerContext* context,
     const v1::ReportSignalRequest* request,
     v1::ReportSignalResponse* response) {
-  return Unary(context, *auth_, kReportSignal, [&](const auth::Caller& caller) {
-    return usage_ != nullptr
-               ? usage_->ReportSignal(*request, caller.name, response)
-               : NoUsage();
-  });
+  return Unary(context, *auth_, gate_, kReportSignal,
+               [this, request, response](const auth::Caller& caller) {
+                 return usage_ != nullptr ? usage_->ReportSignal(
+                                                *request, caller.name, response)
+                                          : NoUsage();
+               });
 }
 
 grpc::ServerUnaryReactor* AdminService::ListSignals(
     grpc::CallbackServerContext* context, const v1::ListSignalsRequest* request,
     v1::ListSignalsResponse* response) {
-  return Unary(context, *auth_, kListSignals, [&](const auth::Caller&) {
-    return usage_ != nullptr ? usage_->ListSignals(*request, response)
-                             : NoUsage();
-  });
+  return Unary(context, *auth_, gate_, kListSignals,
+               [this, request, response](const auth::Caller&) {
+                 return usage_ != nullptr
+                            ? usage_->ListSignals(*request, response)
+                            : NoUsage();
+               });
 }
 
 }  // namespace bursar::server

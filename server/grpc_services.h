@@ -14,8 +14,10 @@
 #include "grpcpp/grpcpp.h"
 #include "server/alerts/alert_admin.h"
 #include "server/auth/authenticator.h"
+#include "server/backup.h"
 #include "server/budget_admin.h"
 #include "server/decider.h"
+#include "server/overload.h"
 #include "server/policy_admin.h"
 #include "server/usage_admin.h"
 
@@ -37,9 +39,11 @@ absl::StatusOr<auth::Caller> AdmitCall(const auth::Authenticator& auth,
 
 class DecisionService final : public v1::Decision::CallbackService {
  public:
-  // Both pointers must outlive the service.
-  DecisionService(Decider* decider, const auth::Authenticator* auth)
-      : decider_(decider), auth_(auth) {}
+  // All pointers must outlive the service. Every call first enters `gate`
+  // (server/overload.h) unless it is null.
+  DecisionService(Decider* decider, const auth::Authenticator* auth,
+                  CallGate* gate = nullptr)
+      : decider_(decider), auth_(auth), gate_(gate) {}
 
   grpc::ServerUnaryReactor* Check(grpc::CallbackServerContext* context,
                                   const v1::CheckRequest* request,
@@ -51,19 +55,25 @@ class DecisionService final : public v1::Decision::CallbackService {
  private:
   Decider* const decider_;
   const auth::Authenticator* const auth_;
+  CallGate* const gate_;
 };
 
 class AdminService final : public v1::Admin::CallbackService {
  public:
-  // All pointers must outlive the service. Without `alerts`, ListAlerts
-  // and WatchAlerts answer UNIMPLEMENTED; without `usage`, GetUsage,
-  // ReportSignal and ListSignals do.
+  // All pointers must outlive the service. Every call first enters `gate`
+  // (server/overload.h) unless it is null. CreateBackup answers
+  // FAILED_PRECONDITION when `backups` is null; without `alerts`,
+  // ListAlerts and WatchAlerts answer UNIMPLEMENTED; without `usage`,
+  // GetUsage, ReportSignal and ListSignals do.
   AdminService(BudgetAdmin* budgets, PolicyAdmin* policies,
-               const auth::Authenticator* auth, AlertAdmin* alerts = nullptr,
+               const auth::Authenticator* auth, CallGate* gate = nullptr,
+               Backups* backups = nullptr, AlertAdmin* alerts = nullptr,
                UsageAdmin* usage = nullptr)
       : budgets_(budgets),
         policies_(policies),
         auth_(auth),
+        gate_(gate),
+        backups_(backups),
         alerts_(alerts),
         usage_(usage) {}
 
@@ -108,6 +118,10 @@ class AdminService final : public v1::Admin::CallbackService {
       grpc::CallbackServerContext* context,
       const v1::GetShadowReportRequest* request,
       v1::GetShadowReportResponse* response) override;
+  grpc::ServerUnaryReactor* CreateBackup(
+      grpc::CallbackServerContext* context,
+      const v1::CreateBackupRequest* request,
+      v1::CreateBackupResponse* response) override;
 
   grpc::ServerUnaryReactor* ListAlerts(
       grpc::CallbackServerContext* context,
@@ -133,6 +147,8 @@ class AdminService final : public v1::Admin::CallbackService {
   BudgetAdmin* const budgets_;
   PolicyAdmin* const policies_;
   const auth::Authenticator* const auth_;
+  CallGate* const gate_;
+  Backups* const backups_;
   AlertAdmin* const alerts_;
   UsageAdmin* const usage_;
 };

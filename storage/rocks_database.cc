@@ -5,7 +5,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "rocksdb/listener.h"
 #include "rocksdb/options.h"
+#include "rocksdb/utilities/checkpoint.h"
 #include "storage/int64_add_operator.h"
 
 namespace bursar::storage {
@@ -47,6 +49,18 @@ LatencySummary Summarize(const rocksdb::Statistics& statistics,
   return out;
 }
 
+// Turns off RocksDB's own recovery from background errors (a thread that
+// retries every few seconds): RocksDatabase recovers on the next write
+// instead (RecoverIfNeeded), which also clears the WAL syncer's failures.
+class ManualRecovery final : public rocksdb::EventListener {
+ public:
+  void OnErrorRecoveryBegin(rocksdb::BackgroundErrorReason /*reason*/,
+                            rocksdb::Status /*bg_error*/,
+                            bool* auto_recovery) override {
+    *auto_recovery = false;
+  }
+};
+
 }  // namespace
 
 absl::Status FromRocks(const rocksdb::Status& status, absl::string_view what) {
@@ -62,6 +76,7 @@ RocksDatabaseOptions DatabaseOptions(const RocksLedgerOptions& options) {
   database.path = options.path;
   database.sync = options.sync;
   database.group_window = options.group_window;
+  database.env = options.env;
   return database;
 }
 
@@ -75,7 +90,11 @@ absl::StatusOr<std::shared_ptr<RocksDatabase>> RocksDatabase::Open(
 RocksDatabase::~RocksDatabase() {
   syncer_.reset();
   if (db_ != nullptr) {
-    db_->FlushWAL(/*sync=*/true).PermitUncheckedError();
+    // After a write failure RocksDB's WAL writer holds the error; syncing it
+    // again would trip an assertion. Try to recover first.
+    if (RecoverIfNeeded().ok()) {
+      db_->FlushWAL(/*sync=*/true).PermitUncheckedError();
+    }
     for (rocksdb::ColumnFamilyHandle* cf : cfs_) {
       db_->DestroyColumnFamilyHandle(cf).PermitUncheckedError();
     }
@@ -89,6 +108,9 @@ absl::Status RocksDatabase::OpenDb() {
   // A database written before a column family existed (e.g. `policies`)
   // gains it empty: adding one needs no migration (storage/README.md).
   db_options.create_missing_column_families = true;
+  if (options_.env != nullptr) db_options.env = options_.env;
+  db_options.listeners.push_back(std::make_shared<ManualRecovery>());
+  db_options.max_bgerror_resume_count = 0;
   // Latency histograms for /metrics (Stats()); the default level leaves
   // out the costly per-mutex timers.
   statistics_ = rocksdb::CreateDBStatistics();
@@ -162,19 +184,104 @@ absl::Status RocksDatabase::OpenDb() {
   return absl::OkStatus();
 }
 
+absl::Status RocksDatabase::ProbeDisk() {
+  rocksdb::Env* env =
+      options_.env != nullptr ? options_.env : rocksdb::Env::Default();
+  const std::string probe = options_.path + "/BURSAR_RECOVERY_PROBE";
+  std::unique_ptr<rocksdb::WritableFile> file;
+  rocksdb::Status status =
+      env->NewWritableFile(probe, &file, rocksdb::EnvOptions());
+  if (status.ok()) status = file->Append(std::string(4096, 'p'));
+  if (status.ok()) status = file->Sync();
+  if (file != nullptr) {
+    const rocksdb::Status closed = file->Close();
+    if (status.ok()) status = closed;
+  }
+  env->DeleteFile(probe).PermitUncheckedError();
+  if (!status.ok()) {
+    return FromRocks(status,
+                     "write is refused: the disk still fails since an earlier "
+                     "write failure; writing a probe file");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RocksDatabase::RecoverIfNeeded() {
+  if (!needs_recovery_.load()) return absl::OkStatus();
+  absl::MutexLock lock(&recovery_mu_);
+  if (!needs_recovery_.load()) return absl::OkStatus();
+  // A Resume() that fails because the disk still fails can leave RocksDB
+  // unable to resume at all: try only once a probe file can be written and
+  // synced.
+  if (absl::Status s = ProbeDisk(); !s.ok()) return s;
+  // Resume() is OK at once when RocksDB holds no background error (e.g.
+  // only our WAL fsync failed and RocksDB did not notice).
+  rocksdb::Status status = db_->Resume();
+  if (!status.ok()) {
+    // RocksDB resumes from "hard" errors (a full disk); a failed WAL fsync
+    // or corruption is "fatal": only reopening the database (restarting
+    // bursard) clears it, and restart rebuilds memory from what is durable.
+    return absl::UnavailableError(absl::StrCat(
+        "the ledger is read-only after a write failure RocksDB cannot "
+        "recover from in place; restart bursard (it reloads every "
+        "acknowledged write): ",
+        status.ToString()));
+  }
+  // Writes whose WAL fsync failed are in the memtables; on Linux a failed
+  // fsync may drop their dirty pages, so a later fsync of the WAL proves
+  // nothing. A flush writes them into new, synced table files.
+  rocksdb::FlushOptions flush;
+  flush.wait = true;
+  flush.allow_write_stall = true;
+  status = db_->Flush(flush, cfs_);
+  if (!status.ok()) {
+    return FromRocks(status, "recovery after an earlier write failure (flush)");
+  }
+  if (syncer_ != nullptr) syncer_->ClearFailures();
+  needs_recovery_.store(false);
+  return absl::OkStatus();
+}
+
 absl::Status RocksDatabase::Write(rocksdb::WriteBatch& batch,
                                   uint64_t* ticket) {
+  if (absl::Status s = RecoverIfNeeded(); !s.ok()) return s;
   rocksdb::WriteOptions write_options;
   write_options.sync = options_.sync == SyncMode::kAlways;
   const rocksdb::Status status = db_->Write(write_options, &batch);
-  if (!status.ok()) return FromRocks(status, "write");
+  if (!status.ok()) {
+    needs_recovery_.store(true);
+    return FromRocks(status, "write");
+  }
   *ticket = syncer_ != nullptr ? syncer_->NoteWrite() : 0;
   return absl::OkStatus();
 }
 
 absl::Status RocksDatabase::AwaitDurable(uint64_t ticket) {
   if (syncer_ == nullptr) return absl::OkStatus();
-  return syncer_->AwaitDurable(ticket);
+  if (absl::Status s = RecoverIfNeeded(); !s.ok()) return s;
+  absl::Status status = syncer_->AwaitDurable(ticket);
+  if (!status.ok()) needs_recovery_.store(true);
+  return status;
+}
+
+absl::Status RocksDatabase::CreateCheckpoint(const std::string& dir) {
+  rocksdb::Checkpoint* raw = nullptr;
+  rocksdb::Status status = rocksdb::Checkpoint::Create(db_.get(), &raw);
+  if (!status.ok()) return FromRocks(status, "checkpoint");
+  std::unique_ptr<rocksdb::Checkpoint> checkpoint(raw);
+  // log_size_for_flush 0: flush the memtables first, so that the
+  // checkpoint's table files hold everything and its WAL copy is small.
+  status = checkpoint->CreateCheckpoint(dir, /*log_size_for_flush=*/0);
+  if (!status.ok()) {
+    if (!status.IsIOError() && !status.IsInvalidArgument()) {
+      return FromRocks(status, "checkpoint");
+    }
+    return absl::FailedPreconditionError(absl::StrCat(
+        "cannot create a backup in \"", dir, "\": ", status.ToString(),
+        " (the directory must not exist yet and its parent must be a "
+        "writable directory on the server)"));
+  }
+  return absl::OkStatus();
 }
 
 DatabaseStats RocksDatabase::Stats() const {

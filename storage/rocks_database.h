@@ -22,6 +22,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "rocksdb/db.h"
 #include "rocksdb/statistics.h"
@@ -41,6 +42,9 @@ struct RocksDatabaseOptions {
   SyncMode sync = SyncMode::kGroup;
   // kGroup: at most one fsync per window; writes in between share it.
   absl::Duration group_window = absl::Milliseconds(1);
+  // Test only: the Env RocksDB does its file I/O through (fault injection,
+  // storage/fault_injection_fs.h); null for the default.
+  rocksdb::Env* env = nullptr;
 };
 
 class RocksDatabase {
@@ -76,8 +80,27 @@ class RocksDatabase {
   // Writes `batch` with the WAL on (fsynced first with kAlways). The write is
   // durable per the sync mode only after AwaitDurable(*ticket); callers that
   // write under a mutex wait after releasing it, so writers share fsyncs.
+  //
+  // Write failures (a full disk, an I/O error): Write returns Unavailable
+  // and the batch is not applied, so callers update memory only after an OK
+  // Write. A failed fsync makes AwaitDurable return Unavailable; the write
+  // stays applied (memory and RocksDB agree) but is not acknowledged. Either
+  // failure puts RocksDB into read-only mode; the next Write or AwaitDurable
+  // first recovers: DB::Resume(), then a flush of every memtable (so that
+  // writes whose WAL fsync failed reach synced table files), and only then
+  // clears the failure (it tries Resume() only once a probe file can be
+  // written and synced). Until recovery succeeds every call fails with
+  // Unavailable; an idempotent retry succeeds once it does. RocksDB cannot
+  // resume from some errors (a failed WAL fsync): then writes fail until
+  // bursard restarts, and the restart reloads every acknowledged write.
   absl::Status Write(rocksdb::WriteBatch& batch, uint64_t* ticket);
   absl::Status AwaitDurable(uint64_t ticket);
+
+  // Writes a consistent copy of the database (a RocksDB checkpoint: hard
+  // links to table files plus a copy of the live WAL) into `dir`, which
+  // must not exist yet; its parent must, on the same file system for hard
+  // links (else files are copied). Safe while serving.
+  absl::Status CreateCheckpoint(const std::string& dir);
   // The ticket that covers every write made so far (0 without group sync).
   uint64_t LatestTicket() const;
 
@@ -94,6 +117,12 @@ class RocksDatabase {
   explicit RocksDatabase(const RocksDatabaseOptions& options)
       : options_(options) {}
   absl::Status OpenDb();
+  // Resume() + flush after a write or fsync failure; OK when none is
+  // pending.
+  absl::Status RecoverIfNeeded() ABSL_LOCKS_EXCLUDED(recovery_mu_);
+  // Writes and syncs a small file in the data directory: Unavailable while
+  // the disk still fails.
+  absl::Status ProbeDisk();
 
   const RocksDatabaseOptions options_;
   std::unique_ptr<rocksdb::DB> db_;
@@ -102,6 +131,10 @@ class RocksDatabase {
   std::shared_ptr<rocksdb::Statistics> statistics_;
   // The largest audit sequence handed out.
   std::atomic<uint64_t> audit_seq_{0};
+  // Set by a failed write or fsync; cleared by a successful recovery.
+  std::atomic<bool> needs_recovery_{false};
+  // One recovery at a time.
+  absl::Mutex recovery_mu_;
 };
 
 // The database part of the ledger's options.

@@ -11,6 +11,10 @@
 #include "absl/time/time.h"
 #include "storage/ledger.h"
 
+namespace rocksdb {
+class Env;
+}  // namespace rocksdb
+
 namespace bursar::storage {
 
 struct RocksLedgerOptions {
@@ -21,6 +25,10 @@ struct RocksLedgerOptions {
   // How long a settled or expired hold is kept: Check retries with its
   // request_id replay it, and late Reports still find it.
   absl::Duration settled_retention = absl::Hours(1);
+  // Test only: the Env RocksDB does its file I/O through, e.g. a
+  // FaultInjectionFs (storage/fault_injection_fs.h); null for the default.
+  // Must outlive the ledger.
+  rocksdb::Env* env = nullptr;
 };
 
 // Opens (creating if needed) the database at options.path and rebuilds

@@ -17,6 +17,14 @@ absl::StatusOr<RocksStorage> OpenRocksStorage(
     const std::shared_ptr<RocksDatabase> open = weak.lock();
     return open != nullptr ? open->Stats() : DatabaseStats();
   };
+  storage.create_checkpoint =
+      [weak = std::weak_ptr<RocksDatabase>(*database)](const std::string& dir) {
+        const std::shared_ptr<RocksDatabase> open = weak.lock();
+        if (open == nullptr) {
+          return absl::UnavailableError("the database is closed");
+        }
+        return open->CreateCheckpoint(dir);
+      };
   absl::StatusOr<std::unique_ptr<Ledger>> ledger =
       NewRocksLedger(*database, options);
   if (!ledger.ok()) return ledger.status();

@@ -8,6 +8,7 @@
 
 #include <functional>
 #include <memory>
+#include <string>
 
 #include "absl/status/statusor.h"
 #include "storage/alert_store.h"
@@ -29,6 +30,12 @@ struct RocksStorage {
   // The database's latency statistics (for /metrics); all zero once both
   // stores are gone. Thread-safe.
   std::function<DatabaseStats()> database_stats;
+  // Writes a consistent copy of the whole database (ledger, policy
+  // versions, audit log) into `dir` while serving: a RocksDB checkpoint
+  // (RocksDatabase::CreateCheckpoint). `dir` must not exist yet.
+  // FailedPrecondition when it cannot be created; Unavailable once both
+  // stores are gone. Thread-safe.
+  std::function<absl::Status(const std::string& dir)> create_checkpoint;
 };
 
 // Opens (creating if needed) the database at options.path and loads both

@@ -41,6 +41,12 @@ absl::Status WalSyncer::AwaitDurable(uint64_t ticket) {
   return absl::OkStatus();
 }
 
+void WalSyncer::ClearFailures() {
+  absl::MutexLock lock(&mu_);
+  failed_up_to_ = 0;
+  last_error_ = absl::OkStatus();
+}
+
 void WalSyncer::Run() {
   // SyncWAL does not time itself; its fsyncs join those of sync writes in
   // the WAL_FILE_SYNC_MICROS histogram (/metrics).

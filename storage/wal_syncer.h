@@ -33,6 +33,9 @@ class WalSyncer {
   // Blocks until an fsync covering `ticket` finished; Unavailable if it
   // failed.
   absl::Status AwaitDurable(uint64_t ticket);
+  // Forgets earlier fsync failures: the caller made every write so far
+  // durable another way (RocksDatabase flushes the memtables).
+  void ClearFailures();
 
  private:
   void Run();

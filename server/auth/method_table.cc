@@ -46,6 +46,10 @@ constexpr MethodAccess kTable[] = {
     {"/bursar.v1.Admin/ReportSignal", kFinance},
     {"/bursar.v1.Admin/ListAlerts", kRead},
     {"/bursar.v1.Admin/WatchAlerts", kRead},
+    // Backups write a copy of the ledger onto the server's disk: finance,
+    // which owns the ledger (each change has exactly one admin role; never
+    // viewer, which only reads, nor the gateway). Decision 015.
+    {"/bursar.v1.Admin/CreateBackup", kFinance},
 
     // Open: liveness/readiness probes and API discovery carry no data.
     {"/grpc.health.v1.Health/Check", {}, /*open=*/true},

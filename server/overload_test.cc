@@ -1,0 +1,286 @@
+// Load shedding (server/overload.h): the gate's arithmetic, then the real
+// DecisionService over gRPC with Checks held in flight by a ledger that
+// blocks, and a deadline that has passed by the server's clock.
+
+#include "server/overload.h"
+
+#include <memory>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "gmock/gmock.h"
+#include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
+#include "policy/loader.h"
+#include "server/auth/authenticator.h"
+#include "server/clock.h"
+#include "server/decider.h"
+#include "server/grpc_services.h"
+#include "server/policy_registry.h"
+#include "storage/rocks_ledger.h"
+#include "tests/support/temp_dir.h"
+
+namespace bursar::server {
+namespace {
+
+using ::testing::HasSubstr;
+
+const absl::Time kNow = absl::FromUnixSeconds(1'790'000'000);
+
+TEST(CallGateTest, RefusesPastTheBoundAndAdmitsAgainWhenACallLeaves) {
+  CallGate gate(2);
+  CallGate::Pass a, b, c;
+  ASSERT_TRUE(gate.Enter(absl::InfiniteFuture(), kNow, &a).ok());
+  ASSERT_TRUE(gate.Enter(absl::InfiniteFuture(), kNow, &b).ok());
+  EXPECT_EQ(gate.in_flight(), 2);
+  absl::Status refused = gate.Enter(absl::InfiniteFuture(), kNow, &c);
+  EXPECT_EQ(refused.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(refused.message(), HasSubstr("--max_in_flight_calls=2"));
+  EXPECT_THAT(refused.message(), HasSubstr("2 calls in flight"));
+  EXPECT_EQ(gate.in_flight(), 2);
+  EXPECT_EQ(gate.refused_overload(), 1);
+
+  a = CallGate::Pass();  // leaves
+  EXPECT_EQ(gate.in_flight(), 1);
+  EXPECT_TRUE(gate.Enter(absl::InfiniteFuture(), kNow, &c).ok());
+  EXPECT_EQ(gate.in_flight(), 2);
+}
+
+TEST(CallGateTest, AnExpiredDeadlineIsRefusedWithoutTakingAPlace) {
+  CallGate gate(1);
+  CallGate::Pass pass;
+  absl::Status refused = gate.Enter(kNow - absl::Milliseconds(5), kNow, &pass);
+  EXPECT_EQ(refused.code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_THAT(refused.message(), HasSubstr("passed 5ms before"));
+  EXPECT_EQ(gate.in_flight(), 0);
+  EXPECT_EQ(gate.refused_deadline(), 1);
+  EXPECT_TRUE(gate.Enter(kNow + absl::Seconds(1), kNow, &pass).ok());
+}
+
+// A ledger whose Reserve waits for Release(): Checks stay in flight.
+class BlockingLedger final : public storage::Ledger {
+ public:
+  explicit BlockingLedger(std::unique_ptr<storage::Ledger> inner)
+      : inner_(std::move(inner)) {}
+
+  void Block() {
+    absl::MutexLock lock(&mu_);
+    blocked_ = true;
+  }
+  void Release() {
+    absl::MutexLock lock(&mu_);
+    blocked_ = false;
+  }
+  // Waits until `n` Reserves are blocked.
+  void AwaitBlocked(int n) {
+    absl::MutexLock lock(&mu_);
+    auto enough = [this, n]()
+                      ABSL_SHARED_LOCKS_REQUIRED(mu_) { return waiting_ >= n; };
+    mu_.Await(absl::Condition(&enough));
+  }
+
+  absl::StatusOr<storage::ReserveResult> Reserve(
+      const storage::ReserveRequest& request, absl::Time now) override {
+    {
+      absl::MutexLock lock(&mu_);
+      ++waiting_;
+      auto open = [this]()
+                      ABSL_SHARED_LOCKS_REQUIRED(mu_) { return !blocked_; };
+      mu_.Await(absl::Condition(&open));
+      --waiting_;
+    }
+    return inner_->Reserve(request, now);
+  }
+
+  absl::StatusOr<std::pair<storage::BudgetSpec, bool>> SetBudget(
+      storage::BudgetSpec spec, const storage::Actor& actor,
+      absl::Time now) override {
+    return inner_->SetBudget(std::move(spec), actor, now);
+  }
+  absl::Status DeleteBudget(absl::string_view name, const storage::Actor& actor,
+                            absl::Time now) override {
+    return inner_->DeleteBudget(name, actor, now);
+  }
+  std::optional<storage::BudgetSpec> GetBudget(
+      absl::string_view name) const override {
+    return inner_->GetBudget(name);
+  }
+  std::vector<storage::BudgetSpec> ListBudgets() const override {
+    return inner_->ListBudgets();
+  }
+  absl::StatusOr<std::optional<storage::BudgetFigures>> Peek(
+      absl::string_view budget, const storage::LabelSet& labels,
+      absl::Time now) const override {
+    return inner_->Peek(budget, labels, now);
+  }
+  absl::StatusOr<std::vector<storage::Standing>> Standings(
+      absl::string_view budget, absl::string_view instance,
+      absl::Time now) const override {
+    return inner_->Standings(budget, instance, now);
+  }
+  std::vector<storage::AuditEntry> ListAudit(size_t limit) const override {
+    return inner_->ListAudit(limit);
+  }
+  absl::StatusOr<storage::HoldView> GetHold(
+      absl::string_view reservation_id) const override {
+    return inner_->GetHold(reservation_id);
+  }
+  absl::StatusOr<storage::SettleResult> Settle(absl::string_view reservation_id,
+                                               int64_t cost_nanos,
+                                               absl::Time now) override {
+    return inner_->Settle(reservation_id, cost_nanos, now);
+  }
+  absl::StatusOr<int> ExpireHolds(
+      absl::Time now, std::vector<std::string>* expired_terms) override {
+    return inner_->ExpireHolds(now, expired_terms);
+  }
+  void ForEachOpenHold(
+      absl::FunctionRef<void(const storage::HoldView&)> visit) const override {
+    inner_->ForEachOpenHold(visit);
+  }
+  size_t open_holds() const override { return inner_->open_holds(); }
+
+ private:
+  std::unique_ptr<storage::Ledger> inner_;
+  absl::Mutex mu_;
+  bool blocked_ ABSL_GUARDED_BY(mu_) = false;
+  int waiting_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+constexpr char kPolicy[] = R"yaml(
+apiVersion: bursar.dev/v1
+kind: Policy
+metadata: { name: test }
+pricing:
+  gpt-4.1: { provider: openai, input: "2.00", cached_input: "0.50", output: "8.00" }
+defaults: { max_output_tokens: 1000, unknown_model: reject }
+)yaml";
+
+class OverloadTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    storage::RocksLedgerOptions options;
+    options.path = dir_.path();
+    options.sync = storage::SyncMode::kNone;
+    auto inner = storage::OpenRocksLedger(options);
+    ASSERT_TRUE(inner.ok()) << inner.status();
+    ledger_ = std::make_unique<BlockingLedger>(*std::move(inner));
+    policy::CompileResult compiled =
+        policy::CompilePolicy({{"p.yaml", kPolicy}});
+    ASSERT_NE(compiled.policy, nullptr);
+    policies_ = std::make_unique<PolicyRegistry>(compiled.policy);
+    decider_ = std::make_unique<Decider>(ledger_.get(), policies_.get(),
+                                         &clock_, DeciderOptions{});
+    storage::BudgetSpec spec;
+    spec.name = "org";
+    spec.amount_nanos = 1'000'000'000;
+    spec.period = storage::Period::kNone;
+    ASSERT_TRUE(ledger_->SetBudget(spec, {"test", ""}, clock_.Now()).ok());
+
+    gate_ = std::make_unique<CallGate>(2, /*worker_threads=*/4, &clock_);
+    service_ =
+        std::make_unique<DecisionService>(decider_.get(), &auth_, gate_.get());
+    grpc::ServerBuilder builder;
+    int port = 0;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
+                             &port);
+    builder.RegisterService(service_.get());
+    server_ = builder.BuildAndStart();
+    ASSERT_NE(server_, nullptr);
+    ASSERT_NE(port, 0);
+    stub_ = v1::Decision::NewStub(grpc::CreateChannel(
+        absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials()));
+  }
+  void TearDown() override {
+    ledger_->Release();
+    if (server_ != nullptr) server_->Shutdown();
+    server_.reset();
+    service_.reset();
+    gate_.reset();  // after the server: no more work can arrive
+  }
+
+  grpc::Status Check(const std::string& request_id, v1::CheckResponse* response,
+                     absl::Duration timeout = absl::Seconds(60)) {
+    v1::CheckRequest request;
+    request.set_request_id(request_id);
+    request.set_model("gpt-4.1");
+    request.set_input_tokens(1000);
+    request.set_max_output_tokens(1000);
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+    return stub_->Check(&context, request, response);
+  }
+
+  int64_t Held() {
+    auto figures = ledger_->Peek("org", storage::LabelSet(), clock_.Now());
+    EXPECT_TRUE(figures.ok() && figures->has_value());
+    return figures.ok() && figures->has_value() ? (*figures)->held_nanos : -1;
+  }
+
+  bursar::testing::TempDir dir_;
+  // The server's clock is real time: tests move it to make deadlines pass.
+  FakeClock clock_{absl::Now()};
+  auth::Authenticator auth_{auth::Authenticator::Options{false, false}, {}};
+  std::unique_ptr<BlockingLedger> ledger_;
+  std::unique_ptr<PolicyRegistry> policies_;
+  std::unique_ptr<Decider> decider_;
+  std::unique_ptr<CallGate> gate_;
+  std::unique_ptr<DecisionService> service_;
+  std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<v1::Decision::Stub> stub_;
+};
+
+TEST_F(OverloadTest, PastTheBoundACheckIsRefusedAtOnceAndDoesNoWork) {
+  ledger_->Block();
+  grpc::Status first_status, second_status;
+  v1::CheckResponse first, second;
+  std::thread t1([&] { first_status = Check("a", &first); });
+  std::thread t2([&] { second_status = Check("b", &second); });
+  ledger_->AwaitBlocked(2);
+  EXPECT_EQ(gate_->in_flight(), 2);
+
+  v1::CheckResponse refused;
+  grpc::Status status = Check("c", &refused);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED)
+      << status.error_message();
+  EXPECT_THAT(status.error_message(), HasSubstr("--max_in_flight_calls=2"));
+
+  ledger_->Release();
+  t1.join();
+  t2.join();
+  EXPECT_TRUE(first_status.ok()) << first_status.error_message();
+  EXPECT_TRUE(second_status.ok()) << second_status.error_message();
+  EXPECT_EQ(gate_->in_flight(), 0);
+  // a and b hold 0.01 USD each; c reserved nothing.
+  EXPECT_EQ(Held(), 20'000'000);
+  EXPECT_EQ(ledger_->open_holds(), 2u);
+
+  // The retry of c once load is down is served.
+  ASSERT_TRUE(Check("c", &refused).ok());
+  EXPECT_EQ(refused.verdict(), v1::VERDICT_ALLOW);
+  EXPECT_EQ(Held(), 30'000'000);
+}
+
+TEST_F(OverloadTest, ACheckWhoseDeadlinePassedReservesNothing) {
+  // By the server's clock the call's 60 s deadline passed a minute ago.
+  clock_.Advance(absl::Minutes(2));
+  v1::CheckResponse response;
+  grpc::Status status = Check("late", &response, absl::Seconds(60));
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED)
+      << status.error_message();
+  EXPECT_THAT(status.error_message(), HasSubstr("nothing was done"));
+  EXPECT_EQ(Held(), 0);
+  EXPECT_EQ(ledger_->open_holds(), 0u);
+  EXPECT_EQ(gate_->refused_deadline(), 1);
+
+  // With time to spare the same request is served.
+  ASSERT_TRUE(Check("late", &response, absl::Minutes(10)).ok());
+  EXPECT_EQ(Held(), 10'000'000);
+}
+
+}  // namespace
+}  // namespace bursar::server

@@ -129,14 +129,26 @@ class BlockingLedger final : public storage::Ledger {
       absl::string_view reservation_id) const override {
     return inner_->GetHold(reservation_id);
   }
-  absl::StatusOr<storage::SettleResult> Settle(absl::string_view reservation_id,
-                                               int64_t cost_nanos,
-                                               absl::Time now) override {
-    return inner_->Settle(reservation_id, cost_nanos, now);
+  absl::StatusOr<storage::SettleResult> Settle(
+      absl::string_view reservation_id, int64_t cost_nanos, absl::Time now,
+      const storage::UsageUpdate* usage,
+      absl::Span<const storage::SideCounterDelta> side_counters) override {
+    return inner_->Settle(reservation_id, cost_nanos, now, usage,
+                          side_counters);
   }
   absl::StatusOr<int> ExpireHolds(
-      absl::Time now, std::vector<std::string>* expired_terms) override {
-    return inner_->ExpireHolds(now, expired_terms);
+      absl::Time now, std::vector<storage::HoldView>* expired) override {
+    return inner_->ExpireHolds(now, expired);
+  }
+  absl::Status ForEachSideCounter(
+      absl::string_view from, absl::string_view to,
+      absl::FunctionRef<void(absl::string_view key, int64_t value)> visit)
+      const override {
+    return inner_->ForEachSideCounter(from, to, visit);
+  }
+  absl::Status DeleteSideCounters(absl::string_view from,
+                                  absl::string_view to) override {
+    return inner_->DeleteSideCounters(from, to);
   }
   void ForEachOpenHold(
       absl::FunctionRef<void(const storage::HoldView&)> visit) const override {

@@ -11,7 +11,7 @@
 #   every binary. tests/tsan.supp silences reports inside the uninstrumented
 #   libraries themselves.
 set(BURSAR_SANITIZE "" CACHE STRING
-    "Sanitizers to build with: empty, address (ASan+UBSan) or thread (TSan)")
+    "empty, address (ASan+UBSan), thread (TSan) or fuzzer (clang, tests/fuzz/)")
 
 if(BURSAR_SANITIZE STREQUAL "address")
   add_compile_options(-fsanitize=address,undefined -fno-omit-frame-pointer
@@ -27,7 +27,12 @@ elseif(BURSAR_SANITIZE STREQUAL "thread")
   # Ahead of every other library of every later target, so that its
   # definitions of absl::Mutex::Lock and friends win the symbol lookup.
   link_libraries(bursar_tsan_absl_mutex)
+elseif(BURSAR_SANITIZE STREQUAL "fuzzer")
+  # clang only: coverage for libFuzzer and ASan in every library; the fuzzer
+  # targets link -fsanitize=fuzzer themselves (tests/fuzz/run_fuzzers.sh).
+  add_compile_options(-fsanitize=fuzzer-no-link,address -fno-omit-frame-pointer)
+  add_link_options(-fsanitize=address)
 elseif(NOT BURSAR_SANITIZE STREQUAL "")
-  message(FATAL_ERROR "BURSAR_SANITIZE must be empty, address or thread, "
-                      "not \"${BURSAR_SANITIZE}\"")
+  message(FATAL_ERROR "BURSAR_SANITIZE must be empty, address, thread or "
+                      "fuzzer, not \"${BURSAR_SANITIZE}\"")
 endif()

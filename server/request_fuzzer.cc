@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <memory>
 #include <string>
 
@@ -56,6 +57,12 @@ struct World {
     const char* dir = mkdtemp(dir_template);
     if (dir == nullptr) Fail("mkdtemp", absl::InternalError("failed"));
     data_dir = dir;
+    // The world is never destroyed; its directory goes at exit.
+    static std::string* const to_remove = new std::string(data_dir);
+    std::atexit([] {
+      std::error_code ignored;
+      std::filesystem::remove_all(*to_remove, ignored);
+    });
     storage::RocksLedgerOptions options;
     options.path = data_dir;
     options.sync = storage::SyncMode::kNone;

@@ -8,18 +8,22 @@
 // itself: each calls the real one (dlsym RTLD_NEXT) and tells TSan about the
 // happens-before edge with __tsan_acquire / __tsan_release on the mutex's
 // address. That is exactly the ordering a mutex gives, no more: a data race
-// on memory the mutex does not cover is still reported.
+// on memory the mutex does not cover is still reported. Await and LockWhen
+// are rebuilt on Lock/Unlock (see below).
 //
 // Only for -DBURSAR_SANITIZE=thread builds; see docs/testing.md.
 
 #include <dlfcn.h>
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <thread>
 
 #include "absl/base/options.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
 
 extern "C" {
 void __tsan_acquire(void* addr);
@@ -93,61 +97,62 @@ void Mutex::ReaderUnlock() {
   real(this);
 }
 
-void Mutex::LockWhen(const Condition& cond) {
-  static auto real = Real<void (*)(Mutex*, const Condition&)>(
-      "Mutex", "8LockWhenERKNS0_9ConditionE");
-  real(this, cond);
-  __tsan_acquire(this);
-}
+// The condition forms. abseil evaluates a waiter's Condition inside the
+// uninstrumented library, at moments TSan cannot see (e.g. while another
+// thread unlocks), which would make every read in a Condition look racy.
+// So they are rebuilt here on Lock/Unlock: the Condition is only ever
+// evaluated by its own thread, holding the mutex as TSan sees it. Slower
+// (a short sleep between checks), which only a TSan build pays.
+namespace {
 
-void Mutex::ReaderLockWhen(const Condition& cond) {
-  static auto real = Real<void (*)(Mutex*, const Condition&)>(
-      "Mutex", "14ReaderLockWhenERKNS0_9ConditionE");
-  real(this, cond);
-  __tsan_acquire(this);
-}
+void Pause() { std::this_thread::sleep_for(std::chrono::microseconds(50)); }
 
-bool Mutex::LockWhenWithTimeout(const Condition& cond, absl::Duration timeout) {
-  static auto real = Real<bool (*)(Mutex*, const Condition&, absl::Duration)>(
-      "Mutex", "19LockWhenWithTimeoutERKNS0_9ConditionENS0_8DurationE");
-  const bool result = real(this, cond, timeout);
-  __tsan_acquire(this);
-  return result;
-}
+}  // namespace
 
-bool Mutex::LockWhenWithDeadline(const Condition& cond, absl::Time deadline) {
-  static auto real = Real<bool (*)(Mutex*, const Condition&, absl::Time)>(
-      "Mutex", "20LockWhenWithDeadlineERKNS0_9ConditionENS0_4TimeE");
-  const bool result = real(this, cond, deadline);
-  __tsan_acquire(this);
-  return result;
-}
-
-// Await releases and retakes the mutex inside.
 void Mutex::Await(const Condition& cond) {
-  static auto real = Real<void (*)(Mutex*, const Condition&)>(
-      "Mutex", "5AwaitERKNS0_9ConditionE");
-  __tsan_release(this);
-  real(this, cond);
-  __tsan_acquire(this);
-}
-
-bool Mutex::AwaitWithTimeout(const Condition& cond, absl::Duration timeout) {
-  static auto real = Real<bool (*)(Mutex*, const Condition&, absl::Duration)>(
-      "Mutex", "16AwaitWithTimeoutERKNS0_9ConditionENS0_8DurationE");
-  __tsan_release(this);
-  const bool result = real(this, cond, timeout);
-  __tsan_acquire(this);
-  return result;
+  while (!cond.Eval()) {
+    Unlock();
+    Pause();
+    Lock();
+  }
 }
 
 bool Mutex::AwaitWithDeadline(const Condition& cond, absl::Time deadline) {
-  static auto real = Real<bool (*)(Mutex*, const Condition&, absl::Time)>(
-      "Mutex", "17AwaitWithDeadlineERKNS0_9ConditionENS0_4TimeE");
-  __tsan_release(this);
-  const bool result = real(this, cond, deadline);
-  __tsan_acquire(this);
-  return result;
+  while (!cond.Eval()) {
+    if (absl::Now() >= deadline) return false;
+    Unlock();
+    Pause();
+    Lock();
+  }
+  return true;
+}
+
+bool Mutex::AwaitWithTimeout(const Condition& cond, absl::Duration timeout) {
+  return AwaitWithDeadline(cond, absl::Now() + timeout);
+}
+
+void Mutex::LockWhen(const Condition& cond) {
+  Lock();
+  Await(cond);
+}
+
+void Mutex::ReaderLockWhen(const Condition& cond) {
+  ReaderLock();
+  while (!cond.Eval()) {
+    ReaderUnlock();
+    Pause();
+    ReaderLock();
+  }
+}
+
+bool Mutex::LockWhenWithTimeout(const Condition& cond, absl::Duration timeout) {
+  Lock();
+  return AwaitWithTimeout(cond, timeout);
+}
+
+bool Mutex::LockWhenWithDeadline(const Condition& cond, absl::Time deadline) {
+  Lock();
+  return AwaitWithDeadline(cond, deadline);
 }
 
 void CondVar::Wait(Mutex* mu) {

@@ -39,7 +39,7 @@ endif
 
 # The sanitizer builds (tests/sanitizers/run.sh, cmake/sanitizers.cmake).
 test-asan: deps
-	tests/sanitizers/run.sh asan . build-asan $(JOBS)
+	tests/sanitizers/run.sh asan . build-asan $(JOBS) $(BUILD_DIR)
 
 test-tsan: deps
 	tests/sanitizers/run.sh tsan . build-tsan $(JOBS)

@@ -519,7 +519,8 @@ TEST_P(CrashUnderMixedLoadTest, Kill9AtRandomPointsLosesNothing) {
   EXPECT_LE(org.held_nanos(), lost_checks_bound * kEstimateNanos);
   const int64_t lost_holds = org.held_nanos() / kEstimateNanos;
   std::cout << calls.size() << " calls over " << kRounds << " crashes; "
-            << lost_holds << " holds of Checks whose answer was lost\n";
+            << lost_holds << " holds of Checks whose answer was lost"
+            << std::endl;
 
   // Past the TTL those holds expire: charged at their estimate, flagged
   // unreported, and their pool slots are free again.

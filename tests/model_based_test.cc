@@ -582,7 +582,7 @@ TEST(ModelBasedTest, BursardAgreesWithTheReferenceModel) {
     if (!failure.has_value()) {
       const Coverage& c = run.coverage();
       std::cout << "seed " << seed << ", " << count << " ops: " << c.Text()
-                << "\n";
+                << std::endl;
       // Every case the model knows was reached (the default run is long
       // enough for each; a shorter one may not be).
       if (count >= 1000) {

@@ -87,6 +87,9 @@ ABSL_FLAG(std::string, sync, "group",
 ABSL_FLAG(absl::Duration, reservation_ttl, absl::Minutes(10),
           "How long a Check's reservation waits for its Report; after it the "
           "hold is charged at its estimate and flagged unreported.");
+ABSL_FLAG(absl::Duration, expiry_interval, absl::Seconds(1),
+          "How often reservations past their TTL are looked for and expired "
+          "(tests use a short one to see expiry at once).");
 ABSL_FLAG(absl::Duration, settled_retention, absl::Hours(1),
           "How long settled reservations are remembered for idempotent "
           "retries of Check (same request_id) and Report.");
@@ -673,7 +676,9 @@ int Run() {
 
   absl::Notification stopping;
   std::thread expirer([&] {
-    while (!stopping.WaitForNotificationWithTimeout(absl::Seconds(1))) {
+    const absl::Duration expiry_interval =
+        std::max(absl::GetFlag(FLAGS_expiry_interval), absl::Milliseconds(1));
+    while (!stopping.WaitForNotificationWithTimeout(expiry_interval)) {
       reload_tokens();
       absl::StatusOr<int> expired = decider.ExpireReservations();
       if (!expired.ok()) {

@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -76,8 +77,12 @@ BursardProcess::~BursardProcess() {
 }
 
 std::vector<std::string> BursardProcess::Argv() const {
+  // BURSAR_TEST_BURSARD runs another build of bursard, e.g. the sanitized
+  // one (tests/sanitizers/run.sh).
+  const char* const other_bursard = std::getenv("BURSAR_TEST_BURSARD");
   std::vector<std::string> argv = {
-      BURSARD_PATH,
+      other_bursard != nullptr && *other_bursard != '\0' ? other_bursard
+                                                         : BURSARD_PATH,
       "--listen=127.0.0.1:0",
       // The HTTP port too, so that parallel servers never share 8082.
       "--http_listen=127.0.0.1:0",

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Short libFuzzer runs of the policy parsers, for ctest (test
-# fuzz_policy_parsers, label "fuzz"): builds the YAML loader and expression
-# compiler fuzzers with clang in a build directory of their own, then runs
-# each for a few seconds on a fresh copy of its checked-in corpus. Fails on
+# Short libFuzzer runs, for ctest (test fuzz_policy_parsers, label "fuzz"):
+# builds the YAML loader, expression compiler and request-path
+# (server/request_fuzzer.cc: Check/Report/SetBudget/PushPolicy from bytes)
+# fuzzers with clang in a build directory of their own (every library
+# instrumented: -DBURSAR_SANITIZE=fuzzer), then runs each for a few seconds
+# on a fresh copy of its checked-in corpus. Fails on
 # any crash, leak, timeout or out-of-memory; skips (exit 77, ctest's
 # SKIP_RETURN_CODE) when clang++ or the libFuzzer runtime is missing.
 #
@@ -48,21 +50,28 @@ fi
 # A build directory of its own: the main build may use another compiler.
 # Two jobs at most, so that the rest of ctest keeps a core when it runs
 # beside this test.
-if [ ! -f "$out/build.ninja" ]; then
-  cmake -S "$src" -B "$out" -G Ninja -DCMAKE_CXX_COMPILER=clang++ \
-    -DCMAKE_BUILD_TYPE=RelWithDebInfo >"$out/configure.log" 2>&1 || {
-    cat "$out/configure.log"
-    echo "FAILED: configuring the clang build in $out"
-    exit 1
-  }
+# (Re)configured every time: cheap, and an older fuzz build dir gains the
+# instrumentation option.
+launcher=()
+if command -v ccache >/dev/null 2>&1; then
+  launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
 fi
+cmake -S "$src" -B "$out" -G Ninja -DCMAKE_CXX_COMPILER=clang++ \
+  -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBURSAR_SANITIZE=fuzzer \
+  "${launcher[@]}" >"$out/configure.log" 2>&1 || {
+  cat "$out/configure.log"
+  echo "FAILED: configuring the clang build in $out"
+  exit 1
+}
 cmake --build "$out" -j 2 \
-  --target bursar_loader_fuzzer bursar_expr_compile_fuzzer
+  --target bursar_loader_fuzzer bursar_expr_compile_fuzzer \
+  bursar_request_fuzzer
 
 # name, binary, corpus
 fuzzers=(
   "loader $out/policy/bursar_loader_fuzzer $src/policy/loader_fuzz_corpus"
   "expr $out/policy/bursar_expr_compile_fuzzer $src/policy/expr/fuzz_corpus"
+  "request $out/tests/fuzz/bursar_request_fuzzer $src/tests/fuzz/request_corpus"
 )
 mkdir -p "$out/artifacts"
 failed=0

@@ -1,0 +1,42 @@
+# Sanitizer builds (docs/testing.md): configure a build directory of its own
+# with -DBURSAR_SANITIZE=address (ASan + UBSan) or -DBURSAR_SANITIZE=thread
+# (TSan). `make test` does both (build-asan/, build-tsan/); see the Makefile.
+#
+# Every target of the tree, our libraries and tests, is instrumented; the
+# Debian libraries we link (gRPC, protobuf, abseil, RocksDB) are not.
+# - ASan/UBSan need nothing more: uninstrumented code is simply not checked.
+# - TSan needs to see the happens-before of absl::Mutex, which lives in
+#   Debian's uninstrumented libabsl: cmake/tsan/absl_mutex_annotations.cc
+#   wraps its entry points with TSan annotations, and is linked first into
+#   every binary. tests/tsan.supp silences reports inside the uninstrumented
+#   libraries themselves.
+set(BURSAR_SANITIZE "" CACHE STRING
+    "empty, address (ASan+UBSan), thread (TSan) or fuzzer (clang, tests/fuzz/)")
+
+if(BURSAR_SANITIZE STREQUAL "address")
+  add_compile_options(-fsanitize=address,undefined -fno-omit-frame-pointer
+                      -fno-sanitize-recover=all)
+  add_link_options(-fsanitize=address,undefined)
+elseif(BURSAR_SANITIZE STREQUAL "thread")
+  # Headers must lay classes out as the uninstrumented libraries do:
+  # protobuf's MapFieldBase grows two fields under __SANITIZE_THREAD__
+  # (map_field.h), which makes our code and libprotobuf disagree and crash.
+  add_compile_options(-fsanitize=thread -fno-omit-frame-pointer
+                      -U__SANITIZE_THREAD__)
+  add_link_options(-fsanitize=thread)
+  add_library(bursar_tsan_absl_mutex SHARED
+              ${CMAKE_CURRENT_LIST_DIR}/tsan/absl_mutex_annotations.cc)
+  target_link_libraries(bursar_tsan_absl_mutex PRIVATE absl::synchronization
+                        ${CMAKE_DL_LIBS})
+  # Ahead of every other library of every later target, so that its
+  # definitions of absl::Mutex::Lock and friends win the symbol lookup.
+  link_libraries(bursar_tsan_absl_mutex)
+elseif(BURSAR_SANITIZE STREQUAL "fuzzer")
+  # clang only: coverage for libFuzzer and ASan in every library; the fuzzer
+  # targets link -fsanitize=fuzzer themselves (tests/fuzz/run_fuzzers.sh).
+  add_compile_options(-fsanitize=fuzzer-no-link,address -fno-omit-frame-pointer)
+  add_link_options(-fsanitize=address)
+elseif(NOT BURSAR_SANITIZE STREQUAL "")
+  message(FATAL_ERROR "BURSAR_SANITIZE must be empty, address, thread or "
+                      "fuzzer, not \"${BURSAR_SANITIZE}\"")
+endif()

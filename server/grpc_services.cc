@@ -117,12 +117,15 @@ grpc::ServerUnaryReactor* Unary(grpc::CallbackServerContext* context,
     return reactor;
   }
   // The request, response and context live until Finish; `call` captures
-  // them by pointer. The pass is given back after Finish.
+  // them by pointer. The place is freed before Finish: once the caller has
+  // its answer, the call no longer counts against the bound.
   gate->Run([context, reactor, &auth, method, call = std::forward<Call>(call),
              pass = std::move(pass)]() mutable {
     absl::StatusOr<auth::Caller> caller = AdmitCall(auth, *context, method);
-    reactor->Finish(
-        ToGrpcStatus(caller.ok() ? call(*caller) : caller.status()));
+    grpc::Status status =
+        ToGrpcStatus(caller.ok() ? call(*caller) : caller.status());
+    pass.Leave();
+    reactor->Finish(status);
   });
   return reactor;
 }

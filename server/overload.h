@@ -55,13 +55,15 @@ class CallGate {
     Pass(const Pass&) = delete;
     Pass& operator=(const Pass&) = delete;
 
-   private:
-    friend class CallGate;
-    explicit Pass(CallGate* gate) : gate_(gate) {}
+    // Frees the place now (idempotent).
     void Leave() {
       if (gate_ != nullptr) gate_->in_flight_.fetch_sub(1);
       gate_ = nullptr;
     }
+
+   private:
+    friend class CallGate;
+    explicit Pass(CallGate* gate) : gate_(gate) {}
     CallGate* gate_ = nullptr;
   };
 

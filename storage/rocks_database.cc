@@ -8,6 +8,7 @@
 #include "rocksdb/listener.h"
 #include "rocksdb/options.h"
 #include "rocksdb/utilities/checkpoint.h"
+#include "storage/counter_set.h"
 #include "storage/int64_add_operator.h"
 
 namespace bursar::storage {
@@ -119,12 +120,14 @@ absl::Status RocksDatabase::OpenDb() {
   rocksdb::ColumnFamilyOptions counter_options;
   counter_options.merge_operator = NewInt64AddOperator();
   counter_options.max_successive_merges = 64;
+  rocksdb::ColumnFamilyOptions usage_options = counter_options;
+  usage_options.merge_operator = NewCounterMergeOperator(kUsageCounterSetKind);
 
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
   for (int i = 0; i < kNumCfs; ++i) {
-    descriptors.emplace_back(kCfNames[i], i == kCountersCf || i == kUsageCf
-                                              ? counter_options
-                                              : cf_options);
+    descriptors.emplace_back(kCfNames[i], i == kCountersCf ? counter_options
+                                          : i == kUsageCf  ? usage_options
+                                                           : cf_options);
   }
   rocksdb::DB* raw = nullptr;
   rocksdb::Status status =

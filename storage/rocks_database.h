@@ -62,6 +62,9 @@ class RocksDatabase {
     kUsageCf,
     kNumCfs,
   };
+  // The last key byte of a `usage` row that holds a CounterSet
+  // (storage/counter_set.h); its other keys hold one int64 counter.
+  static constexpr unsigned char kUsageCounterSetKind = 'P';
 
   // Opens (creating if needed) the database and any missing column family.
   // DataLoss for a schema newer than this binary; Unavailable for I/O errors

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "rocksdb/db.h"
+#include "storage/counter_set.h"
 #include "storage/int64_add_operator.h"
 #include "storage/records.pb.h"
 #include "storage/rocks_database.h"
@@ -18,6 +19,7 @@ namespace bursar::storage {
 namespace {
 
 constexpr RocksDatabase::Cf kUsageCf = RocksDatabase::kUsageCf;
+constexpr unsigned char kCounterSetKind = RocksDatabase::kUsageCounterSetKind;
 
 // Key prefixes of the `usage` CF.
 constexpr char kAttributionPrefix = 'a';
@@ -153,24 +155,25 @@ std::string KpiPrefix(absl::string_view budget, absl::string_view instance) {
   return key;
 }
 
+// One Merge per row: every non-zero counter of `counts` in one CounterSet
+// operand (KPI rows also carry the KPI-only counters and the histogram).
 void MergeCounts(const RocksDatabase& database, rocksdb::WriteBatch& batch,
-                 const std::string& row, const UsageCounts& counts, bool kpi) {
-  std::string key = row;
-  key.push_back('\0');
+                 std::string row, const UsageCounts& counts, bool kpi) {
+  std::string operand;
   for (const ScalarField& f : kScalars) {
     if (f.kpi_only && !kpi) continue;
     const int64_t value = counts.*(f.field);
-    if (value == 0) continue;
-    key.back() = f.kind;
-    batch.Merge(database.cf(kUsageCf), key, EncodeInt64(value));
+    if (value != 0) AppendCounter(operand, f.kind, value);
   }
-  if (!kpi) return;
-  for (int b = 0; b < kLatencyBuckets; ++b) {
-    if (counts.latency_histogram[b] == 0) continue;
-    key.back() = static_cast<char>(kLatencyKind + b);
-    batch.Merge(database.cf(kUsageCf), key,
-                EncodeInt64(counts.latency_histogram[b]));
+  if (kpi) {
+    for (int b = 0; b < kLatencyBuckets; ++b) {
+      if (counts.latency_histogram[b] == 0) continue;
+      AppendCounter(operand, kLatencyKind + b, counts.latency_histogram[b]);
+    }
   }
+  if (operand.empty()) return;
+  row.push_back(static_cast<char>(kCounterSetKind));
+  batch.Merge(database.cf(kUsageCf), row, operand);
 }
 
 // Adds a stored counter (kind byte + value) to `counts`. False for an
@@ -188,6 +191,28 @@ bool AddCounter(char kind, int64_t value, UsageCounts& counts) {
     }
   }
   return false;
+}
+
+// Adds the counters stored under `key` (a CounterSet, or one int64 counter
+// of the kind named by the key's last byte, as written before counter sets)
+// to `counts`. False if the value or a kind is unreadable.
+bool AddStored(const rocksdb::Slice& key, const rocksdb::Slice& value,
+               UsageCounts& counts) {
+  const auto kind = static_cast<unsigned char>(key[key.size() - 1]);
+  if (kind != kCounterSetKind) {
+    int64_t counter = 0;
+    return DecodeInt64(value, &counter) &&
+           AddCounter(static_cast<char>(kind), counter, counts);
+  }
+  CounterSet set;
+  if (!set.AddEncoded(absl::string_view(value.data(), value.size()))) {
+    return false;
+  }
+  bool known = true;
+  set.ForEach([&](unsigned char k, int64_t v) {
+    known = AddCounter(static_cast<char>(k), v, counts) && known;
+  });
+  return known;
 }
 
 absl::Status Corrupt(absl::string_view what, const rocksdb::Slice& key) {
@@ -279,9 +304,7 @@ class RocksUsageStore final : public UsageStore {
         rows.push_back(std::move(parsed));
         current_row.assign(row.data(), row.size());
       }
-      int64_t value = 0;
-      if (!DecodeInt64(it->value(), &value) ||
-          !AddCounter(key[key.size() - 1], value, rows.back().counts)) {
+      if (!AddStored(key, it->value(), rows.back().counts)) {
         return Corrupt("counter", key);
       }
     }
@@ -319,9 +342,7 @@ class RocksUsageStore final : public UsageStore {
       if (rows.empty() || rows.back().first != hour) {
         rows.emplace_back(hour, UsageCounts());
       }
-      int64_t value = 0;
-      if (!DecodeInt64(it->value(), &value) ||
-          !AddCounter(key[key.size() - 1], value, rows.back().second)) {
+      if (!AddStored(key, it->value(), rows.back().second)) {
         return Corrupt("KPI counter", key);
       }
     }
@@ -430,7 +451,7 @@ void AddUsageToBatch(const RocksDatabase& database, rocksdb::WriteBatch& batch,
                 update.counts, /*kpi=*/false);
     std::string kpi = KpiPrefix(budget, instance);
     AppendHour(kpi, hour);
-    MergeCounts(database, batch, kpi, update.counts, /*kpi=*/true);
+    MergeCounts(database, batch, std::move(kpi), update.counts, /*kpi=*/true);
   }
 }
 

@@ -15,6 +15,8 @@
 #include "gtest/gtest.h"
 #include "rocksdb/db.h"
 #include "rocksdb/options.h"
+#include "storage/counter_set.h"
+#include "storage/int64_add_operator.h"
 #include "storage/ledger.h"
 #include "storage/rocks_storage.h"
 #include "storage/usage_store.h"
@@ -220,6 +222,71 @@ TEST_F(UsageStoreTest, SignalsKeepTheLastValueAcrossReopen) {
 
 // A data directory written before the `usage` column family existed opens
 // as it is: the family is added empty and usage starts from nothing.
+// Before counter sets, every counter of a row was a key of its own (row +
+// kind byte) holding one int64. Such rows are still read, and added to the
+// counter sets of the same row.
+TEST_F(UsageStoreTest, RowsStoredOneCounterPerKeyAreStillRead) {
+  SetBudget("org");
+  Call("alice", 10, kT0 + absl::Minutes(5));
+  storage_ = RocksStorage();
+  {
+    std::vector<std::string> names;
+    ASSERT_TRUE(
+        rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), dir_.path(),
+                                        &names)
+            .ok());
+    std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+    size_t usage = names.size();
+    for (size_t i = 0; i < names.size(); ++i) {
+      // The int64 keys are written as bursar.Int64Add did; reading the
+      // counter-set rows back needs the operator that knows them.
+      rocksdb::ColumnFamilyOptions options;
+      options.merge_operator = NewCounterMergeOperator('P');
+      descriptors.emplace_back(names[i], options);
+      if (names[i] == "usage") usage = i;
+    }
+    ASSERT_LT(usage, names.size());
+    std::vector<rocksdb::ColumnFamilyHandle*> handles;
+    rocksdb::DB* raw = nullptr;
+    ASSERT_TRUE(rocksdb::DB::Open(rocksdb::DBOptions(), dir_.path(),
+                                  descriptors, &handles, &raw)
+                    .ok());
+    std::unique_ptr<rocksdb::DB> db(raw);
+    std::vector<std::string> rows;
+    std::unique_ptr<rocksdb::Iterator> it(
+        db->NewIterator(rocksdb::ReadOptions(), handles[usage]));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      const std::string key = it->key().ToString();
+      if (key[0] == 'a' && key.back() == 'P') {
+        rows.push_back(key.substr(0, key.size() - 1));
+      }
+    }
+    ASSERT_FALSE(rows.empty());
+    for (const std::string& row : rows) {
+      ASSERT_TRUE(db->Merge(rocksdb::WriteOptions(), handles[usage], row + 'c',
+                            EncodeInt64(7))
+                      .ok());
+      ASSERT_TRUE(db->Merge(rocksdb::WriteOptions(), handles[usage], row + 'c',
+                            EncodeInt64(4))
+                      .ok());
+      ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), handles[usage], row + 'r',
+                          EncodeInt64(1))
+                      .ok());
+    }
+    for (rocksdb::ColumnFamilyHandle* h : handles) {
+      ASSERT_TRUE(db->DestroyColumnFamilyHandle(h).ok());
+    }
+  }
+  Open();
+  const UsageCounts total = Total("", kT0, kT0 + absl::Hours(1));
+  EXPECT_EQ(total.cost_nanos, 10 + 7 + 4);
+  EXPECT_EQ(total.requests, 1 + 1);
+  EXPECT_EQ(total.input_tokens, 100);
+  // New settlements merge into the same rows.
+  Call("alice", 5, kT0 + absl::Minutes(6));
+  EXPECT_EQ(Total("", kT0, kT0 + absl::Hours(1)).cost_nanos, 10 + 7 + 4 + 5);
+}
+
 TEST(UsageStoreUpgradeTest, DatabaseWithoutUsageFamilyOpens) {
   TempDir dir;
   {

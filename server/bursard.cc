@@ -555,7 +555,8 @@ int Run() {
   // Deadlines are the callers' wall-clock times: the gate compares them with
   // the system clock, also under --testing_clock_file.
   CallGate call_gate(absl::GetFlag(FLAGS_max_in_flight_calls),
-                     absl::GetFlag(FLAGS_worker_threads));
+                     absl::GetFlag(FLAGS_worker_threads), /*clock=*/nullptr,
+                     /*inline_calls=*/1);
   DecisionService decision_service(&decider, &authenticator, &call_gate);
   UsageAdmin usage_admin(storage->usage.get(), &policies, clock.get());
   AdminService admin_service(&budget_admin, &policy_admin, &authenticator,

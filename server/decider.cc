@@ -11,6 +11,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/synchronization/notification.h"
 #include "policy/call_plan.h"
 #include "policy/limit_asks.h"
 #include "policy/money.h"
@@ -207,7 +208,8 @@ absl::Status ValidateReportRequest(const v1::ReportRequest& request) {
 }
 
 absl::Status Decider::Decide(const v1::CheckRequest& request,
-                             v1::CheckResponse* response) {
+                             v1::CheckResponse* response,
+                             uint64_t* durable_ticket) {
   if (absl::Status s = ValidateCheckRequest(request); !s.ok()) return s;
   const absl::Time now = clock_->Now();
   const std::shared_ptr<const policy::CompiledPolicy> active =
@@ -370,6 +372,7 @@ absl::Status Decider::Decide(const v1::CheckRequest& request,
     reserve.terms = terms_bytes;
     reserve.ttl = options_.reservation_ttl;
     reserve.dry_run = request.dry_run();
+    reserve.defer_durability = durable_ticket != nullptr;
     reserved = ledger_->Reserve(reserve, now);
     if (!reserved.ok() ||
         reserved->kind == storage::ReserveResult::Kind::kDenied ||
@@ -429,11 +432,13 @@ absl::Status Decider::Decide(const v1::CheckRequest& request,
   for (const storage::Standing& s : reserved->standings) {
     FillStanding(s, response->add_budgets());
   }
+  if (durable_ticket != nullptr) *durable_ticket = reserved->durable_ticket;
   return absl::OkStatus();
 }
 
 absl::Status Decider::Settle(const v1::ReportRequest& request,
-                             v1::ReportResponse* response) {
+                             v1::ReportResponse* response,
+                             uint64_t* durable_ticket) {
   if (absl::Status s = ValidateReportRequest(request); !s.ok()) return s;
   const absl::Time now = clock_->Now();
   absl::StatusOr<storage::HoldView> hold =
@@ -475,7 +480,8 @@ absl::Status Decider::Settle(const v1::ReportRequest& request,
   }
   absl::StatusOr<storage::SettleResult> settled = ledger_->Settle(
       request.reservation_id(), *cost, now,
-      usage_update.has_value() ? &*usage_update : nullptr, corrections);
+      usage_update.has_value() ? &*usage_update : nullptr, corrections,
+      durable_ticket);
   if (!settled.ok()) return settled.status();
   if (!settled->already_reported) {
     // An expired hold gave its pool slots back when it expired.
@@ -577,27 +583,65 @@ absl::StatusOr<int> Decider::ExpireReservations() {
   return expired;
 }
 
-// The observer hook: Decide and Settle are the decisions themselves.
-absl::Status Decider::Check(const v1::CheckRequest& request,
-                            v1::CheckResponse* response) {
-  if (options_.observer == nullptr) return Decide(request, response);
+// The observer hook: Decide and Settle are the decisions themselves (their
+// latency without the fsync wait of --sync=group).
+absl::Status Decider::CheckDeferred(const v1::CheckRequest& request,
+                                    v1::CheckResponse* response,
+                                    uint64_t* durable_ticket) {
+  if (options_.observer == nullptr) {
+    return Decide(request, response, durable_ticket);
+  }
   const auto start = std::chrono::steady_clock::now();
-  absl::Status status = Decide(request, response);
+  absl::Status status = Decide(request, response, durable_ticket);
   options_.observer->OnCheck(
       request, *response, status,
       absl::FromChrono(std::chrono::steady_clock::now() - start));
   return status;
 }
 
-absl::Status Decider::Report(const v1::ReportRequest& request,
-                             v1::ReportResponse* response) {
-  if (options_.observer == nullptr) return Settle(request, response);
+absl::Status Decider::ReportDeferred(const v1::ReportRequest& request,
+                                     v1::ReportResponse* response,
+                                     uint64_t* durable_ticket) {
+  if (options_.observer == nullptr) {
+    return Settle(request, response, durable_ticket);
+  }
   const auto start = std::chrono::steady_clock::now();
-  absl::Status status = Settle(request, response);
+  absl::Status status = Settle(request, response, durable_ticket);
   options_.observer->OnReport(
       request, *response, status,
       absl::FromChrono(std::chrono::steady_clock::now() - start));
   return status;
+}
+
+namespace {
+
+// Waits for the write a deferred call made.
+absl::Status AwaitDurable(Decider& decider, absl::Status status,
+                          uint64_t ticket) {
+  if (!status.ok() || ticket == 0) return status;
+  absl::Notification done;
+  decider.WhenDurable(ticket, [&](absl::Status durable) {
+    status = std::move(durable);
+    done.Notify();
+  });
+  done.WaitForNotification();
+  return status;
+}
+
+}  // namespace
+
+absl::Status Decider::Check(const v1::CheckRequest& request,
+                            v1::CheckResponse* response) {
+  uint64_t ticket = 0;
+  absl::Status status = CheckDeferred(request, response, &ticket);
+  return AwaitDurable(*this, std::move(status), ticket);
+}
+
+absl::Status Decider::Report(const v1::ReportRequest& request,
+                             v1::ReportResponse* response) {
+  uint64_t ticket = 0;
+  absl::Status status = ReportDeferred(request, response, &ticket);
+  return AwaitDurable(*this, std::move(status), ticket);
 }
 
 }  // namespace bursar::server

@@ -8,6 +8,7 @@
 // (docs/decisions/005). The gRPC (and later HTTP) handlers are thin adapters
 // over this. Thread-safe.
 
+#include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "bursar/v1/decision.pb.h"
@@ -55,11 +56,28 @@ class Decider {
           Clock* clock, DeciderOptions options)
       : ledger_(ledger), policies_(policies), clock_(clock), options_(options) {}
 
-  // A budget denial is an OK status with VERDICT_DENY.
+  // A budget denial is an OK status with VERDICT_DENY. Both return once
+  // their answer is durable per the sync mode.
   absl::Status Check(const v1::CheckRequest& request,
                      v1::CheckResponse* response);
   absl::Status Report(const v1::ReportRequest& request,
                       v1::ReportResponse* response);
+  // As Check and Report, but they return as soon as their change is written
+  // (and counted by every other call), without waiting for an fsync: on OK
+  // the answer may be sent only once WhenDurable(*durable_ticket) reports
+  // OK. bursard's gRPC handlers answer that way, so that no thread waits
+  // for a group fsync.
+  absl::Status CheckDeferred(const v1::CheckRequest& request,
+                             v1::CheckResponse* response,
+                             uint64_t* durable_ticket);
+  absl::Status ReportDeferred(const v1::ReportRequest& request,
+                              v1::ReportResponse* response,
+                              uint64_t* durable_ticket);
+  // Ledger::WhenDurable.
+  void WhenDurable(uint64_t ticket,
+                   absl::AnyInvocable<void(absl::Status) &&> done) {
+    ledger_->WhenDurable(ticket, std::move(done));
+  }
 
   // At start-up: gives the calls still in flight (open reservations) their
   // concurrency slots back.
@@ -79,11 +97,12 @@ class Decider {
   void ReleasePools(const HoldTerms& terms);
   // Forgets stored hour/day window counts too old to matter.
   absl::Status PruneRateWindows(absl::Time now);
-  // Check and Report without telling options_.observer.
+  // Check and Report without telling options_.observer; with
+  // `durable_ticket` null they wait for durability, else they defer it.
   absl::Status Decide(const v1::CheckRequest& request,
-                      v1::CheckResponse* response);
+                      v1::CheckResponse* response, uint64_t* durable_ticket);
   absl::Status Settle(const v1::ReportRequest& request,
-                      v1::ReportResponse* response);
+                      v1::ReportResponse* response, uint64_t* durable_ticket);
 
   storage::Ledger* const ledger_;
   const PolicyRegistry* const policies_;

@@ -95,38 +95,66 @@ absl::Time DeadlineOf(const grpc::ServerContextBase& context) {
   return absl::FromChrono(deadline);
 }
 
+// A Decision call's answer before its write is durable
+// (Decider::CheckDeferred): sent once `decider` reports the write durable.
+struct DeferredAnswer {
+  absl::Status status;
+  Decider* decider = nullptr;
+  uint64_t durable_ticket = 0;
+};
+
+// Sends the answer and frees the call's place in the gate first: once the
+// caller has its answer, the call no longer counts against the bound.
+void Answer(grpc::ServerUnaryReactor* reactor, CallGate::Pass pass,
+            const absl::Status& status) {
+  pass.Leave();
+  reactor->Finish(ToGrpcStatus(status));
+}
+
+// ... or, for a deferred answer, once its write is durable: no thread waits
+// for the fsync, and every call in flight shares it (--sync=group).
+void Answer(grpc::ServerUnaryReactor* reactor, CallGate::Pass pass,
+            DeferredAnswer answer) {
+  if (!answer.status.ok() || answer.durable_ticket == 0) {
+    return Answer(reactor, std::move(pass), answer.status);
+  }
+  answer.decider->WhenDurable(
+      answer.durable_ticket,
+      [reactor, pass = std::move(pass)](absl::Status durable) mutable {
+        Answer(reactor, std::move(pass), durable);
+      });
+}
+
 // Enters the gate (deadline, then in-flight bound), admits the caller, runs
-// `call(caller)` and finishes the RPC with its status. A refused call does
-// no work.
+// `call(caller)` (an absl::Status or a DeferredAnswer) and finishes the RPC
+// with its answer. A refused call does no work.
 template <typename Call>
 grpc::ServerUnaryReactor* Unary(grpc::CallbackServerContext* context,
                                 const auth::Authenticator& auth, CallGate* gate,
                                 absl::string_view method, Call&& call) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  if (gate == nullptr) {
-    absl::StatusOr<auth::Caller> caller = AdmitCall(auth, *context, method);
-    reactor->Finish(
-        ToGrpcStatus(caller.ok() ? call(*caller) : caller.status()));
-    return reactor;
-  }
   CallGate::Pass pass;
-  absl::Status entered = gate->Enter(DeadlineOf(*context), &pass);
-  if (!entered.ok()) {
-    LogShed(method, *context, entered);
-    reactor->Finish(ToGrpcStatus(entered));
-    return reactor;
+  if (gate != nullptr) {
+    absl::Status entered = gate->Enter(DeadlineOf(*context), &pass);
+    if (!entered.ok()) {
+      LogShed(method, *context, entered);
+      reactor->Finish(ToGrpcStatus(entered));
+      return reactor;
+    }
   }
-  // The request, response and context live until Finish; `call` captures
-  // them by pointer. The place is freed before Finish: once the caller has
-  // its answer, the call no longer counts against the bound.
-  gate->Run([context, reactor, &auth, method, call = std::forward<Call>(call),
-             pass = std::move(pass)]() mutable {
+  auto work = [context, reactor, &auth, method, call = std::forward<Call>(call),
+               pass = std::move(pass)]() mutable {
     absl::StatusOr<auth::Caller> caller = AdmitCall(auth, *context, method);
-    grpc::Status status =
-        ToGrpcStatus(caller.ok() ? call(*caller) : caller.status());
-    pass.Leave();
-    reactor->Finish(status);
-  });
+    if (!caller.ok()) return Answer(reactor, std::move(pass), caller.status());
+    Answer(reactor, std::move(pass), call(*caller));
+  };
+  // The request, response and context live until Finish; `call` captures
+  // them by pointer.
+  if (gate == nullptr) {
+    work();
+  } else {
+    gate->Run(std::move(work));
+  }
   return reactor;
 }
 
@@ -265,7 +293,11 @@ grpc::ServerUnaryReactor* DecisionService::Check(
     v1::CheckResponse* response) {
   return Unary(context, *auth_, gate_, kCheck,
                [this, request, response](const auth::Caller&) {
-                 return decider_->Check(*request, response);
+                 DeferredAnswer answer;
+                 answer.decider = decider_;
+                 answer.status = decider_->CheckDeferred(
+                     *request, response, &answer.durable_ticket);
+                 return answer;
                });
 }
 
@@ -274,7 +306,11 @@ grpc::ServerUnaryReactor* DecisionService::Report(
     v1::ReportResponse* response) {
   return Unary(context, *auth_, gate_, kReport,
                [this, request, response](const auth::Caller&) {
-                 return decider_->Report(*request, response);
+                 DeferredAnswer answer;
+                 answer.decider = decider_;
+                 answer.status = decider_->ReportDeferred(
+                     *request, response, &answer.durable_ticket);
+                 return answer;
                });
 }
 

@@ -4,8 +4,11 @@
 
 namespace bursar::server {
 
-CallGate::CallGate(int max_in_flight_calls, int worker_threads, Clock* clock)
-    : max_in_flight_calls_(max_in_flight_calls), clock_(clock) {
+CallGate::CallGate(int max_in_flight_calls, int worker_threads, Clock* clock,
+                   int inline_calls)
+    : max_in_flight_calls_(max_in_flight_calls),
+      inline_calls_(inline_calls),
+      clock_(clock) {
   for (int i = 0; i < worker_threads; ++i) {
     workers_.emplace_back([this] { Work(); });
   }
@@ -24,6 +27,12 @@ void CallGate::Run(absl::AnyInvocable<void() &&> work) {
     std::move(work)();
     return;
   }
+  if (running_inline_.fetch_add(1) < inline_calls_) {
+    std::move(work)();
+    running_inline_.fetch_sub(1);
+    return;
+  }
+  running_inline_.fetch_sub(1);
   absl::MutexLock lock(&mu_);
   queue_.push_back(std::move(work));
 }

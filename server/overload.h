@@ -68,12 +68,13 @@ class CallGate {
   };
 
   // max_in_flight_calls >= 1 (bursard's --max_in_flight_calls);
-  // worker_threads >= 0 (--worker_threads; 0: Run runs work inline, on the
-  // caller's thread). Deadlines are compared with `clock`; null: the
-  // system clock (bursard: deadlines are the callers' wall-clock times, so
-  // a testing clock must not judge them). The clock must outlive the gate.
+  // worker_threads >= 0 (--worker_threads; 0: Run runs all work inline, on
+  // the caller's thread); inline_calls >= 0 (see Run). Deadlines are
+  // compared with `clock`; null: the system clock (bursard: deadlines are
+  // the callers' wall-clock times, so a testing clock must not judge them).
+  // The clock must outlive the gate.
   explicit CallGate(int max_in_flight_calls, int worker_threads = 0,
-                    Clock* clock = nullptr);
+                    Clock* clock = nullptr, int inline_calls = 0);
   // Runs the work queued so far, then stops the workers.
   ~CallGate();
   CallGate(const CallGate&) = delete;
@@ -90,8 +91,13 @@ class CallGate {
                  pass);
   }
 
-  // Runs `work` on a worker thread (inline without workers). The queue is
-  // bounded by the callers: each admitted call queues one piece of work.
+  // Runs `work` on the caller's thread while fewer than `inline_calls`
+  // pieces of work run that way, else on a worker thread (always inline
+  // without workers). bursard lets one call at a time run on gRPC's own
+  // threads (two on a 2-core machine): while the load is light no call is
+  // handed to another thread, and even while a disk stalls one gRPC thread
+  // is always free to admit or refuse calls. The queue is bounded by the
+  // callers: each admitted call queues at most one piece of work.
   void Run(absl::AnyInvocable<void() &&> work);
 
   int max_in_flight_calls() const { return max_in_flight_calls_; }
@@ -104,7 +110,9 @@ class CallGate {
   void Work();
 
   const int max_in_flight_calls_;
+  const int inline_calls_;
   Clock* const clock_;
+  std::atomic<int> running_inline_{0};
   absl::Mutex mu_;
   std::deque<absl::AnyInvocable<void() &&>> queue_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;

@@ -61,6 +61,37 @@ TEST(CallGateTest, AnExpiredDeadlineIsRefusedWithoutTakingAPlace) {
   EXPECT_TRUE(gate.Enter(kNow + absl::Seconds(1), kNow, &pass).ok());
 }
 
+TEST(CallGateTest, OneCallRunsInlineAtATimeAndTheNextGoesToAWorker) {
+  CallGate gate(8, /*worker_threads=*/2, /*clock=*/nullptr,
+                /*inline_calls=*/1);
+  const std::thread::id caller = std::this_thread::get_id();
+  std::thread::id first, second, third;
+  absl::Notification first_running, release_first, second_done;
+  std::thread other([&] {
+    gate.Run([&] {
+      first = std::this_thread::get_id();
+      first_running.Notify();
+      release_first.WaitForNotification();
+    });
+  });
+  first_running.WaitForNotification();
+  // The inline place is taken: this one is handed to a worker.
+  gate.Run([&] {
+    second = std::this_thread::get_id();
+    second_done.Notify();
+  });
+  second_done.WaitForNotification();
+  release_first.Notify();
+  const std::thread::id other_id = other.get_id();
+  other.join();
+  // Free again: it runs on the caller's thread.
+  gate.Run([&] { third = std::this_thread::get_id(); });
+  EXPECT_EQ(first, other_id);
+  EXPECT_NE(second, caller);
+  EXPECT_NE(second, other_id);
+  EXPECT_EQ(third, caller);
+}
+
 // A ledger whose Reserve waits for Release(): Checks stay in flight.
 class BlockingLedger final : public storage::Ledger {
  public:
@@ -132,9 +163,14 @@ class BlockingLedger final : public storage::Ledger {
   absl::StatusOr<storage::SettleResult> Settle(
       absl::string_view reservation_id, int64_t cost_nanos, absl::Time now,
       const storage::UsageUpdate* usage,
-      absl::Span<const storage::SideCounterDelta> side_counters) override {
+      absl::Span<const storage::SideCounterDelta> side_counters,
+      uint64_t* durable_ticket) override {
     return inner_->Settle(reservation_id, cost_nanos, now, usage,
-                          side_counters);
+                          side_counters, durable_ticket);
+  }
+  void WhenDurable(uint64_t ticket,
+                   absl::AnyInvocable<void(absl::Status) &&> done) override {
+    inner_->WhenDurable(ticket, std::move(done));
   }
   absl::StatusOr<int> ExpireHolds(
       absl::Time now, std::vector<storage::HoldView>* expired) override {
@@ -193,7 +229,9 @@ class OverloadTest : public ::testing::Test {
     spec.period = storage::Period::kNone;
     ASSERT_TRUE(ledger_->SetBudget(spec, {"test", ""}, clock_.Now()).ok());
 
-    gate_ = std::make_unique<CallGate>(2, /*worker_threads=*/4, &clock_);
+    // As bursard: one call at a time on gRPC's threads, the rest on workers.
+    gate_ = std::make_unique<CallGate>(2, /*worker_threads=*/4, &clock_,
+                                       /*inline_calls=*/1);
     service_ =
         std::make_unique<DecisionService>(decider_.get(), &auth_, gate_.get());
     grpc::ServerBuilder builder;

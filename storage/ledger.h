@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/functional/any_invocable.h"
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -81,6 +82,10 @@ struct ReserveRequest {
   bool dry_run = false;
   // Written with the hold (kReserved only).
   absl::Span<const SideCounterDelta> side_counters;
+  // False: Reserve returns once its result is durable per the sync mode.
+  // True: once it is written (and visible to every other call); the result
+  // may be acknowledged only after WhenDurable(durable_ticket) reports OK.
+  bool defer_durability = false;
 };
 
 struct ReserveResult {
@@ -99,6 +104,8 @@ struct ReserveResult {
   std::vector<Standing> standings;
   // For kDenied: the budgets that cannot fit the estimate, tightest first.
   std::vector<Standing> exceeded;
+  // With defer_durability: the write to wait for (0: nothing to wait for).
+  uint64_t durable_ticket = 0;
 };
 
 enum class HoldState { kOpen, kSettled, kExpired };
@@ -177,11 +184,23 @@ class Ledger {
   // hold that had expired (charged its estimate) is corrected to the cost.
   // `usage` (may be null) is applied to the usage rollups atomically with
   // the charge, and `side_counters` written with it; both only by the
-  // Settle that charges (not by a repeat).
+  // Settle that charges (not by a repeat). With `durable_ticket` null,
+  // Settle returns once its result is durable per the sync mode; else once
+  // it is written, with the ticket to wait for in *durable_ticket (as
+  // ReserveRequest::defer_durability).
   virtual absl::StatusOr<SettleResult> Settle(
       absl::string_view reservation_id, int64_t cost_nanos, absl::Time now,
       const UsageUpdate* usage,
-      absl::Span<const SideCounterDelta> side_counters) = 0;
+      absl::Span<const SideCounterDelta> side_counters,
+      uint64_t* durable_ticket) = 0;
+  // Calls done(status) once the writes up to `ticket` (from a deferred
+  // Reserve or Settle) are durable per the sync mode: OK, or Unavailable
+  // if their fsync failed (then nothing may be acknowledged; the write
+  // stays applied, and an idempotent retry answers once the disk is back).
+  // At once on the caller's thread when there is nothing to wait for;
+  // otherwise on a storage thread, so `done` must be quick.
+  virtual void WhenDurable(uint64_t ticket,
+                           absl::AnyInvocable<void(absl::Status) &&> done) = 0;
   // Charges every open hold whose TTL has passed at its estimate (flagged as
   // unreported) and forgets settled holds older than the retention. Returns
   // how many holds expired, and appends them (as expired) to `expired`

@@ -267,6 +267,19 @@ absl::Status RocksDatabase::AwaitDurable(uint64_t ticket) {
   return status;
 }
 
+void RocksDatabase::WhenDurable(uint64_t ticket,
+                                WalSyncer::DoneCallback done) {
+  if (syncer_ == nullptr) return std::move(done)(absl::OkStatus());
+  if (absl::Status s = RecoverIfNeeded(); !s.ok()) {
+    return std::move(done)(std::move(s));
+  }
+  syncer_->WhenDurable(
+      ticket, [this, done = std::move(done)](absl::Status status) mutable {
+        if (!status.ok()) needs_recovery_.store(true);
+        std::move(done)(std::move(status));
+      });
+}
+
 absl::Status RocksDatabase::CreateCheckpoint(const std::string& dir) {
   rocksdb::Checkpoint* raw = nullptr;
   rocksdb::Status status = rocksdb::Checkpoint::Create(db_.get(), &raw);

@@ -98,6 +98,10 @@ class RocksDatabase {
   // bursard restarts, and the restart reloads every acknowledged write.
   absl::Status Write(rocksdb::WriteBatch& batch, uint64_t* ticket);
   absl::Status AwaitDurable(uint64_t ticket);
+  // AwaitDurable without blocking: calls done(status) with what it would
+  // return, at once when nothing is to wait for, else on the WAL syncer's
+  // thread after the fsync that covers `ticket` (WalSyncer::WhenDurable).
+  void WhenDurable(uint64_t ticket, WalSyncer::DoneCallback done);
 
   // Writes a consistent copy of the database (a RocksDB checkpoint: hard
   // links to table files plus a copy of the live WAL) into `dir`, which

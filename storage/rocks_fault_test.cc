@@ -120,7 +120,7 @@ TEST_P(RocksFaultTest, AFailedSettleKeepsTheHoldAndItsRetrySettles) {
   const std::string id = reserved->reservation_id;
 
   fs_.FailWrites(true);
-  absl::StatusOr<SettleResult> failed = ledger().Settle(id, 40, kT0, nullptr, {});
+  absl::StatusOr<SettleResult> failed = ledger().Settle(id, 40, kT0, nullptr, {}, nullptr);
   ASSERT_EQ(failed.status().code(), absl::StatusCode::kUnavailable)
       << failed.status();
   EXPECT_EQ(Figures().held_nanos, 100);
@@ -130,7 +130,7 @@ TEST_P(RocksFaultTest, AFailedSettleKeepsTheHoldAndItsRetrySettles) {
   EXPECT_EQ(hold->state, HoldState::kOpen);
 
   fs_.FailWrites(false);
-  absl::StatusOr<SettleResult> settled = ledger().Settle(id, 40, kT0, nullptr, {});
+  absl::StatusOr<SettleResult> settled = ledger().Settle(id, 40, kT0, nullptr, {}, nullptr);
   ASSERT_TRUE(settled.ok()) << settled.status();
   EXPECT_EQ(settled->cost_nanos, 40);
   EXPECT_FALSE(settled->already_reported);
@@ -234,14 +234,14 @@ TEST_P(RocksFaultTest, AFailedFsyncIsNotAcknowledgedAndTheRetryAfterRestartIs) {
   const std::string id = retried->reservation_id;
 
   fs_.FailSyncs(true);
-  EXPECT_EQ(ledger().Settle(id, 40, kT0, nullptr, {}).status().code(),
+  EXPECT_EQ(ledger().Settle(id, 40, kT0, nullptr, {}, nullptr).status().code(),
             absl::StatusCode::kUnavailable);
   fs_.FailSyncs(false);
-  absl::StatusOr<SettleResult> settled = ledger().Settle(id, 40, kT0, nullptr, {});
+  absl::StatusOr<SettleResult> settled = ledger().Settle(id, 40, kT0, nullptr, {}, nullptr);
   if (!settled.ok()) {
     EXPECT_THAT(settled.status().message(), HasSubstr("restart bursard"));
     Reopen();
-    settled = ledger().Settle(id, 40, kT0, nullptr, {});
+    settled = ledger().Settle(id, 40, kT0, nullptr, {}, nullptr);
   }
   ASSERT_TRUE(settled.ok()) << settled.status();
   EXPECT_EQ(settled->cost_nanos, 40);

@@ -126,7 +126,12 @@ class RocksLedger final : public Ledger {
   absl::StatusOr<SettleResult> Settle(
       absl::string_view reservation_id, int64_t cost_nanos, absl::Time now,
       const UsageUpdate* usage,
-      absl::Span<const SideCounterDelta> side_counters) override;
+      absl::Span<const SideCounterDelta> side_counters,
+      uint64_t* durable_ticket) override;
+  void WhenDurable(uint64_t ticket,
+                   absl::AnyInvocable<void(absl::Status) &&> done) override {
+    database_->WhenDurable(ticket, std::move(done));
+  }
   absl::Status ForEachSideCounter(
       absl::string_view from, absl::string_view to,
       absl::FunctionRef<void(absl::string_view key, int64_t value)> visit)
@@ -678,6 +683,10 @@ absl::StatusOr<ReserveResult> RocksLedger::Reserve(
       result.terms = hold.terms();
       // The first Check may not be durable yet; neither is its replay.
       const uint64_t ticket = LatestTicket();
+      if (request.defer_durability) {
+        result.durable_ticket = ticket;
+        return result;
+      }
       mu_.Unlock();
       absl::Status durable = AwaitDurable(ticket);
       mu_.Lock();
@@ -741,6 +750,10 @@ absl::StatusOr<ReserveResult> RocksLedger::Reserve(
     for (const Match& m : matches) {
       result.standings.push_back(
           MakeStanding(*m.entry, m.instance, m.bounds, *m.state));
+    }
+    if (request.defer_durability) {
+      result.durable_ticket = ticket;
+      return result;
     }
     mu_.Unlock();
     absl::Status durable = AwaitDurable(ticket);
@@ -831,7 +844,8 @@ void RocksLedger::MergeCounters(rocksdb::WriteBatch& batch,
 absl::StatusOr<SettleResult> RocksLedger::Settle(
     absl::string_view reservation_id, int64_t cost_nanos, absl::Time now,
     const UsageUpdate* usage,
-    absl::Span<const SideCounterDelta> side_counters) {
+    absl::Span<const SideCounterDelta> side_counters,
+    uint64_t* durable_ticket) {
   absl::MutexLock lock(&mu_);
   auto it = holds_.find(reservation_id);
   if (it == holds_.end()) {
@@ -849,6 +863,10 @@ absl::StatusOr<SettleResult> RocksLedger::Settle(
     result.after_expiry = hold.reported_after_expiry();
     // The first Report may not be durable yet; neither is this answer.
     const uint64_t ticket = LatestTicket();
+    if (durable_ticket != nullptr) {
+      *durable_ticket = ticket;
+      return result;
+    }
     mu_.Unlock();
     absl::Status durable = AwaitDurable(ticket);
     mu_.Lock();
@@ -887,6 +905,10 @@ absl::StatusOr<SettleResult> RocksLedger::Settle(
   hold = std::move(settled);
   result.cost_nanos = cost_nanos;
   result.after_expiry = expired;
+  if (durable_ticket != nullptr) {
+    *durable_ticket = ticket;
+    return result;
+  }
   mu_.Unlock();
   absl::Status durable = AwaitDurable(ticket);
   mu_.Lock();

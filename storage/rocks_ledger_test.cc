@@ -153,7 +153,7 @@ class RocksLedgerTest : public ::testing::Test {
   SettleResult Settle(absl::string_view id, int64_t cost_nanos,
                       absl::Time now = kT0) {
     absl::StatusOr<SettleResult> settled =
-        ledger_->Settle(id, cost_nanos, now, nullptr, {});
+        ledger_->Settle(id, cost_nanos, now, nullptr, {}, nullptr);
     EXPECT_TRUE(settled.ok()) << settled.status();
     return settled.ok() ? *settled : SettleResult();
   }
@@ -595,7 +595,7 @@ TEST_F(RocksLedgerTest, SettleCostAboveEstimateIsChargedInFull) {
 
 TEST_F(RocksLedgerTest, UnknownReservationIsNotFound) {
   const absl::StatusOr<SettleResult> settled =
-      ledger_->Settle("r-does-not-exist", 10, kT0, nullptr, {});
+      ledger_->Settle("r-does-not-exist", 10, kT0, nullptr, {}, nullptr);
   EXPECT_EQ(settled.status().code(), absl::StatusCode::kNotFound);
   EXPECT_THAT(settled.status().message(), HasSubstr("r-does-not-exist"));
   EXPECT_THAT(settled.status().message(), HasSubstr("never issued"));
@@ -674,7 +674,7 @@ TEST_F(RocksLedgerTest, SettledAndExpiredHoldsArePrunedAfterRetention) {
     const absl::StatusOr<HoldView> view = ledger_->GetHold(r->reservation_id);
     EXPECT_EQ(view.status().code(), absl::StatusCode::kNotFound);
     EXPECT_EQ(
-        ledger_->Settle(r->reservation_id, 1, t1, nullptr, {}).status().code(),
+        ledger_->Settle(r->reservation_id, 1, t1, nullptr, {}, nullptr).status().code(),
         absl::StatusCode::kNotFound);
   }
   // The open hold is untouched; spend stays.
@@ -1027,7 +1027,7 @@ TEST_P(SyncModesTest, OpensWritesAndReopens) {
     ASSERT_TRUE(reserved.ok()) << reserved.status();
     ASSERT_EQ(reserved->kind, ReserveResult::Kind::kReserved);
     id = reserved->reservation_id;
-    ASSERT_TRUE((*ledger)->Settle(id, 120, kT0, nullptr, {}).ok());
+    ASSERT_TRUE((*ledger)->Settle(id, 120, kT0, nullptr, {}, nullptr).ok());
     request.estimate_nanos = 50;
     ASSERT_TRUE((*ledger)->Reserve(request, kT0).ok());
   }
@@ -1096,10 +1096,10 @@ TEST_F(SideCounterTest, WrittenWithTheHoldAndTheSettlementOnly) {
 
   const SideCounterDelta corrected[] = {{"a/1", -2}};
   ASSERT_TRUE(
-      ledger_->Settle(reserved->reservation_id, 3, kT0, nullptr, corrected).ok());
+      ledger_->Settle(reserved->reservation_id, 3, kT0, nullptr, corrected, nullptr).ok());
   // Already reported: the counters do not move again.
   ASSERT_TRUE(
-      ledger_->Settle(reserved->reservation_id, 3, kT0, nullptr, corrected).ok());
+      ledger_->Settle(reserved->reservation_id, 3, kT0, nullptr, corrected, nullptr).ok());
   Reopen();
   EXPECT_THAT(All(), ::testing::ElementsAre(std::pair<std::string, int64_t>{"a/1", 3},
                                             std::pair<std::string, int64_t>{"b/1", 7}));

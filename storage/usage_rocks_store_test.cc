@@ -76,7 +76,7 @@ class UsageStoreTest : public ::testing::Test {
     update.counts.latency_reports = 1;
     update.counts.latency_histogram[LatencyBucket(absl::Milliseconds(300))] = 1;
     EXPECT_TRUE(
-        storage_.ledger->Settle(hold->reservation_id, cost, now, &update, {}).ok());
+        storage_.ledger->Settle(hold->reservation_id, cost, now, &update, {}, nullptr).ok());
     return *hold;
   }
 
@@ -149,7 +149,7 @@ TEST_F(UsageStoreTest, RepeatedSettleAddsNothing) {
   update.counts.cost_nanos = 500;
   update.counts.requests = 1;
   absl::StatusOr<SettleResult> again =
-      storage_.ledger->Settle(hold.reservation_id, 500, kT0, &update, {});
+      storage_.ledger->Settle(hold.reservation_id, 500, kT0, &update, {}, nullptr);
   ASSERT_TRUE(again.ok());
   EXPECT_TRUE(again->already_reported);
   EXPECT_EQ(Total("", kT0, kT0 + absl::Hours(1)).cost_nanos, 500);

@@ -1,5 +1,7 @@
 #include "storage/wal_syncer.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "rocksdb/statistics.h"
 
@@ -37,8 +39,25 @@ absl::Status WalSyncer::AwaitDurable(uint64_t ticket) {
   const Covered covered{this, ticket};
   absl::MutexLock lock(&mu_);
   mu_.Await(absl::Condition(&covered, &Covered::Done));
+  return StatusOfSynced(ticket);
+}
+
+absl::Status WalSyncer::StatusOfSynced(uint64_t ticket) const {
   if (ticket <= failed_up_to_) return last_error_;
   return absl::OkStatus();
+}
+
+void WalSyncer::WhenDurable(uint64_t ticket, DoneCallback done) {
+  absl::Status status;
+  {
+    absl::MutexLock lock(&mu_);
+    if (synced_ < ticket) {
+      waiting_.emplace_back(ticket, std::move(done));
+      return;
+    }
+    status = StatusOfSynced(ticket);
+  }
+  std::move(done)(std::move(status));
 }
 
 void WalSyncer::ClearFailures() {
@@ -77,14 +96,27 @@ void WalSyncer::Run() {
           rocksdb::WAL_FILE_SYNC_MICROS,
           static_cast<uint64_t>(absl::ToInt64Microseconds(absl::Now() - last_sync)));
     }
-    absl::MutexLock lock(&mu_);
-    if (!status.ok()) {
-      last_error_ = absl::UnavailableError(
-          absl::StrCat("fsync of the write-ahead log failed: ",
-                       status.ToString()));
-      failed_up_to_ = target;
+    std::vector<std::pair<DoneCallback, absl::Status>> covered;
+    {
+      absl::MutexLock lock(&mu_);
+      if (!status.ok()) {
+        last_error_ = absl::UnavailableError(
+            absl::StrCat("fsync of the write-ahead log failed: ",
+                         status.ToString()));
+        failed_up_to_ = target;
+      }
+      synced_ = target;
+      auto still_waiting = std::partition(
+          waiting_.begin(), waiting_.end(),
+          [this](const auto& w) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+            return w.first > synced_;
+          });
+      for (auto it = still_waiting; it != waiting_.end(); ++it) {
+        covered.emplace_back(std::move(it->second), StatusOfSynced(it->first));
+      }
+      waiting_.erase(still_waiting, waiting_.end());
     }
-    synced_ = target;
+    for (auto& [done, result] : covered) std::move(done)(std::move(result));
   }
 }
 

@@ -7,8 +7,11 @@
 
 #include <cstdint>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
@@ -33,12 +36,22 @@ class WalSyncer {
   // Blocks until an fsync covering `ticket` finished; Unavailable if it
   // failed.
   absl::Status AwaitDurable(uint64_t ticket);
+  // Calls done(status) once an fsync covering `ticket` finished, with what
+  // AwaitDurable would return: at once on the caller's thread if one
+  // already has, else on the syncer's thread right after the fsync (so
+  // `done` must be quick and must not wait for the syncer). Every pending
+  // `done` runs before the destructor returns.
+  using DoneCallback = absl::AnyInvocable<void(absl::Status) &&>;
+  void WhenDurable(uint64_t ticket, DoneCallback done);
   // Forgets earlier fsync failures: the caller made every write so far
   // durable another way (RocksDatabase flushes the memtables).
   void ClearFailures();
 
  private:
   void Run();
+  // The status of the writes up to `ticket`, once synced.
+  absl::Status StatusOfSynced(uint64_t ticket) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   rocksdb::DB* const db_;
   const absl::Duration window_;
@@ -48,6 +61,8 @@ class WalSyncer {
   absl::Status last_error_ ABSL_GUARDED_BY(mu_);
   uint64_t failed_up_to_ ABSL_GUARDED_BY(mu_) = 0;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  // Callbacks of WhenDurable waiting for their fsync, with their tickets.
+  std::vector<std::pair<uint64_t, DoneCallback>> waiting_ ABSL_GUARDED_BY(mu_);
   std::thread thread_;
 };
 

@@ -127,7 +127,7 @@ class AlertEngineTest : public ::testing::Test {
     ASSERT_TRUE(reserved.ok()) << reserved.status();
     ASSERT_EQ(reserved->kind, storage::ReserveResult::Kind::kReserved);
     ASSERT_TRUE(
-        storage_.ledger->Settle(reserved->reservation_id, nanos, now_, nullptr, {}).ok());
+        storage_.ledger->Settle(reserved->reservation_id, nanos, now_, nullptr, {}, nullptr).ok());
   }
 
   // The rules that fired in one pass at now_.

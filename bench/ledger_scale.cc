@@ -98,7 +98,7 @@ int Run() {
         return 1;
       }
       if (i % 2 == 0 &&
-          !ledger.Settle(reserved->reservation_id, 700, now, nullptr, {}).ok()) {
+          !ledger.Settle(reserved->reservation_id, 700, now, nullptr, {}, nullptr).ok()) {
         std::fprintf(stderr, "Settle failed\n");
         return 1;
       }

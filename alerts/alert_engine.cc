@@ -58,7 +58,7 @@ class ScopeUsageView final : public policy::UsageView {
       instance = instance_;
     }
     absl::StatusOr<std::vector<storage::Standing>> standings =
-        ledger_->Standings(name, instance, now_);
+        ledger_->LiveStandings(name, instance, now_);
     if (!standings.ok() || standings->empty()) return std::nullopt;
     const storage::Standing& s = standings->front();
     return BudgetUsage{s.amount_nanos, s.spent_nanos, s.held_nanos,
@@ -106,7 +106,7 @@ class AlertEngine::Pass {
   absl::Status Run() {
     for (const storage::BudgetSpec& spec : engine_->ledger_->ListBudgets()) {
       absl::StatusOr<std::vector<storage::Standing>> standings =
-          engine_->ledger_->Standings(spec.name, "", now_);
+          engine_->ledger_->LiveStandings(spec.name, "", now_);
       if (!standings.ok()) {
         // The budget may have been deleted since it was listed.
         if (absl::IsNotFound(standings.status())) continue;

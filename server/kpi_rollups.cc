@@ -52,9 +52,12 @@ bool RollupKpiView::Figures(absl::string_view budget,
   if (ledger_ != nullptr && !ledger_->GetBudget(budget).has_value()) {
     return false;
   }
-  if (usage_ == nullptr) return true;
   const absl::Time start = KpiWindowStart(window, now);
   const absl::Time end = KpiWindowEnd(window, now);
+  if (policies_ != nullptr) {
+    out->policy_changed = policies_->ChangedBetween(start, end);
+  }
+  if (usage_ == nullptr) return true;
   absl::StatusOr<std::vector<std::pair<absl::Time, storage::UsageCounts>>>
       rows = usage_->KpiRows(budget, instance, HourOf(start),
                              end + absl::Seconds(1));

@@ -17,6 +17,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "policy/kpi_view.h"
+#include "server/policy_registry.h"
 #include "storage/labels.h"
 #include "storage/ledger.h"
 #include "storage/usage_store.h"
@@ -29,9 +30,12 @@ absl::Time KpiWindowEnd(policy::KpiWindow window, absl::Time now);
 
 class RollupKpiView final : public policy::KpiView {
  public:
-  // Both pointers must outlive the view. Thread-safe.
-  RollupKpiView(const storage::UsageStore* usage, const storage::Ledger* ledger)
-      : usage_(usage), ledger_(ledger) {}
+  // Every pointer must outlive the view. Thread-safe. With `policies`,
+  // KpiFigures::policy_changed says whether a policy change was noted
+  // (PolicyRegistry::NoteChange) inside the window; without, it is false.
+  RollupKpiView(const storage::UsageStore* usage, const storage::Ledger* ledger,
+                const PolicyRegistry* policies = nullptr)
+      : usage_(usage), ledger_(ledger), policies_(policies) {}
 
   // False for a budget the ledger does not have; zero figures (and true)
   // when reading the rollups fails, so a storage error never turns into
@@ -43,6 +47,7 @@ class RollupKpiView final : public policy::KpiView {
  private:
   const storage::UsageStore* usage_;
   const storage::Ledger* ledger_;
+  const PolicyRegistry* policies_;
 };
 
 // KPIs as one request sees them: a budget reads as the instance the

@@ -28,6 +28,7 @@
 #include "grpcpp/security/tls_certificate_provider.h"
 #include "grpcpp/security/tls_credentials_options.h"
 #include "server/alerts/alert_admin.h"
+#include "server/alerts/alert_metrics.h"
 #include "server/auth/authenticator.h"
 #include "server/auth/method_table.h"
 #include "server/auth/tls_files.h"
@@ -435,6 +436,10 @@ int Run() {
         {LF{"diagnostic", policy::FormatDiagnostic(warning)}});
   }
   PolicyRegistry policies(initial->policy);
+  // Policy changes of the last 8 days (KPI windows reach back 7 days and an
+  // hour), from the audit log, for the "no policy change" alert.
+  NotePolicyChanges(ledger->ListAudit(10'000),
+                    clock->Now() - absl::Hours(24 * 8), &policies);
   const std::string& version = initial->policy->version();
   if (initial->source == "dir") {
     Log(LogLevel::kInfo, "policy loaded",
@@ -489,13 +494,15 @@ int Run() {
   }
   // Usage rollups, KPIs and signals (docs/usage-and-kpis.md).
   UsageAttribution usage_attribution(storage->usage.get());
-  const RollupKpiView kpi_view(storage->usage.get(), ledger.get());
+  const RollupKpiView kpi_view(storage->usage.get(), ledger.get(), &policies);
 
   // Alerts (docs/alerts.md): the engine runs off the hot path; Reports only
   // wake it.
   alerts::AlertHub alert_hub;
-  alerts::WebhookNotifier webhook_notifier(webhooks, storage->alerts.get(),
-                                           [&clock] { return clock->Now(); });
+  // With the outbox: deliveries pending at the last stop are sent again.
+  alerts::WebhookNotifier webhook_notifier(
+      webhooks, storage->alerts.get(), [&clock] { return clock->Now(); },
+      /*queue_capacity=*/1000, /*outbox=*/true);
   alerts::AlertEngine alert_engine(
       ledger.get(), storage->alerts.get(),
       [&policies] { return policies.Active(); },
@@ -503,12 +510,26 @@ int Run() {
       alerts::AlertEngineOptions{
           .interval = absl::GetFlag(FLAGS_alert_interval),
           .min_gap = absl::GetFlag(FLAGS_alert_min_gap),
-          .on_error = [](const absl::Status& s) {
-            Log(LogLevel::kError, "alert evaluation failed",
-                {LF{"error", std::string(s.message())}});
-          }});
+          .on_error =
+              [](const absl::Status& s) {
+                Log(LogLevel::kError, "alert evaluation failed",
+                    {LF{"error", std::string(s.message())}});
+              },
+          .outbox =
+              [&webhook_notifier](const storage::AlertEntry& alert) {
+                return webhook_notifier.Destinations(alert);
+              }});
   alert_engine.AddListener(&alert_hub);
   alert_engine.AddListener(&webhook_notifier);
+  absl::StatusOr<std::unique_ptr<AlertMetrics>> alert_metrics =
+      AlertMetrics::Create(
+          &metrics, [&webhook_notifier] { return webhook_notifier.stats(); });
+  if (!alert_metrics.ok()) {
+    Log(LogLevel::kError, "cannot register metrics",
+        {LF{"error", std::string(alert_metrics.status().message())}});
+    return 1;
+  }
+  alert_engine.AddListener(alert_metrics->get());
   for (const alerts::WebhookEndpoint& e : webhooks) {
     Log(LogLevel::kInfo, "alert webhook",
         {LF{"url", e.url},
@@ -672,6 +693,14 @@ int Run() {
     tokens_stamp = stamp;
   };
 
+  if (absl::StatusOr<int> resent = webhook_notifier.ResendPending();
+      !resent.ok()) {
+    Log(LogLevel::kError, "cannot read the pending alert deliveries",
+        {LF{"error", std::string(resent.status().message())}});
+  } else if (*resent > 0) {
+    Log(LogLevel::kInfo, "alert deliveries pending since the last stop",
+        {LF{"count", absl::StrCat(*resent)}});
+  }
   alert_engine.Start();
 
   absl::Notification stopping;
@@ -704,7 +733,7 @@ int Run() {
   server->Wait();
   stopping.Notify();
   expirer.join();
-  // Deliveries still queued or waiting to retry become dead letters.
+  // Deliveries still queued or waiting to retry stay in the outbox.
   webhook_notifier.Stop();
   // Closes RocksDB after the last write (when all stores are gone).
   storage->policy_versions.reset();

@@ -5,6 +5,8 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
+
 namespace bursar::server {
 namespace {
 
@@ -52,16 +54,45 @@ bool RollupKpiView::Figures(absl::string_view budget,
   if (ledger_ != nullptr && !ledger_->GetBudget(budget).has_value()) {
     return false;
   }
+  if (max_staleness_ <= absl::ZeroDuration()) {
+    Compute(budget, instance, window, now, out);
+    return true;
+  }
+  std::string key =
+      absl::StrCat(budget, std::string(1, '\0'), instance, std::string(1, '\0'),
+                   static_cast<int>(window));
+  {
+    absl::MutexLock lock(&cache_mu_);
+    auto it = cache_.find(key);
+    if (it != cache_.end() && it->second.computed_for <= now &&
+        now - it->second.computed_for < max_staleness_) {
+      *out = it->second.figures;
+      return true;
+    }
+  }
+  // Computed without the lock: two readers of a stale entry may both read
+  // RocksDB; the later write wins.
+  Compute(budget, instance, window, now, out);
+  absl::MutexLock lock(&cache_mu_);
+  if (cache_.size() >= kMaxCachedKpis && !cache_.contains(key)) cache_.clear();
+  cache_[std::move(key)] = Cached{now, *out};
+  return true;
+}
+
+void RollupKpiView::Compute(absl::string_view budget,
+                            absl::string_view instance,
+                            policy::KpiWindow window, absl::Time now,
+                            policy::KpiFigures* out) const {
   const absl::Time start = KpiWindowStart(window, now);
   const absl::Time end = KpiWindowEnd(window, now);
   if (policies_ != nullptr) {
     out->policy_changed = policies_->ChangedBetween(start, end);
   }
-  if (usage_ == nullptr) return true;
+  if (usage_ == nullptr) return;
   absl::StatusOr<std::vector<std::pair<absl::Time, storage::UsageCounts>>>
       rows = usage_->KpiRows(budget, instance, HourOf(start),
                              end + absl::Seconds(1));
-  if (!rows.ok()) return true;
+  if (!rows.ok()) return;
   storage::UsageCounts total;
   for (const auto& [hour, counts] : *rows) {
     // The bucket has recorded [hour, min(hour + 1h, now)]; the window
@@ -102,7 +133,6 @@ bool RollupKpiView::Figures(absl::string_view budget,
       }
     }
   }
-  return true;
 }
 
 bool RequestKpis::Figures(absl::string_view budget, policy::KpiWindow window,

@@ -12,9 +12,14 @@
 // reads as the upper bound of the log bucket the 95th percentile falls in
 // (storage::LatencyBucketBound). docs/usage-and-kpis.md.
 
+#include <cstddef>
 #include <optional>
+#include <string>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "policy/kpi_view.h"
 #include "server/policy_registry.h"
@@ -33,9 +38,21 @@ class RollupKpiView final : public policy::KpiView {
   // Every pointer must outlive the view. Thread-safe. With `policies`,
   // KpiFigures::policy_changed says whether a policy change was noted
   // (PolicyRegistry::NoteChange) inside the window; without, it is false.
+  //
+  // With a positive `max_staleness`, figures are cached per (budget,
+  // instance, window): a read at `now` returns the figures computed at an
+  // earlier `now` less than max_staleness before it, without reading
+  // RocksDB, so each scope and window costs at most one range scan per
+  // max_staleness however many Checks read it. At most kMaxCachedKpis
+  // entries (the cache starts empty again when full).
+  static constexpr size_t kMaxCachedKpis = 10'000;
   RollupKpiView(const storage::UsageStore* usage, const storage::Ledger* ledger,
-                const PolicyRegistry* policies = nullptr)
-      : usage_(usage), ledger_(ledger), policies_(policies) {}
+                const PolicyRegistry* policies = nullptr,
+                absl::Duration max_staleness = absl::ZeroDuration())
+      : usage_(usage),
+        ledger_(ledger),
+        policies_(policies),
+        max_staleness_(max_staleness) {}
 
   // False for a budget the ledger does not have; zero figures (and true)
   // when reading the rollups fails, so a storage error never turns into
@@ -45,9 +62,24 @@ class RollupKpiView final : public policy::KpiView {
                policy::KpiFigures* out) const override;
 
  private:
+  // Figures from the rollups, uncached.
+  void Compute(absl::string_view budget, absl::string_view instance,
+               policy::KpiWindow window, absl::Time now,
+               policy::KpiFigures* out) const;
+
   const storage::UsageStore* usage_;
   const storage::Ledger* ledger_;
   const PolicyRegistry* policies_;
+  const absl::Duration max_staleness_;
+
+  struct Cached {
+    absl::Time computed_for;
+    policy::KpiFigures figures;
+  };
+  mutable absl::Mutex cache_mu_;
+  // budget NUL instance NUL window -> figures.
+  mutable absl::flat_hash_map<std::string, Cached> cache_
+      ABSL_GUARDED_BY(cache_mu_);
 };
 
 // KPIs as one request sees them: a budget reads as the instance the

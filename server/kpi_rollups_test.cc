@@ -103,6 +103,34 @@ TEST_F(KpiRollupsTest, WindowsAddWholeHoursAndShareOfPartlyCoveredOnes) {
       0);
 }
 
+TEST_F(KpiRollupsTest, CachedFiguresRefreshAfterTheStalenessBound) {
+  const RollupKpiView view(storage_.usage.get(), storage_.ledger.get(), nullptr,
+                           absl::Seconds(1));
+  auto spend = [&](absl::Time now, const char* budget = "team") {
+    KpiFigures out;
+    EXPECT_TRUE(view.Figures(budget, "", KpiWindow::kLastHour, now, &out));
+    return out.spend_nanos;
+  };
+  const absl::Time t = kT0 + absl::Minutes(30);
+  Record(t - absl::Minutes(1), 100, 1, absl::Milliseconds(10));
+  EXPECT_EQ(spend(t), 100);
+  // Within the bound the cached figures answer: a new Report is not seen.
+  Record(t, 50, 1, absl::Milliseconds(10));
+  EXPECT_EQ(spend(t), 100);
+  EXPECT_EQ(spend(t + absl::Milliseconds(999)), 100);
+  // At the bound they are computed again.
+  EXPECT_EQ(spend(t + absl::Seconds(1)), 150);
+  // Another scope has its own entry; an unknown budget is never cached.
+  EXPECT_EQ(spend(t + absl::Seconds(1), "per-user"), 0);
+  KpiFigures out;
+  EXPECT_FALSE(view.Figures("nope", "", KpiWindow::kLastHour, t, &out));
+  // An uncached view sees every change at once.
+  Record(t + absl::Seconds(1), 25, 1, absl::Milliseconds(10));
+  EXPECT_EQ(Figures(KpiWindow::kLastHour, t + absl::Seconds(1)).spend_nanos,
+            175);
+  EXPECT_EQ(spend(t + absl::Seconds(1)), 150);
+}
+
 TEST_F(KpiRollupsTest, P95IsTheBucketBoundOfThe95thPercentile) {
   Record(kT0 + absl::Minutes(1), 1, 94, absl::Milliseconds(100));
   Record(kT0 + absl::Minutes(2), 1, 6, absl::Seconds(3));

@@ -51,6 +51,7 @@
 #include "server/policy_registry.h"
 #include "server/usage_admin.h"
 #include "server/usage_attribution.h"
+#include "server/usage_retention.h"
 #include "storage/rocks_storage.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:8081",
@@ -91,6 +92,10 @@ ABSL_FLAG(absl::Duration, reservation_ttl, absl::Minutes(10),
 ABSL_FLAG(absl::Duration, expiry_interval, absl::Seconds(1),
           "How often reservations past their TTL are looked for and expired "
           "(tests use a short one to see expiry at once).");
+ABSL_FLAG(int32_t, usage_retention_days, 400,
+          "Usage rollups (GetUsage, kpi.*) older than this many days are "
+          "deleted, checked hourly (docs/usage-and-kpis.md). At least 8: KPI "
+          "windows reach back a week.");
 ABSL_FLAG(absl::Duration, settled_retention, absl::Hours(1),
           "How long settled reservations are remembered for idempotent "
           "retries of Check (same request_id) and Report.");
@@ -366,6 +371,16 @@ int Run() {
     return 2;
   }
 
+  if (absl::GetFlag(FLAGS_usage_retention_days) < 8) {
+    Log(LogLevel::kError, "bad flag",
+        {LF{"flag", "--usage_retention_days"},
+         LF{"error", absl::StrCat("--usage_retention_days=",
+                                  absl::GetFlag(FLAGS_usage_retention_days),
+                                  " must be at least 8 (KPI windows reach "
+                                  "back a week and an hour)")}});
+    return 2;
+  }
+
   std::unique_ptr<Clock> clock;
   if (absl::GetFlag(FLAGS_testing_clock_file).empty()) {
     clock = std::make_unique<SystemClock>();
@@ -494,7 +509,13 @@ int Run() {
   }
   // Usage rollups, KPIs and signals (docs/usage-and-kpis.md).
   UsageAttribution usage_attribution(storage->usage.get());
-  const RollupKpiView kpi_view(storage->usage.get(), ledger.get(), &policies);
+  UsageRetention usage_retention(
+      storage->usage.get(), clock.get(),
+      absl::Hours(24) * absl::GetFlag(FLAGS_usage_retention_days));
+  // kpi.* reads in Check hit RocksDB at most once a second per scope and
+  // window (docs/policy-language.md, "KPIs").
+  const RollupKpiView kpi_view(storage->usage.get(), ledger.get(), &policies,
+                               /*max_staleness=*/absl::Seconds(1));
 
   // Alerts (docs/alerts.md): the engine runs off the hot path; Reports only
   // wake it.
@@ -709,6 +730,11 @@ int Run() {
         std::max(absl::GetFlag(FLAGS_expiry_interval), absl::Milliseconds(1));
     while (!stopping.WaitForNotificationWithTimeout(expiry_interval)) {
       reload_tokens();
+      if (absl::StatusOr<bool> pruned = usage_retention.MaybePrune();
+          !pruned.ok()) {
+        Log(LogLevel::kError, "pruning the usage rollups failed",
+            {LF{"error", std::string(pruned.status().message())}});
+      }
       absl::StatusOr<int> expired = decider.ExpireReservations();
       if (!expired.ok()) {
         Log(LogLevel::kError, "expiring holds failed",

@@ -41,10 +41,14 @@ class RollupKpiView final : public policy::KpiView {
   //
   // With a positive `max_staleness`, figures are cached per (budget,
   // instance, window): a read at `now` returns the figures computed at an
-  // earlier `now` less than max_staleness before it, without reading
+  // earlier `now` less than max_staleness before it (and computed less than
+  // max_staleness of real time ago), without reading
   // RocksDB, so each scope and window costs at most one range scan per
-  // max_staleness however many Checks read it. At most kMaxCachedKpis
-  // entries (the cache starts empty again when full).
+  // max_staleness however many Checks read it; with Refresh called more
+  // often than max_staleness (bursard's background thread), Checks find
+  // the entries they read fresh and only the first read of a scope and
+  // window reads RocksDB. At most kMaxCachedKpis entries (the cache starts
+  // empty again when full).
   static constexpr size_t kMaxCachedKpis = 10'000;
   RollupKpiView(const storage::UsageStore* usage, const storage::Ledger* ledger,
                 const PolicyRegistry* policies = nullptr,
@@ -61,6 +65,11 @@ class RollupKpiView final : public policy::KpiView {
                policy::KpiWindow window, absl::Time now,
                policy::KpiFigures* out) const override;
 
+  // Recomputes, at `now`, every cached entry read within `idle` before
+  // `now`, and drops the others (and those of deleted budgets). For a
+  // background thread; no-op without a cache.
+  void Refresh(absl::Time now, absl::Duration idle = absl::Minutes(1)) const;
+
  private:
   // Figures from the rollups, uncached.
   void Compute(absl::string_view budget, absl::string_view instance,
@@ -73,7 +82,14 @@ class RollupKpiView final : public policy::KpiView {
   const absl::Duration max_staleness_;
 
   struct Cached {
+    std::string budget;
+    std::string instance;
+    policy::KpiWindow window;
     absl::Time computed_for;
+    // absl::Now() when computed: an entry is also stale after max_staleness
+    // of real time (a test clock may stand still).
+    absl::Time computed_at;
+    absl::Time last_read;
     policy::KpiFigures figures;
   };
   mutable absl::Mutex cache_mu_;

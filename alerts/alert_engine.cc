@@ -58,7 +58,7 @@ class ScopeUsageView final : public policy::UsageView {
       instance = instance_;
     }
     absl::StatusOr<std::vector<storage::Standing>> standings =
-        ledger_->Standings(name, instance, now_);
+        ledger_->LiveStandings(name, instance, now_);
     if (!standings.ok() || standings->empty()) return std::nullopt;
     const storage::Standing& s = standings->front();
     return BudgetUsage{s.amount_nanos, s.spent_nanos, s.held_nanos,
@@ -106,7 +106,7 @@ class AlertEngine::Pass {
   absl::Status Run() {
     for (const storage::BudgetSpec& spec : engine_->ledger_->ListBudgets()) {
       absl::StatusOr<std::vector<storage::Standing>> standings =
-          engine_->ledger_->Standings(spec.name, "", now_);
+          engine_->ledger_->LiveStandings(spec.name, "", now_);
       if (!standings.ok()) {
         // The budget may have been deleted since it was listed.
         if (absl::IsNotFound(standings.status())) continue;
@@ -153,7 +153,9 @@ class AlertEngine::Pass {
     alert.budget = spec_->name;
     alert.instance = standing_->instance;
     alert.policy_version = policy_->version();
-    absl::StatusOr<bool> first = engine_->store_->Fire(&alert);
+    std::vector<std::string> outbox;
+    if (engine_->options_.outbox) outbox = engine_->options_.outbox(alert);
+    absl::StatusOr<bool> first = engine_->store_->Fire(&alert, outbox);
     if (!first.ok()) return first.status();
     if (fired != nullptr) *fired = true;
     if (*first) fired_.push_back(std::move(alert));
@@ -318,8 +320,28 @@ class AlertEngine::Pass {
     const bool days = Figures(KpiWindow::kLast24Hours, &last_day) &&
                       Figures(KpiWindow::kPrevious24Hours, &previous_day);
 
+    bool spike_seen = false;
     if (const BuiltinAlert& a = settings_.spend_hour_over_hour;
         hours && a.enabled && previous_hour.spend_nanos > 0 &&
+        last_hour.spend_nanos >= a.min_spend_nanos &&
+        Ratio(last_hour.spend_nanos, previous_hour.spend_nanos) >=
+            1 + a.ratio) {
+      // One spike, one alert: the alert of the hour before saw the window
+      // that ended when it fired; while the window now overlaps that one,
+      // the spike is the same.
+      const absl::Time previous_hour_start =
+          storage::PeriodAt(storage::Period::kHour, hour - absl::Nanoseconds(1),
+                            tz)
+              .start;
+      absl::StatusOr<std::optional<AlertEntry>> before =
+          engine_->store_->GetFired("spend-hour-over-hour", scope_,
+                                    PeriodKey(previous_hour_start));
+      if (!before.ok()) return before.status();
+      spike_seen =
+          before->has_value() && now_ - absl::Hours(1) < (*before)->fired_at;
+    }
+    if (const BuiltinAlert& a = settings_.spend_hour_over_hour;
+        hours && a.enabled && !spike_seen && previous_hour.spend_nanos > 0 &&
         last_hour.spend_nanos >= a.min_spend_nanos &&
         Ratio(last_hour.spend_nanos, previous_hour.spend_nanos) >=
             1 + a.ratio) {

@@ -58,6 +58,10 @@ struct AlertEngineOptions {
   absl::Duration min_gap = absl::Seconds(1);
   // Told about a pass that failed (I/O); may be empty.
   std::function<void(const absl::Status&)> on_error;
+  // The webhook URLs a fired alert must reach (WebhookNotifier::
+  // Destinations), stored as pending deliveries in the write that stores
+  // the alert (the outbox); may be empty.
+  std::function<std::vector<std::string>(const storage::AlertEntry&)> outbox;
 };
 
 class AlertEngine {

@@ -3,6 +3,7 @@
 
 #include "alerts/alert_engine.h"
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -101,7 +102,8 @@ class AlertEngineTest : public ::testing::Test {
     storage_ = *std::move(opened);
     engine_ = std::make_unique<AlertEngine>(
         storage_.ledger.get(), storage_.alerts.get(),
-        [this] { return policy_; }, [this] { return now_; }, kpis_.get());
+        [this] { return policy_; }, [this] { return now_; }, kpis_.get(),
+        AlertEngineOptions{.outbox = outbox_});
     engine_->AddListener(&recorder_);
   }
 
@@ -151,6 +153,7 @@ class AlertEngineTest : public ::testing::Test {
   std::shared_ptr<const policy::CompiledPolicy> policy_ = Compile("");
   absl::Time now_ = Utc(2026, 3, 10, 9);
   Recorder recorder_;
+  std::function<std::vector<std::string>(const storage::AlertEntry&)> outbox_;
   std::unique_ptr<AlertEngine> engine_;
   std::vector<storage::AlertEntry> last_;
 };
@@ -182,6 +185,30 @@ TEST_F(AlertEngineTest, ThresholdsFireOnceEachAndRearmInTheNextPeriod) {
   EXPECT_THAT(recorder_.heard,
               ElementsAre("budget-threshold-85", "budget-threshold-100",
                           "budget-threshold-85", "budget-threshold-100"));
+}
+
+TEST_F(AlertEngineTest, FiredAlertsAreStoredWithTheirPendingDeliveries) {
+  outbox_ = [](const storage::AlertEntry& alert) {
+    std::vector<std::string> urls = {"http://a/hook"};
+    if (alert.severity == "critical") urls.push_back("http://b/pager");
+    return urls;
+  };
+  Open();
+  policy_ = Compile("alerting: { projected_exhaustion: false }\n");
+  SetBudget("team", storage::Period::kDay, 100 * kUsd);
+  Spend(100 * kUsd);
+  EXPECT_THAT(Pass(), ElementsAre("budget-threshold-85 budget:team",
+                                  "budget-threshold-100 budget:team"));
+  EXPECT_THAT(Pass(), IsEmpty());
+  std::vector<std::string> pending;
+  const std::vector<storage::PendingDelivery> stored =
+      storage_.alerts->ListPendingDeliveries().value();
+  for (const storage::PendingDelivery& p : stored) {
+    pending.push_back(absl::StrCat(p.alert.rule, " ", p.url));
+  }
+  EXPECT_THAT(pending, ElementsAre("budget-threshold-85 http://a/hook",
+                                   "budget-threshold-100 http://a/hook",
+                                   "budget-threshold-100 http://b/pager"));
 }
 
 TEST_F(AlertEngineTest, PolicyRuleWithoutBudgetWatchesEveryScope) {

@@ -294,20 +294,24 @@ std::string HmacSha256Hex(absl::string_view secret, absl::string_view body) {
 class WebhookNotifier::Worker {
  public:
   Worker(WebhookEndpoint endpoint, UrlParts url, storage::AlertStore* store,
-         std::function<absl::Time()> clock, size_t capacity)
+         std::function<absl::Time()> clock, size_t capacity, bool outbox)
       : endpoint_(std::move(endpoint)),
         url_(std::move(url)),
         store_(store),
         clock_(std::move(clock)),
-        capacity_(capacity) {
+        capacity_(capacity),
+        outbox_(outbox) {
     thread_ = std::thread([this] { Run(); });
   }
   ~Worker() { Stop(); }
 
+  const std::string& url() const { return endpoint_.url; }
+  bool Accepts(const storage::AlertEntry& alert) const {
+    return SeverityRank(alert.severity) >= SeverityRank(endpoint_.min_severity);
+  }
+
   void Enqueue(const storage::AlertEntry& alert) {
-    if (SeverityRank(alert.severity) < SeverityRank(endpoint_.min_severity)) {
-      return;
-    }
+    if (!Accepts(alert)) return;
     Item item{alert.id, endpoint_.format == WebhookFormat::kSlack
                             ? SlackJson(alert)
                             : AlertJson(alert)};
@@ -317,6 +321,8 @@ class WebhookNotifier::Worker {
         queue_.push_back(std::move(item));
         return;
       }
+      // Stopping: the outbox keeps it for the next start.
+      if (stopping_ && outbox_) return;
     }
     // Full or stopping: a dead letter now (a write to the store; the engine
     // thread pays for it, never Check).
@@ -362,6 +368,8 @@ class WebhookNotifier::Worker {
         if (stopping_) {
           std::deque<Item> left = std::move(queue_);
           queue_.clear();
+          // The outbox keeps them for the next start.
+          if (outbox_) return;
           mu_.Unlock();
           for (const Item& item : left) {
             DeadLetter(item, 0, "bursard stopped before delivery");
@@ -389,19 +397,28 @@ class WebhookNotifier::Worker {
       {
         absl::MutexLock lock(&mu_);
         ++stats_.attempts;
-        if (error.empty()) {
-          ++stats_.delivered;
-          return;
+        if (error.empty()) ++stats_.delivered;
+      }
+      if (error.empty()) {
+        if (outbox_) {
+          // A failure leaves the delivery pending: it is sent again after a
+          // restart (at least once, never lost).
+          store_->FinishDelivery(item.alert_id, endpoint_.url, nullptr)
+              .IgnoreError();
         }
+        return;
       }
       if (permanent || attempt >= endpoint_.max_attempts) break;
       // Waits for the backoff, unless bursard stops.
       absl::MutexLock lock(&mu_);
       if (mu_.AwaitWithTimeout(absl::Condition(&stopping_), backoff)) {
+        // The outbox keeps it for the next start.
+        if (outbox_) return;
         error = absl::StrCat(error, "; bursard stopped before the next try");
         break;
       }
       backoff = std::min(backoff * 2, endpoint_.max_backoff);
+      ++stats_.retries;
     }
     DeadLetter(item, attempt, error);
   }
@@ -447,7 +464,9 @@ class WebhookNotifier::Worker {
     letter.failed_at = clock_();
     letter.body = item.body;
     // Nothing better to do with a failure to record it than to count it.
-    const absl::Status stored = store_->PutDeadLetter(letter);
+    const absl::Status stored =
+        outbox_ ? store_->FinishDelivery(item.alert_id, endpoint_.url, &letter)
+                : store_->PutDeadLetter(letter);
     absl::MutexLock lock(&mu_);
     if (stored.ok()) ++stats_.dead_letters;
   }
@@ -457,6 +476,7 @@ class WebhookNotifier::Worker {
   storage::AlertStore* const store_;
   const std::function<absl::Time()> clock_;
   const size_t capacity_;
+  const bool outbox_;
   mutable absl::Mutex mu_;
   std::deque<Item> queue_ ABSL_GUARDED_BY(mu_);
   bool busy_ ABSL_GUARDED_BY(mu_) = false;
@@ -468,13 +488,58 @@ class WebhookNotifier::Worker {
 WebhookNotifier::WebhookNotifier(std::vector<WebhookEndpoint> endpoints,
                                  storage::AlertStore* dead_letters,
                                  std::function<absl::Time()> clock,
-                                 size_t queue_capacity) {
+                                 size_t queue_capacity, bool outbox)
+    : store_(dead_letters), clock_(clock) {
   for (WebhookEndpoint& endpoint : endpoints) {
     absl::StatusOr<UrlParts> url = SplitUrl(endpoint.url);
     if (!url.ok()) continue;  // the parsers let no bad URL through
-    workers_.push_back(std::make_unique<Worker>(
-        std::move(endpoint), *url, dead_letters, clock, queue_capacity));
+    workers_.push_back(std::make_unique<Worker>(std::move(endpoint), *url,
+                                                dead_letters, clock,
+                                                queue_capacity, outbox));
   }
+}
+
+std::vector<std::string> WebhookNotifier::Destinations(
+    const storage::AlertEntry& alert) const {
+  std::vector<std::string> urls;
+  for (const auto& worker : workers_) {
+    if (worker->Accepts(alert) &&
+        std::find(urls.begin(), urls.end(), worker->url()) == urls.end()) {
+      urls.push_back(worker->url());
+    }
+  }
+  return urls;
+}
+
+absl::StatusOr<int> WebhookNotifier::ResendPending() {
+  absl::StatusOr<std::vector<storage::PendingDelivery>> pending =
+      store_->ListPendingDeliveries();
+  if (!pending.ok()) return pending.status();
+  int queued = 0;
+  for (const storage::PendingDelivery& p : *pending) {
+    Worker* to = nullptr;
+    for (auto& worker : workers_) {
+      if (worker->url() == p.url) to = worker.get();
+    }
+    if (to != nullptr) {
+      to->Enqueue(p.alert);
+      ++queued;
+      continue;
+    }
+    storage::DeadLetter letter;
+    letter.alert_id = p.alert.id;
+    letter.url = p.url;
+    letter.last_error =
+        "the webhook is no longer configured (--alert_webhook, "
+        "--alert_webhooks_file)";
+    letter.failed_at = clock_();
+    letter.body = AlertJson(p.alert);
+    if (absl::Status s = store_->FinishDelivery(p.alert.id, p.url, &letter);
+        !s.ok()) {
+      return s;
+    }
+  }
+  return queued;
 }
 
 WebhookNotifier::~WebhookNotifier() { Stop(); }
@@ -505,6 +570,7 @@ WebhookStats WebhookNotifier::stats() const {
     total.delivered += s.delivered;
     total.attempts += s.attempts;
     total.dead_letters += s.dead_letters;
+    total.retries += s.retries;
   }
   return total;
 }

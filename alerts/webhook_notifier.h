@@ -78,15 +78,25 @@ struct WebhookStats {
   int64_t delivered = 0;
   int64_t attempts = 0;
   int64_t dead_letters = 0;
+  // Failed attempts followed by another try.
+  int64_t retries = 0;
 };
 
+// The outbox (with `outbox` true; bursard's way): the alert engine stores
+// one pending delivery per Destinations() URL with the alert
+// (AlertEngineOptions::outbox, one write), the notifier removes it once the
+// endpoint accepted it or it became a dead letter, and ResendPending queues
+// whatever a crash or a stop left pending. A delivery is then never lost;
+// one that was accepted just before a crash may be sent twice (the
+// X-Bursar-Alert-Id header lets a receiver drop the repeat).
 class WebhookNotifier final : public AlertListener {
  public:
-  // `dead_letters` must outlive the notifier. Threads start at once.
+  // `dead_letters` (the store of dead letters and, with `outbox`, of
+  // pending deliveries) must outlive the notifier. Threads start at once.
   WebhookNotifier(std::vector<WebhookEndpoint> endpoints,
                   storage::AlertStore* dead_letters,
                   std::function<absl::Time()> clock,
-                  size_t queue_capacity = 1000);
+                  size_t queue_capacity = 1000, bool outbox = false);
   // Stop().
   ~WebhookNotifier() override;
 
@@ -94,8 +104,19 @@ class WebhookNotifier final : public AlertListener {
   // blocks; a full queue dead-letters the alert at once.
   void OnAlert(const storage::AlertEntry& alert) override;
 
-  // Stops retrying, dead-letters whatever is still queued or waiting for a
-  // retry ("bursard stopped"), and joins the threads.
+  // The URLs `alert` is delivered to (the endpoints whose min_severity it
+  // meets), for the outbox.
+  std::vector<std::string> Destinations(const storage::AlertEntry& alert) const;
+
+  // Queues every pending delivery in the store to the endpoint with its
+  // URL; one whose URL is no longer configured becomes a dead letter.
+  // Returns how many were queued. Call once at start-up, before the engine
+  // fires anything.
+  absl::StatusOr<int> ResendPending();
+
+  // Stops retrying and joins the threads. Whatever is still queued or
+  // waiting for a retry stays pending with the outbox, and becomes a dead
+  // letter ("bursard stopped") without it.
   void Stop();
 
   // True once every queue is empty and no delivery is in flight, waiting at
@@ -106,6 +127,8 @@ class WebhookNotifier final : public AlertListener {
 
  private:
   class Worker;
+  storage::AlertStore* const store_;
+  const std::function<absl::Time()> clock_;
   std::vector<std::unique_ptr<Worker>> workers_;
 };
 

@@ -7,12 +7,14 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include <algorithm>
 #include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
@@ -27,6 +29,7 @@ namespace {
 using ::bursar::testing::TempDir;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using ::testing::IsEmpty;
 using ::testing::SizeIs;
 
 std::string ExpectedSignature(const std::string& secret,
@@ -48,7 +51,8 @@ struct Received {
 };
 
 // An HTTP server on 127.0.0.1 and a free port: /ok accepts, /flaky fails
-// twice with 500 and then accepts, /down always answers 503, /gone 410.
+// twice with 500 and then accepts, /down always answers 503, /gone 410,
+// /later answers 503 until SetLaterUp().
 class HookServer {
  public:
   HookServer() {
@@ -79,6 +83,12 @@ class HookServer {
                    record(req);
                    res.status = 410;
                  });
+    server_.Post("/later",
+                 [=](const httplib::Request& req, httplib::Response& res) {
+                   record(req);
+                   absl::MutexLock lock(&mu_);
+                   res.status = later_up_ ? 200 : 503;
+                 });
     port_ = server_.bind_to_any_port("127.0.0.1");
     thread_ = std::thread([this] { server_.listen_after_bind(); });
   }
@@ -93,6 +103,20 @@ class HookServer {
     absl::MutexLock lock(&mu_);
     return received_;
   }
+  void SetLaterUp() {
+    absl::MutexLock lock(&mu_);
+    later_up_ = true;
+  }
+  // Waits (at most a minute) until `path` got `n` requests.
+  bool AwaitRequests(const std::string& path, size_t n) const {
+    absl::MutexLock lock(&mu_);
+    auto enough = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      size_t seen = 0;
+      for (const Received& r : received_) seen += r.path == path;
+      return seen >= n;
+    };
+    return mu_.AwaitWithTimeout(absl::Condition(&enough), absl::Minutes(1));
+  }
 
  private:
   httplib::Server server_;
@@ -101,6 +125,7 @@ class HookServer {
   mutable absl::Mutex mu_;
   std::vector<Received> received_ ABSL_GUARDED_BY(mu_);
   int flaky_calls_ ABSL_GUARDED_BY(mu_) = 0;
+  bool later_up_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 storage::AlertEntry Alert() {
@@ -118,7 +143,11 @@ storage::AlertEntry Alert() {
 
 class WebhookNotifierTest : public ::testing::Test {
  protected:
-  void SetUp() override {
+  void SetUp() override { Open(); }
+
+  // Opens the database again, as a restarted bursard does.
+  void Open() {
+    storage_ = storage::RocksStorage();
     storage::RocksLedgerOptions options;
     options.path = dir_.Sub("db");
     options.sync = storage::SyncMode::kNone;
@@ -187,6 +216,7 @@ TEST_F(WebhookNotifierTest, RetriesUntilAFlakyEndpointAccepts) {
               HasSubstr("\"text\":\"[warning] budget-threshold-85"));
   EXPECT_EQ(got[2].signature, "");  // no secret, no signature
   EXPECT_EQ(notifier.stats().delivered, 1);
+  EXPECT_EQ(notifier.stats().retries, 2);
   EXPECT_THAT(storage_.alerts->ListDeadLetters(10).value(), SizeIs(0));
 }
 
@@ -212,6 +242,8 @@ TEST_F(WebhookNotifierTest, DeadLettersAfterTheLastTry) {
   EXPECT_EQ(letters[1].attempts, 1);
   EXPECT_THAT(letters[1].last_error, HasSubstr("HTTP 410"));
   EXPECT_EQ(notifier.stats().dead_letters, 2);
+  // /down was tried again twice; /gone never.
+  EXPECT_EQ(notifier.stats().retries, 2);
 }
 
 TEST_F(WebhookNotifierTest, FiltersBySeverity) {
@@ -225,6 +257,108 @@ TEST_F(WebhookNotifierTest, FiltersBySeverity) {
   ASSERT_TRUE(notifier.WaitIdle(absl::Seconds(60)));
   ASSERT_THAT(To("/ok"), SizeIs(1));
   EXPECT_THAT(To("/ok")[0].body, HasSubstr("\"severity\":\"critical\""));
+}
+
+std::vector<std::string> PendingUrls(const storage::AlertStore& store) {
+  std::vector<std::string> urls;
+  const std::vector<storage::PendingDelivery> pending =
+      store.ListPendingDeliveries().value();
+  for (const storage::PendingDelivery& p : pending) {
+    urls.push_back(absl::StrCat(p.alert.id, " ", p.url));
+  }
+  return urls;
+}
+
+// bursard dies after storing an alert and before sending it: the outbox
+// sends it at the next start, exactly once, and forgets it once accepted.
+TEST_F(WebhookNotifierTest, OutboxSendsWhatACrashLeftExactlyOnce) {
+  const WebhookEndpoint endpoint = Endpoint("/later");
+  storage::AlertEntry alert = Alert();
+  {
+    WebhookNotifier notifier({endpoint}, storage_.alerts.get(), clock_, 1000,
+                             /*outbox=*/true);
+    ASSERT_TRUE(
+        storage_.alerts->Fire(&alert, notifier.Destinations(alert)).value());
+    // ... and the process dies before OnAlert.
+  }
+  EXPECT_THAT(PendingUrls(*storage_.alerts),
+              ElementsAre(alert.id + " " + endpoint.url));
+  Open();
+  server_.SetLaterUp();
+  {
+    WebhookNotifier notifier({endpoint}, storage_.alerts.get(), clock_, 1000,
+                             /*outbox=*/true);
+    EXPECT_EQ(notifier.ResendPending().value(), 1);
+    ASSERT_TRUE(notifier.WaitIdle(absl::Seconds(60)));
+    EXPECT_EQ(notifier.stats().delivered, 1);
+  }
+  EXPECT_THAT(PendingUrls(*storage_.alerts), IsEmpty());
+  Open();
+  {
+    WebhookNotifier notifier({endpoint}, storage_.alerts.get(), clock_, 1000,
+                             /*outbox=*/true);
+    EXPECT_EQ(notifier.ResendPending().value(), 0);
+    ASSERT_TRUE(notifier.WaitIdle(absl::Seconds(60)));
+  }
+  const std::vector<Received> got = To("/later");
+  ASSERT_THAT(got, SizeIs(1));
+  EXPECT_EQ(got[0].body, AlertJson(alert));
+  EXPECT_THAT(storage_.alerts->ListDeadLetters(10).value(), IsEmpty());
+}
+
+// bursard stops while the webhook is down: the delivery stays pending (no
+// dead letter) and goes out once after the restart, when the webhook is up.
+TEST_F(WebhookNotifierTest, OutboxKeepsADeliveryWaitingForARetryAcrossStop) {
+  WebhookEndpoint endpoint = Endpoint("/later");
+  endpoint.max_attempts = 10;
+  endpoint.initial_backoff = absl::Hours(1);
+  storage::AlertEntry alert = Alert();
+  {
+    WebhookNotifier notifier({endpoint}, storage_.alerts.get(), clock_, 1000,
+                             /*outbox=*/true);
+    ASSERT_TRUE(
+        storage_.alerts->Fire(&alert, notifier.Destinations(alert)).value());
+    notifier.OnAlert(alert);
+    ASSERT_TRUE(server_.AwaitRequests("/later", 1));
+    notifier.Stop();  // during the backoff
+  }
+  EXPECT_THAT(storage_.alerts->ListDeadLetters(10).value(), IsEmpty());
+  EXPECT_THAT(PendingUrls(*storage_.alerts), SizeIs(1));
+  Open();
+  server_.SetLaterUp();
+  WebhookNotifier notifier({endpoint}, storage_.alerts.get(), clock_, 1000,
+                           /*outbox=*/true);
+  EXPECT_EQ(notifier.ResendPending().value(), 1);
+  ASSERT_TRUE(notifier.WaitIdle(absl::Seconds(60)));
+  const std::vector<Received> got = To("/later");
+  ASSERT_THAT(got, SizeIs(2));  // the failed try before the stop, and this
+  EXPECT_EQ(got[1].body, got[0].body);
+  EXPECT_EQ(notifier.stats().delivered, 1);
+  EXPECT_THAT(PendingUrls(*storage_.alerts), IsEmpty());
+}
+
+// A delivery that fails for good leaves the outbox as a dead letter, in one
+// write; one for a webhook no longer configured too.
+TEST_F(WebhookNotifierTest, OutboxDeadLettersLeaveTheOutbox) {
+  storage::AlertEntry alert = Alert();
+  const WebhookEndpoint down = Endpoint("/down");
+  ASSERT_TRUE(
+      storage_.alerts
+          ->Fire(&alert, {down.url, std::string("http://127.0.0.1:1/x")})
+          .value());
+  WebhookNotifier notifier({down}, storage_.alerts.get(), clock_, 1000,
+                           /*outbox=*/true);
+  EXPECT_EQ(notifier.ResendPending().value(), 1);
+  ASSERT_TRUE(notifier.WaitIdle(absl::Seconds(60)));
+  EXPECT_THAT(PendingUrls(*storage_.alerts), IsEmpty());
+  std::vector<storage::DeadLetter> letters =
+      storage_.alerts->ListDeadLetters(10).value();
+  ASSERT_THAT(letters, SizeIs(2));
+  std::sort(letters.begin(), letters.end(),
+            [](const auto& a, const auto& b) { return a.url < b.url; });
+  EXPECT_THAT(letters[0].last_error, HasSubstr("no longer configured"));
+  EXPECT_EQ(letters[1].url, down.url);
+  EXPECT_EQ(letters[1].attempts, 3);
 }
 
 TEST(WebhookConfigTest, ParsesUrlsAndYaml) {

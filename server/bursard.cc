@@ -28,6 +28,7 @@
 #include "grpcpp/security/tls_certificate_provider.h"
 #include "grpcpp/security/tls_credentials_options.h"
 #include "server/alerts/alert_admin.h"
+#include "server/alerts/alert_metrics.h"
 #include "server/auth/authenticator.h"
 #include "server/auth/method_table.h"
 #include "server/auth/tls_files.h"
@@ -50,6 +51,7 @@
 #include "server/policy_registry.h"
 #include "server/usage_admin.h"
 #include "server/usage_attribution.h"
+#include "server/usage_retention.h"
 #include "storage/rocks_storage.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:8081",
@@ -90,6 +92,10 @@ ABSL_FLAG(absl::Duration, reservation_ttl, absl::Minutes(10),
 ABSL_FLAG(absl::Duration, expiry_interval, absl::Seconds(1),
           "How often reservations past their TTL are looked for and expired "
           "(tests use a short one to see expiry at once).");
+ABSL_FLAG(int32_t, usage_retention_days, 400,
+          "Usage rollups (GetUsage, kpi.*) older than this many days are "
+          "deleted, checked hourly (docs/usage-and-kpis.md). At least 8: KPI "
+          "windows reach back a week.");
 ABSL_FLAG(absl::Duration, settled_retention, absl::Hours(1),
           "How long settled reservations are remembered for idempotent "
           "retries of Check (same request_id) and Report.");
@@ -365,6 +371,16 @@ int Run() {
     return 2;
   }
 
+  if (absl::GetFlag(FLAGS_usage_retention_days) < 8) {
+    Log(LogLevel::kError, "bad flag",
+        {LF{"flag", "--usage_retention_days"},
+         LF{"error", absl::StrCat("--usage_retention_days=",
+                                  absl::GetFlag(FLAGS_usage_retention_days),
+                                  " must be at least 8 (KPI windows reach "
+                                  "back a week and an hour)")}});
+    return 2;
+  }
+
   std::unique_ptr<Clock> clock;
   if (absl::GetFlag(FLAGS_testing_clock_file).empty()) {
     clock = std::make_unique<SystemClock>();
@@ -435,6 +451,10 @@ int Run() {
         {LF{"diagnostic", policy::FormatDiagnostic(warning)}});
   }
   PolicyRegistry policies(initial->policy);
+  // Policy changes of the last 8 days (KPI windows reach back 7 days and an
+  // hour), from the audit log, for the "no policy change" alert.
+  NotePolicyChanges(ledger->ListAudit(10'000),
+                    clock->Now() - absl::Hours(24 * 8), &policies);
   const std::string& version = initial->policy->version();
   if (initial->source == "dir") {
     Log(LogLevel::kInfo, "policy loaded",
@@ -489,13 +509,22 @@ int Run() {
   }
   // Usage rollups, KPIs and signals (docs/usage-and-kpis.md).
   UsageAttribution usage_attribution(storage->usage.get());
-  const RollupKpiView kpi_view(storage->usage.get(), ledger.get());
+  UsageRetention usage_retention(
+      storage->usage.get(), clock.get(),
+      absl::Hours(24) * absl::GetFlag(FLAGS_usage_retention_days));
+  // kpi.* figures are cached (at most 2 s old) and refreshed by the
+  // background thread below, so Checks reading kpi.* do no RocksDB I/O but
+  // for the first read of a scope and window (docs/usage-and-kpis.md).
+  const RollupKpiView kpi_view(storage->usage.get(), ledger.get(), &policies,
+                               /*max_staleness=*/absl::Seconds(2));
 
   // Alerts (docs/alerts.md): the engine runs off the hot path; Reports only
   // wake it.
   alerts::AlertHub alert_hub;
-  alerts::WebhookNotifier webhook_notifier(webhooks, storage->alerts.get(),
-                                           [&clock] { return clock->Now(); });
+  // With the outbox: deliveries pending at the last stop are sent again.
+  alerts::WebhookNotifier webhook_notifier(
+      webhooks, storage->alerts.get(), [&clock] { return clock->Now(); },
+      /*queue_capacity=*/1000, /*outbox=*/true);
   alerts::AlertEngine alert_engine(
       ledger.get(), storage->alerts.get(),
       [&policies] { return policies.Active(); },
@@ -503,12 +532,26 @@ int Run() {
       alerts::AlertEngineOptions{
           .interval = absl::GetFlag(FLAGS_alert_interval),
           .min_gap = absl::GetFlag(FLAGS_alert_min_gap),
-          .on_error = [](const absl::Status& s) {
-            Log(LogLevel::kError, "alert evaluation failed",
-                {LF{"error", std::string(s.message())}});
-          }});
+          .on_error =
+              [](const absl::Status& s) {
+                Log(LogLevel::kError, "alert evaluation failed",
+                    {LF{"error", std::string(s.message())}});
+              },
+          .outbox =
+              [&webhook_notifier](const storage::AlertEntry& alert) {
+                return webhook_notifier.Destinations(alert);
+              }});
   alert_engine.AddListener(&alert_hub);
   alert_engine.AddListener(&webhook_notifier);
+  absl::StatusOr<std::unique_ptr<AlertMetrics>> alert_metrics =
+      AlertMetrics::Create(
+          &metrics, [&webhook_notifier] { return webhook_notifier.stats(); });
+  if (!alert_metrics.ok()) {
+    Log(LogLevel::kError, "cannot register metrics",
+        {LF{"error", std::string(alert_metrics.status().message())}});
+    return 1;
+  }
+  alert_engine.AddListener(alert_metrics->get());
   for (const alerts::WebhookEndpoint& e : webhooks) {
     Log(LogLevel::kInfo, "alert webhook",
         {LF{"url", e.url},
@@ -673,6 +716,14 @@ int Run() {
     tokens_stamp = stamp;
   };
 
+  if (absl::StatusOr<int> resent = webhook_notifier.ResendPending();
+      !resent.ok()) {
+    Log(LogLevel::kError, "cannot read the pending alert deliveries",
+        {LF{"error", std::string(resent.status().message())}});
+  } else if (*resent > 0) {
+    Log(LogLevel::kInfo, "alert deliveries pending since the last stop",
+        {LF{"count", absl::StrCat(*resent)}});
+  }
   alert_engine.Start();
 
   absl::Notification stopping;
@@ -681,6 +732,12 @@ int Run() {
         std::max(absl::GetFlag(FLAGS_expiry_interval), absl::Milliseconds(1));
     while (!stopping.WaitForNotificationWithTimeout(expiry_interval)) {
       reload_tokens();
+      if (absl::StatusOr<bool> pruned = usage_retention.MaybePrune();
+          !pruned.ok()) {
+        Log(LogLevel::kError, "pruning the usage rollups failed",
+            {LF{"error", std::string(pruned.status().message())}});
+      }
+      kpi_view.Refresh(clock->Now());
       absl::StatusOr<int> expired = decider.ExpireReservations();
       if (!expired.ok()) {
         Log(LogLevel::kError, "expiring holds failed",
@@ -705,7 +762,7 @@ int Run() {
   server->Wait();
   stopping.Notify();
   expirer.join();
-  // Deliveries still queued or waiting to retry become dead letters.
+  // Deliveries still queued or waiting to retry stay in the outbox.
   webhook_notifier.Stop();
   // Closes RocksDB after the last write (when all stores are gone).
   storage->policy_versions.reset();

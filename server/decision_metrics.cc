@@ -205,7 +205,7 @@ LedgerSnapshot ReadLedger(const storage::Ledger& ledger, absl::Time now,
     totals.name = spec.name;
     totals.amount_nanos = static_cast<double>(spec.amount_nanos);
     absl::StatusOr<std::vector<storage::Standing>> standings =
-        ledger.Standings(spec.name, "", now);
+        ledger.LiveStandings(spec.name, "", now);
     if (standings.ok()) {
       for (const storage::Standing& s : *standings) {
         totals.spent_nanos += static_cast<double>(s.spent_nanos);

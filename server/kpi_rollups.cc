@@ -5,6 +5,8 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
+
 namespace bursar::server {
 namespace {
 
@@ -52,13 +54,86 @@ bool RollupKpiView::Figures(absl::string_view budget,
   if (ledger_ != nullptr && !ledger_->GetBudget(budget).has_value()) {
     return false;
   }
-  if (usage_ == nullptr) return true;
+  if (max_staleness_ <= absl::ZeroDuration()) {
+    Compute(budget, instance, window, now, out);
+    return true;
+  }
+  std::string key =
+      absl::StrCat(budget, std::string(1, '\0'), instance, std::string(1, '\0'),
+                   static_cast<int>(window));
+  {
+    absl::MutexLock lock(&cache_mu_);
+    auto it = cache_.find(key);
+    if (it != cache_.end() && it->second.computed_for <= now &&
+        now - it->second.computed_for < max_staleness_ &&
+        absl::Now() - it->second.computed_at < max_staleness_) {
+      *out = it->second.figures;
+      it->second.last_read = std::max(it->second.last_read, now);
+      return true;
+    }
+  }
+  // Computed without the lock: two readers of a stale entry may both read
+  // RocksDB; the later write wins.
+  const absl::Time computed_at = absl::Now();
+  Compute(budget, instance, window, now, out);
+  absl::MutexLock lock(&cache_mu_);
+  if (cache_.size() >= kMaxCachedKpis && !cache_.contains(key)) cache_.clear();
+  cache_[std::move(key)] = Cached{.budget = std::string(budget),
+                                  .instance = std::string(instance),
+                                  .window = window,
+                                  .computed_for = now,
+                                  .computed_at = computed_at,
+                                  .last_read = now,
+                                  .figures = *out};
+  return true;
+}
+
+void RollupKpiView::Refresh(absl::Time now, absl::Duration idle) const {
+  if (max_staleness_ <= absl::ZeroDuration()) return;
+  std::vector<std::pair<std::string, Cached>> due;
+  {
+    absl::MutexLock lock(&cache_mu_);
+    for (auto it = cache_.begin(); it != cache_.end();) {
+      if (now - it->second.last_read >= idle) {
+        cache_.erase(it++);
+        continue;
+      }
+      due.emplace_back(it->first, it->second);
+      ++it;
+    }
+  }
+  for (auto& [key, entry] : due) {
+    if (ledger_ != nullptr && !ledger_->GetBudget(entry.budget).has_value()) {
+      absl::MutexLock lock(&cache_mu_);
+      cache_.erase(key);
+      continue;
+    }
+    const absl::Time computed_at = absl::Now();
+    Compute(entry.budget, entry.instance, entry.window, now, &entry.figures);
+    absl::MutexLock lock(&cache_mu_);
+    auto it = cache_.find(key);
+    // Kept only if still cached and not computed for a later time since.
+    if (it == cache_.end() || it->second.computed_for > now) continue;
+    it->second.figures = entry.figures;
+    it->second.computed_for = now;
+    it->second.computed_at = computed_at;
+  }
+}
+
+void RollupKpiView::Compute(absl::string_view budget,
+                            absl::string_view instance,
+                            policy::KpiWindow window, absl::Time now,
+                            policy::KpiFigures* out) const {
   const absl::Time start = KpiWindowStart(window, now);
   const absl::Time end = KpiWindowEnd(window, now);
+  if (policies_ != nullptr) {
+    out->policy_changed = policies_->ChangedBetween(start, end);
+  }
+  if (usage_ == nullptr) return;
   absl::StatusOr<std::vector<std::pair<absl::Time, storage::UsageCounts>>>
       rows = usage_->KpiRows(budget, instance, HourOf(start),
                              end + absl::Seconds(1));
-  if (!rows.ok()) return true;
+  if (!rows.ok()) return;
   storage::UsageCounts total;
   for (const auto& [hour, counts] : *rows) {
     // The bucket has recorded [hour, min(hour + 1h, now)]; the window
@@ -99,7 +174,6 @@ bool RollupKpiView::Figures(absl::string_view budget,
       }
     }
   }
-  return true;
 }
 
 bool RequestKpis::Figures(absl::string_view budget, policy::KpiWindow window,

@@ -5,7 +5,10 @@
 #include "server/kpi_rollups.h"
 
 #include <memory>
+#include <optional>
+#include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/time/civil_time.h"
 #include "absl/time/time.h"
@@ -101,6 +104,94 @@ TEST_F(KpiRollupsTest, WindowsAddWholeHoursAndShareOfPartlyCoveredOnes) {
   EXPECT_EQ(
       Figures(KpiWindow::kLastHour, kT0 + absl::Hours(24 * 7 + 1)).spend_nanos,
       0);
+}
+
+TEST_F(KpiRollupsTest, CachedFiguresRefreshAfterTheStalenessBound) {
+  const RollupKpiView view(storage_.usage.get(), storage_.ledger.get(), nullptr,
+                           absl::Seconds(1));
+  auto spend = [&](absl::Time now, const char* budget = "team") {
+    KpiFigures out;
+    EXPECT_TRUE(view.Figures(budget, "", KpiWindow::kLastHour, now, &out));
+    return out.spend_nanos;
+  };
+  const absl::Time t = kT0 + absl::Minutes(30);
+  Record(t - absl::Minutes(1), 100, 1, absl::Milliseconds(10));
+  EXPECT_EQ(spend(t), 100);
+  // Within the bound the cached figures answer: a new Report is not seen.
+  Record(t, 50, 1, absl::Milliseconds(10));
+  EXPECT_EQ(spend(t), 100);
+  EXPECT_EQ(spend(t + absl::Milliseconds(999)), 100);
+  // At the bound they are computed again.
+  EXPECT_EQ(spend(t + absl::Seconds(1)), 150);
+  // Another scope has its own entry; an unknown budget is never cached.
+  EXPECT_EQ(spend(t + absl::Seconds(1), "per-user"), 0);
+  KpiFigures out;
+  EXPECT_FALSE(view.Figures("nope", "", KpiWindow::kLastHour, t, &out));
+  // An uncached view sees every change at once.
+  Record(t + absl::Seconds(1), 25, 1, absl::Milliseconds(10));
+  EXPECT_EQ(Figures(KpiWindow::kLastHour, t + absl::Seconds(1)).spend_nanos,
+            175);
+  EXPECT_EQ(spend(t + absl::Seconds(1)), 150);
+}
+
+// Counts the range scans KPIs make.
+class CountingUsage final : public storage::UsageStore {
+ public:
+  explicit CountingUsage(storage::UsageStore* inner) : inner_(inner) {}
+  absl::Status Record(const storage::UsageUpdate& update) override {
+    return inner_->Record(update);
+  }
+  absl::StatusOr<std::vector<storage::UsageRow>> Rows(
+      absl::Time start, absl::Time end) const override {
+    return inner_->Rows(start, end);
+  }
+  absl::StatusOr<std::vector<std::pair<absl::Time, storage::UsageCounts>>>
+  KpiRows(absl::string_view budget, absl::string_view instance,
+          absl::Time start, absl::Time end) const override {
+    ++scans;
+    return inner_->KpiRows(budget, instance, start, end);
+  }
+  absl::Status PutSignal(const storage::Signal& signal) override {
+    return inner_->PutSignal(signal);
+  }
+  std::vector<storage::Signal> ListSignals() const override {
+    return inner_->ListSignals();
+  }
+  std::optional<storage::Signal> GetSignal(
+      absl::string_view name) const override {
+    return inner_->GetSignal(name);
+  }
+  mutable int scans = 0;
+
+ private:
+  storage::UsageStore* inner_;
+};
+
+TEST_F(KpiRollupsTest, RefreshKeepsReadEntriesFreshSoReadsDoNoScans) {
+  CountingUsage usage(storage_.usage.get());
+  const RollupKpiView view(&usage, storage_.ledger.get(), nullptr,
+                           absl::Seconds(2));
+  auto spend = [&](absl::Time now) {
+    KpiFigures out;
+    EXPECT_TRUE(view.Figures("team", "", KpiWindow::kLastHour, now, &out));
+    return out.spend_nanos;
+  };
+  const absl::Time t = kT0 + absl::Minutes(30);
+  Record(t - absl::Minutes(1), 100, 1, absl::Milliseconds(10));
+  EXPECT_EQ(spend(t), 100);  // the first read scans
+  EXPECT_EQ(usage.scans, 1);
+  Record(t, 50, 1, absl::Milliseconds(10));
+  // The background refresh every second; reads in between scan nothing.
+  for (int second = 1; second <= 5; ++second) {
+    view.Refresh(t + absl::Seconds(second));
+    EXPECT_EQ(spend(t + absl::Seconds(second) + absl::Milliseconds(500)), 150);
+  }
+  EXPECT_EQ(usage.scans, 1 + 5);
+  // An entry nobody read for a minute is dropped, not refreshed.
+  view.Refresh(t + absl::Minutes(2));
+  EXPECT_EQ(usage.scans, 6);
+  EXPECT_EQ(spend(t + absl::Minutes(2)), 150);
+  EXPECT_EQ(usage.scans, 7);
 }
 
 TEST_F(KpiRollupsTest, P95IsTheBucketBoundOfThe95thPercentile) {

@@ -277,7 +277,7 @@ absl::Status PolicyAdmin::PushPolicy(const v1::PushPolicyRequest& request,
                   /*activate=*/true, actor, now);
   if (!put.ok()) return put.status();
   if (registry_->Active() == nullptr || registry_->Active()->version() != id) {
-    registry_->Activate(compiled.policy);
+    registry_->Activate(compiled.policy, now);
   }
   SyncShadowLocked(now);
   response->set_version(id);
@@ -421,7 +421,7 @@ absl::Status PolicyAdmin::ActivatePolicyVersion(
     }
   }
   if (registry_->Active() == nullptr || registry_->Active()->version() != id) {
-    registry_->Activate(compiled.policy);
+    registry_->Activate(compiled.policy, now);
   }
   SyncShadowLocked(now);
   const bool promoted =

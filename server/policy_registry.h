@@ -6,17 +6,21 @@
 // finishes. Thread-safe.
 
 #include <atomic>
+#include <deque>
 #include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "policy/compiled_policy.h"
 #include "policy/loader.h"
 #include "server/policy_files.h"  // ReadPolicyDir
 #include "server/shadow_stats.h"
+#include "storage/audit.h"
 
 namespace bursar::server {
 
@@ -62,6 +66,24 @@ class PolicyRegistry {
   void Activate(std::shared_ptr<const policy::CompiledPolicy> policy) {
     std::atomic_store(&active_, std::move(policy));
   }
+  // Activate, and NoteChange(at): a push or an activation of another
+  // version at `at`.
+  void Activate(std::shared_ptr<const policy::CompiledPolicy> policy,
+                absl::Time at) {
+    Activate(std::move(policy));
+    NoteChange(at);
+  }
+
+  // When the active policy changed (a push or an activation of another
+  // version), for KPI windows: the "tokens per request +25% with no policy
+  // change" alert stays quiet when a change falls inside the windows it
+  // compares. Keeps the newest kMaxPolicyChanges times; never on the Check
+  // path but for kpi.* reads (a short lock, no I/O).
+  static constexpr size_t kMaxPolicyChanges = 256;
+  void NoteChange(absl::Time at) ABSL_LOCKS_EXCLUDED(changes_mu_);
+  // Whether a change was noted in (start, end].
+  bool ChangedBetween(absl::Time start, absl::Time end) const
+      ABSL_LOCKS_EXCLUDED(changes_mu_);
 
   // The shadow run; null when none (then it costs one atomic load of a
   // bool).
@@ -80,7 +102,18 @@ class PolicyRegistry {
   std::shared_ptr<const policy::CompiledPolicy> active_;
   std::shared_ptr<const ShadowRun> shadow_;
   std::atomic<bool> has_shadow_{false};
+
+  mutable absl::Mutex changes_mu_;
+  // Sorted, oldest first.
+  std::deque<absl::Time> changes_ ABSL_GUARDED_BY(changes_mu_);
 };
+
+// Notes in `registry` every policy change in `audit` (the ledger's audit
+// log: "policy.push" and "policy.activate" entries, each written only when
+// the active version changed) at or after `since`, so a restart keeps
+// them.
+void NotePolicyChanges(const std::vector<storage::AuditEntry>& audit,
+                       absl::Time since, PolicyRegistry* registry);
 
 // ReadPolicyDir + CompilePolicy; FailedPrecondition listing every error
 // diagnostic (file:line:column) when the files do not compile.

@@ -12,6 +12,7 @@
 // the database's sync mode.
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -19,6 +20,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "absl/types/span.h"
 
 namespace bursar::storage {
 
@@ -55,6 +57,13 @@ struct DeadLetter {
   std::string body;
 };
 
+// A webhook delivery not done yet (the outbox): stored with the alert by
+// Fire, removed by FinishDelivery once delivered or dead-lettered.
+struct PendingDelivery {
+  AlertEntry alert;
+  std::string url;
+};
+
 class AlertStore {
  public:
   virtual ~AlertStore() = default;
@@ -69,9 +78,36 @@ class AlertStore {
   virtual absl::StatusOr<bool> HasFired(absl::string_view rule,
                                         absl::string_view scope,
                                         int64_t period_key) const = 0;
+  // The alert stored with this key, if any. The default says none.
+  virtual absl::StatusOr<std::optional<AlertEntry>> GetFired(
+      absl::string_view rule, absl::string_view scope,
+      int64_t period_key) const {
+    return std::optional<AlertEntry>();
+  }
   // Stored alerts, newest first (by fired_at, then order of firing); at most
   // `limit`.
   virtual absl::StatusOr<std::vector<AlertEntry>> List(size_t limit) const = 0;
+
+  // Fire, and when the alert is recorded now, one pending delivery per URL
+  // in `outbox` in the same write, so a delivery survives a crash between
+  // storing the alert and sending it. The default ignores `outbox`.
+  virtual absl::StatusOr<bool> Fire(AlertEntry* alert,
+                                    absl::Span<const std::string> outbox) {
+    return Fire(alert);
+  }
+  // Every pending delivery, oldest alert first.
+  virtual absl::StatusOr<std::vector<PendingDelivery>> ListPendingDeliveries()
+      const {
+    return std::vector<PendingDelivery>();
+  }
+  // Removes the pending delivery of (alert_id, url) (nothing if there is
+  // none) and, with `dead_letter`, records that in the same write.
+  virtual absl::Status FinishDelivery(absl::string_view alert_id,
+                                      absl::string_view url,
+                                      const DeadLetter* dead_letter) {
+    return dead_letter == nullptr ? absl::OkStatus()
+                                  : PutDeadLetter(*dead_letter);
+  }
 
   // Records a webhook delivery that failed for good.
   virtual absl::Status PutDeadLetter(const DeadLetter& letter) = 0;

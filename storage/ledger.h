@@ -160,6 +160,17 @@ class Ledger {
   virtual absl::StatusOr<std::vector<Standing>> Standings(
       absl::string_view budget, absl::string_view instance,
       absl::Time now) const = 0;
+  // As Standings (same instances, same figures), for readers off the hot
+  // path (the alert engine): memory is copied under the ledger's lock with
+  // no RocksDB I/O under it, and instances memory has not loaded for this
+  // period are read from RocksDB after the lock is released (so they may
+  // lag a concurrent Settle by that one write). Never loads anything into
+  // memory. The default calls Standings.
+  virtual absl::StatusOr<std::vector<Standing>> LiveStandings(
+      absl::string_view budget, absl::string_view instance,
+      absl::Time now) const {
+    return Standings(budget, instance, now);
+  }
   // The named budget as it applies to a request with `labels`: the
   // instance they select, in the period containing `now`. nullopt when there
   // is no such budget, its selector does not match, or its per_label label

@@ -3,6 +3,7 @@
 //   f/<rule>\0<scope>\0<period>  -> the alert's id     (the exactly-once key)
 //   t/<fired_at><seq>            -> AlertRecord         (newest-first listing)
 //   d/<failed_at><seq>           -> AlertDeadLetterRecord
+//   o/<fired_at><seq><url>       -> AlertRecord  (a pending webhook delivery)
 
 #include <algorithm>
 #include <memory>
@@ -11,6 +12,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -23,6 +25,7 @@ namespace {
 constexpr char kFiredPrefix[] = "f/";
 constexpr char kTimePrefix[] = "t/";
 constexpr char kDeadPrefix[] = "d/";
+constexpr char kOutboxPrefix[] = "o/";
 constexpr char kIdPrefix[] = "al-";
 
 void AppendBigEndian64(std::string& out, uint64_t v) {
@@ -108,6 +111,36 @@ AlertEntry FromRecord(AlertRecord record) {
   return alert;
 }
 
+AlertDeadLetterRecord DeadLetterRecord(const DeadLetter& letter) {
+  AlertDeadLetterRecord record;
+  record.set_alert_id(letter.alert_id);
+  record.set_url(letter.url);
+  record.set_attempts(letter.attempts);
+  record.set_last_error(letter.last_error);
+  record.set_failed_at_micros(absl::ToUnixMicros(letter.failed_at));
+  record.set_body(letter.body);
+  return record;
+}
+
+// The 16 bytes an alert id ("al-" + 32 hex digits) spells; false for
+// anything else.
+bool IdBytes(absl::string_view id, std::string* bytes) {
+  if (!absl::StartsWith(id, kIdPrefix)) return false;
+  const absl::string_view hex =
+      id.substr(std::char_traits<char>::length(kIdPrefix));
+  if (hex.size() != 32) return false;
+  for (char c : hex) {
+    if (!absl::ascii_isxdigit(static_cast<unsigned char>(c))) return false;
+  }
+  *bytes = absl::HexStringToBytes(hex);
+  return true;
+}
+
+// "o/" + the 16 bytes of the alert's id (its time key without "t/") + url.
+std::string OutboxKey(absl::string_view id_bytes, absl::string_view url) {
+  return absl::StrCat(kOutboxPrefix, id_bytes, url);
+}
+
 class RocksAlertStore final : public AlertStore {
  public:
   explicit RocksAlertStore(std::shared_ptr<RocksDatabase> database)
@@ -137,6 +170,11 @@ class RocksAlertStore final : public AlertStore {
   }
 
   absl::StatusOr<bool> Fire(AlertEntry* alert) override {
+    return Fire(alert, {});
+  }
+
+  absl::StatusOr<bool> Fire(AlertEntry* alert,
+                            absl::Span<const std::string> outbox) override {
     if (absl::Status s = ValidatePart("rule", alert->rule, kMaxAlertRuleBytes);
         !s.ok()) {
       return s;
@@ -166,7 +204,15 @@ class RocksAlertStore final : public AlertStore {
                          std::char_traits<char>::length(kTimePrefix))));
       rocksdb::WriteBatch batch;
       batch.Put(cf_, fired_key, alert->id);
-      batch.Put(cf_, time_key, ToRecord(*alert).SerializeAsString());
+      const std::string record = ToRecord(*alert).SerializeAsString();
+      batch.Put(cf_, time_key, record);
+      for (const std::string& url : outbox) {
+        batch.Put(cf_,
+                  OutboxKey(absl::string_view(time_key).substr(
+                                std::char_traits<char>::length(kTimePrefix)),
+                            url),
+                  record);
+      }
       if (absl::Status s = database_->Write(batch, &ticket); !s.ok()) {
         return s;
       }
@@ -186,6 +232,33 @@ class RocksAlertStore final : public AlertStore {
     return FromRocks(found, "reading alerts");
   }
 
+  absl::StatusOr<std::optional<AlertEntry>> GetFired(
+      absl::string_view rule, absl::string_view scope,
+      int64_t period_key) const override {
+    std::string id;
+    const rocksdb::Status found = database_->db()->Get(
+        rocksdb::ReadOptions(), cf_, FiredKey(rule, scope, period_key), &id);
+    if (found.IsNotFound()) return std::optional<AlertEntry>();
+    if (!found.ok()) return FromRocks(found, "reading alerts");
+    std::string bytes;
+    std::string value;
+    const rocksdb::Status read =
+        IdBytes(id, &bytes)
+            ? database_->db()->Get(rocksdb::ReadOptions(), cf_,
+                                   absl::StrCat(kTimePrefix, bytes), &value)
+            : rocksdb::Status::NotFound();
+    AlertRecord record;
+    if (!read.ok() || !record.ParseFromArray(value.data(), value.size())) {
+      if (!read.ok() && !read.IsNotFound()) {
+        return FromRocks(read, "reading alerts");
+      }
+      return absl::DataLossError(absl::StrCat(
+          "alert store: the alert ", absl::CHexEscape(id), " of rule ", rule,
+          " on ", scope, " is missing or unreadable"));
+    }
+    return std::optional<AlertEntry>(FromRecord(std::move(record)));
+  }
+
   absl::StatusOr<std::vector<AlertEntry>> List(size_t limit) const override {
     std::vector<AlertEntry> out;
     absl::Status s =
@@ -201,14 +274,57 @@ class RocksAlertStore final : public AlertStore {
     return out;
   }
 
+  absl::StatusOr<std::vector<PendingDelivery>> ListPendingDeliveries()
+      const override {
+    std::vector<PendingDelivery> out;
+    std::unique_ptr<rocksdb::Iterator> it(
+        database_->db()->NewIterator(rocksdb::ReadOptions(), cf_));
+    const rocksdb::Slice prefix(kOutboxPrefix);
+    for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix);
+         it->Next()) {
+      AlertRecord record;
+      const size_t url_at = prefix.size() + 16;
+      if (it->key().size() < url_at ||
+          !record.ParseFromArray(it->value().data(), it->value().size())) {
+        return absl::DataLossError(
+            "alert store: an unreadable pending delivery under \"o/\"");
+      }
+      PendingDelivery pending;
+      pending.alert = FromRecord(std::move(record));
+      pending.url.assign(it->key().data() + url_at, it->key().size() - url_at);
+      out.push_back(std::move(pending));
+    }
+    if (absl::Status s = FromRocks(it->status(), "reading alerts"); !s.ok()) {
+      return s;
+    }
+    return out;
+  }
+
+  absl::Status FinishDelivery(absl::string_view alert_id, absl::string_view url,
+                              const DeadLetter* dead_letter) override {
+    std::string bytes;
+    if (!IdBytes(alert_id, &bytes)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("\"", alert_id, "\" is not an alert id"));
+    }
+    uint64_t ticket = 0;
+    {
+      absl::MutexLock lock(&mu_);
+      rocksdb::WriteBatch batch;
+      batch.Delete(cf_, OutboxKey(bytes, url));
+      if (dead_letter != nullptr) {
+        batch.Put(cf_, TimeKey(kDeadPrefix, dead_letter->failed_at, ++seq_),
+                  DeadLetterRecord(*dead_letter).SerializeAsString());
+      }
+      if (absl::Status s = database_->Write(batch, &ticket); !s.ok()) {
+        return s;
+      }
+    }
+    return database_->AwaitDurable(ticket);
+  }
+
   absl::Status PutDeadLetter(const DeadLetter& letter) override {
-    AlertDeadLetterRecord record;
-    record.set_alert_id(letter.alert_id);
-    record.set_url(letter.url);
-    record.set_attempts(letter.attempts);
-    record.set_last_error(letter.last_error);
-    record.set_failed_at_micros(absl::ToUnixMicros(letter.failed_at));
-    record.set_body(letter.body);
+    const AlertDeadLetterRecord record = DeadLetterRecord(letter);
     uint64_t ticket = 0;
     {
       absl::MutexLock lock(&mu_);

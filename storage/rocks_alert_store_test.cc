@@ -1,8 +1,10 @@
 // AlertStore on real RocksDB (OpenRocksStorage): an alert fires once per
 // (rule, scope, period), also after a reopen; a new period fires again;
-// listing is newest first; dead letters are kept.
+// listing is newest first; dead letters are kept; pending webhook
+// deliveries (the outbox) are written with the alert and survive a reopen.
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -135,6 +137,61 @@ TEST(RocksAlertStoreTest, KeepsDeadLettersNewestFirst) {
   EXPECT_EQ(letters[1].attempts, 3);
   // Dead letters are not alerts.
   EXPECT_THAT(storage.alerts->List(10).value(), SizeIs(0));
+}
+
+TEST(RocksAlertStoreTest, OutboxIsWrittenWithTheAlertAndFinishedOnce) {
+  TempDir dir;
+  AlertEntry first = Alert("budget-threshold-85", "budget:team", 1000, kT0);
+  {
+    RocksStorage storage = Open(dir);
+    ASSERT_EQ(storage.alerts
+                  ->Fire(&first,
+                         {std::string("http://a/x"), std::string("http://b/y")})
+                  .value(),
+              true);
+    // A repeat writes nothing, pending deliveries included.
+    AlertEntry again = first;
+    again.id.clear();
+    ASSERT_EQ(storage.alerts->Fire(&again, {std::string("http://c/z")}).value(),
+              false);
+    // Without an outbox, nothing pending.
+    AlertEntry other = Alert("budget-threshold-100", "budget:team", 1000, kT0);
+    ASSERT_EQ(storage.alerts->Fire(&other).value(), true);
+  }
+  RocksStorage storage = Open(dir);
+  std::vector<PendingDelivery> pending =
+      storage.alerts->ListPendingDeliveries().value();
+  ASSERT_THAT(pending, SizeIs(2));
+  EXPECT_EQ(pending[0].alert.id, first.id);
+  EXPECT_EQ(pending[0].alert.message, "a message");
+  EXPECT_EQ(pending[0].url, "http://a/x");
+  EXPECT_EQ(pending[1].url, "http://b/y");
+
+  ASSERT_TRUE(
+      storage.alerts->FinishDelivery(first.id, "http://a/x", nullptr).ok());
+  DeadLetter letter;
+  letter.alert_id = first.id;
+  letter.url = "http://b/y";
+  letter.attempts = 5;
+  letter.failed_at = kT0;
+  ASSERT_TRUE(
+      storage.alerts->FinishDelivery(first.id, "http://b/y", &letter).ok());
+  EXPECT_THAT(storage.alerts->ListPendingDeliveries().value(), SizeIs(0));
+  EXPECT_THAT(storage.alerts->ListDeadLetters(10).value(), SizeIs(1));
+  EXPECT_THAT(
+      storage.alerts->FinishDelivery("al-xyz", "http://a/x", nullptr).message(),
+      HasSubstr("is not an alert id"));
+
+  // GetFired reads the stored alert back by its key.
+  std::optional<AlertEntry> got =
+      storage.alerts->GetFired("budget-threshold-85", "budget:team", 1000)
+          .value();
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->id, first.id);
+  EXPECT_EQ(got->fired_at, kT0);
+  EXPECT_FALSE(storage.alerts->GetFired("budget-threshold-85", "budget:team", 2)
+                   .value()
+                   .has_value());
 }
 
 }  // namespace

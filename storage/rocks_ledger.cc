@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/btree_map.h"
 #include "absl/container/btree_set.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/inlined_vector.h"
@@ -118,6 +119,9 @@ class RocksLedger final : public Ledger {
       absl::string_view budget, absl::string_view instance,
       absl::Time now) const override;
   std::vector<AuditEntry> ListAudit(size_t limit) const override;
+  absl::StatusOr<std::vector<Standing>> LiveStandings(
+      absl::string_view budget, absl::string_view instance,
+      absl::Time now) const override;
 
   absl::StatusOr<ReserveResult> Reserve(const ReserveRequest& request,
                                         absl::Time now) override;
@@ -581,6 +585,108 @@ absl::StatusOr<std::vector<Standing>> RocksLedger::Standings(
     if (state == nullptr) return error;
     if (state->spent_nanos == 0 && state->held_nanos == 0) continue;
     standings.push_back(MakeStanding(entry, name, bounds, *state));
+  }
+  return standings;
+}
+
+absl::StatusOr<std::vector<Standing>> RocksLedger::LiveStandings(
+    absl::string_view budget, absl::string_view instance,
+    absl::Time now) const {
+  // 1. Under the lock: copy what memory has for this period; no I/O.
+  BudgetSpec spec;
+  PeriodBounds bounds;
+  absl::btree_map<std::string, Standing> known;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = budgets_.find(budget);
+    if (it == budgets_.end()) {
+      return absl::NotFoundError(absl::StrCat("budget \"", budget,
+                                              "\" does not exist"));
+    }
+    const BudgetEntry& entry = it->second;
+    spec = entry.spec;
+    bounds = PeriodAt(entry.spec.period, now, entry.tz);
+    const int64_t key = bounds.start_key();
+    auto copy = [&](absl::string_view name, const InstanceState& state) {
+      for (const PeriodState& p : state.periods) {
+        if (p.key != key) continue;
+        known.emplace(std::string(name), MakeStanding(entry, name, bounds, p));
+      }
+    };
+    if (!instance.empty() || entry.spec.per_label.empty()) {
+      auto found = entry.instances.find(instance);
+      if (found != entry.instances.end()) copy(instance, found->second);
+    } else {
+      for (const auto& [name, state] : entry.instances) copy(name, state);
+    }
+  }
+  // 2. Without the lock: the counters of instances memory does not hold for
+  // this period. Their `held` is zero (open holds are always in memory).
+  auto from_disk = [&](absl::string_view name) -> absl::StatusOr<Standing> {
+    Standing s;
+    s.budget = spec.name;
+    s.instance = std::string(name);
+    s.period = spec.period;
+    s.period_start = bounds.start;
+    s.period_end = bounds.end;
+    s.amount_nanos = spec.amount_nanos;
+    if (absl::Status e = ReadCounter(
+            CounterKey(spec.name, name, bounds.start_key(), kSpentCounter),
+            &s.spent_nanos);
+        !e.ok()) {
+      return e;
+    }
+    if (absl::Status e = ReadCounter(CounterKey(spec.name, name,
+                                                bounds.start_key(),
+                                                kUnreportedCounter),
+                                     &s.unreported_nanos);
+        !e.ok()) {
+      return e;
+    }
+    return s;
+  };
+  std::vector<Standing> standings;
+  if (!instance.empty() || spec.per_label.empty()) {
+    auto found = known.find(instance);
+    if (found != known.end()) {
+      standings.push_back(std::move(found->second));
+      return standings;
+    }
+    absl::StatusOr<Standing> read = from_disk(instance);
+    if (!read.ok()) return read.status();
+    standings.push_back(*std::move(read));
+    return standings;
+  }
+  // Every instance with a counter, one seek per instance (keys are
+  // budget \0 instance \0 period kind).
+  std::unique_ptr<rocksdb::Iterator> counters(
+      db_->NewIterator(rocksdb::ReadOptions(), cfs_[kCountersCf]));
+  const std::string prefix = absl::StrCat(spec.name, std::string(1, '\0'));
+  counters->Seek(prefix);
+  while (counters->Valid() && counters->key().starts_with(prefix)) {
+    absl::string_view rest(counters->key().data() + prefix.size(),
+                           counters->key().size() - prefix.size());
+    const size_t nul = rest.find('\0');
+    if (nul == rest.npos) {
+      counters->Next();
+      continue;
+    }
+    const std::string name(rest.substr(0, nul));
+    if (!known.contains(name)) {
+      absl::StatusOr<Standing> read = from_disk(name);
+      if (!read.ok()) return read.status();
+      known.emplace(name, *std::move(read));
+    }
+    // Past every key of this instance.
+    counters->Seek(absl::StrCat(prefix, name, std::string(1, '\x01')));
+  }
+  if (absl::Status s = FromRocks(counters->status(), "listing instances");
+      !s.ok()) {
+    return s;
+  }
+  for (auto& [name, standing] : known) {
+    if (standing.spent_nanos == 0 && standing.held_nanos == 0) continue;
+    standings.push_back(std::move(standing));
   }
   return standings;
 }

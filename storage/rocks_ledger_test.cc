@@ -462,6 +462,62 @@ TEST_F(RocksLedgerTest, PerLabelInstancesAreIndependent) {
   EXPECT_EQ(fresh.remaining_nanos(), 100);
 }
 
+// LiveStandings lists what Standings lists, whether an instance is in memory
+// (touched since start-up), only on disk (spent before a restart), or in
+// both with an older period in memory; and it loads nothing.
+TEST_F(RocksLedgerTest, LiveStandingsEqualStandings) {
+  Set(Budget("per-user", 1000, {}, "user"));
+  Set(Budget("org", 5000));
+  const absl::Time yesterday = kT0 - absl::Hours(24);
+  // u0: spent yesterday only. u1, u2: spent today, then a restart.
+  Settle(Reserve(Labels({{"user", "u0"}}), 70, yesterday).reservation_id, 70,
+         yesterday);
+  Settle(Reserve(Labels({{"user", "u1"}}), 100).reservation_id, 90);
+  Settle(Reserve(Labels({{"user", "u2"}}), 40).reservation_id, 40);
+  // u3: an open hold from yesterday (kept in memory for that period).
+  Reserve(Labels({{"user", "u3"}}), 10, yesterday, "", "", absl::Hours(48));
+  Settle(Reserve(Labels({{"user", "u3"}}), 5).reservation_id, 5);
+  Reopen();
+  // After the restart: u2 and u4 touched again, u1 and u3 only on disk.
+  Settle(Reserve(Labels({{"user", "u2"}}), 15).reservation_id, 15);
+  Reserve(Labels({{"user", "u4"}}), 25);
+
+  auto compare = [&](absl::string_view budget, absl::string_view instance,
+                     absl::Time now) {
+    SCOPED_TRACE(absl::StrCat(budget, "/", instance, " at ",
+                              absl::FormatTime(now)));
+    absl::StatusOr<std::vector<Standing>> live =
+        ledger_->LiveStandings(budget, instance, now);
+    ASSERT_TRUE(live.ok()) << live.status();
+    absl::StatusOr<std::vector<Standing>> loaded =
+        ledger_->Standings(budget, instance, now);
+    ASSERT_TRUE(loaded.ok()) << loaded.status();
+    EXPECT_EQ(Describe(*live), Describe(*loaded));
+  };
+  {
+    absl::StatusOr<std::vector<Standing>> live =
+        ledger_->LiveStandings("per-user", "", kT0);
+    ASSERT_TRUE(live.ok()) << live.status();
+    EXPECT_THAT(Describe(*live),
+                ElementsAre(HasSubstr("[u1]"), HasSubstr("[u2]"),
+                            HasSubstr("[u3]"), HasSubstr("[u4]")));
+    EXPECT_EQ((*live)[0].spent_nanos, 90);
+    EXPECT_EQ((*live)[1].spent_nanos, 55);
+    EXPECT_EQ((*live)[3].held_nanos, 25);
+  }
+  compare("per-user", "", kT0);
+  compare("per-user", "u1", kT0);
+  compare("per-user", "u9", kT0);
+  compare("per-user", "", yesterday);
+  compare("org", "", kT0);
+  Reopen();
+  compare("per-user", "u3", kT0);
+  compare("per-user", "", kT0);
+  compare("org", "", kT0);
+  EXPECT_EQ(ledger_->LiveStandings("nope", "", kT0).status().code(),
+            absl::StatusCode::kNotFound);
+}
+
 TEST_F(RocksLedgerTest, PeekReadsTheInstanceARequestSelects) {
   Set(Budget("team-user", 100, {{"team", "search"}}, "user"));
   ASSERT_EQ(Reserve(Labels({{"team", "search"}, {"user", "u1"}}), 30).kind,

@@ -352,6 +352,44 @@ class RocksUsageStore final : public UsageStore {
     return rows;
   }
 
+  absl::Status DeleteBefore(absl::Time cutoff) override {
+    const absl::Time hour = HourOf(cutoff);
+    rocksdb::ColumnFamilyHandle* const cf = database_->cf(kUsageCf);
+    rocksdb::WriteBatch batch;
+    // Attribution rows are time-first: one range.
+    std::string end(1, kAttributionPrefix);
+    AppendHour(end, hour);
+    batch.DeleteRange(cf, std::string(1, kAttributionPrefix), end);
+    // KPI rows are scope-first: one range per (budget, instance), found
+    // with one seek each.
+    rocksdb::ReadOptions options;
+    const std::string upper(1, kKpiPrefix + 1);
+    const rocksdb::Slice upper_slice(upper);
+    options.iterate_upper_bound = &upper_slice;
+    std::unique_ptr<rocksdb::Iterator> it(
+        database_->db()->NewIterator(options, cf));
+    for (it->Seek(std::string(1, kKpiPrefix)); it->Valid();) {
+      absl::string_view in(it->key().data() + 1, it->key().size() - 1);
+      std::string budget, instance;
+      if (!ReadString(in, &budget) || !ReadString(in, &instance)) {
+        return Corrupt("KPI counter", it->key());
+      }
+      const std::string prefix = KpiPrefix(budget, instance);
+      std::string scope_end = prefix;
+      AppendHour(scope_end, hour);
+      batch.DeleteRange(cf, prefix, scope_end);
+      // Past every key of this scope (hour and kind bytes are below 0xff
+      // ... 0xff).
+      it->Seek(prefix + std::string(10, '\xff'));
+    }
+    if (absl::Status s = FromRocks(it->status(), "reading KPIs"); !s.ok()) {
+      return s;
+    }
+    uint64_t ticket = 0;
+    if (absl::Status s = database_->Write(batch, &ticket); !s.ok()) return s;
+    return database_->AwaitDurable(ticket);
+  }
+
   absl::Status PutSignal(const Signal& signal) override {
     SignalRecord record;
     record.set_name(signal.name);

@@ -128,6 +128,13 @@ class UsageStore {
   KpiRows(absl::string_view budget, absl::string_view instance,
           absl::Time start, absl::Time end) const = 0;
 
+  // Deletes every row (attribution and KPI) whose hour started before the
+  // hour containing `cutoff` (range deletes; the retention of the rollups).
+  // Signals are kept. The default answers Unimplemented.
+  virtual absl::Status DeleteBefore(absl::Time cutoff) {
+    return absl::UnimplementedError("this usage store keeps every row");
+  }
+
   // Signals: the last value per name, kept until overwritten.
   virtual absl::Status PutSignal(const Signal& signal) = 0;
   virtual std::vector<Signal> ListSignals() const = 0;

@@ -284,6 +284,87 @@ TEST_F(AlertsTest, WebhookGetsTheAlertSignedAndAFailingOneDeadLetters) {
   EXPECT_THAT(listed.dead_letters(0).last_error(), HasSubstr("HTTP 503"));
   EXPECT_THAT(listed.dead_letters(0).body(),
               HasSubstr("\"rule\":\"budget-threshold-100\""));
+
+  // /metrics counts the alerts and the deliveries.
+  httplib::Client metrics(absl::StrCat("http://", server_->http_address()));
+  httplib::Result scraped = metrics.Get("/metrics");
+  ASSERT_TRUE(scraped) << httplib::to_string(scraped.error());
+  EXPECT_THAT(scraped->body,
+              HasSubstr("bursar_alerts_fired_total{severity=\"warning\","
+                        "rule=\"budget-threshold-85\"} 1\n"));
+  EXPECT_THAT(scraped->body,
+              HasSubstr("bursar_alerts_fired_total{severity=\"critical\","
+                        "rule=\"budget-threshold-100\"} 1\n"));
+  EXPECT_THAT(scraped->body,
+              HasSubstr("bursar_alert_deliveries_total{result=\"dead_letter\"}"
+                        " 1\n"));
+  hooks.stop();
+  serve.join();
+}
+
+// bursard crashes while a webhook is down and an alert waits for its
+// retry: after the restart the outbox sends it, once.
+TEST_F(AlertsTest, WebhookDeliveryOutlivesACrash) {
+  httplib::Server hooks;
+  absl::Mutex mu;
+  bool up = false;
+  int refused = 0;
+  std::vector<std::string> accepted;  // alert ids
+  hooks.Post("/hook", [&](const httplib::Request& req, httplib::Response& res) {
+    absl::MutexLock lock(&mu);
+    if (!up) {
+      ++refused;
+      res.status = 503;
+      return;
+    }
+    accepted.push_back(req.get_header_value("X-Bursar-Alert-Id"));
+    res.status = 200;
+  });
+  const int port = hooks.bind_to_any_port("127.0.0.1");
+  std::thread serve([&] { hooks.listen_after_bind(); });
+  const std::string file = dir_.Sub("hooks.yaml");
+  WriteFile(file, absl::StrCat("webhooks:\n"
+                               "  - url: http://127.0.0.1:",
+                               port,
+                               "/hook\n"
+                               "    max_attempts: 10\n"
+                               "    initial_backoff: 1h\n"
+                               "    min_severity: critical\n"));
+  StartAt(Utc(2026, 4, 14, 20), {absl::StrCat("--alert_webhooks_file=", file)});
+  SetDailyBudget();
+  SpendCalls(10);  // 100%: critical
+  const absl::Time deadline = absl::Now() + kPatience;
+  auto refused_count = [&] {
+    absl::MutexLock lock(&mu);
+    return refused;
+  };
+  while (refused_count() < 1) {
+    ASSERT_LT(absl::Now(), deadline) << server_->Log();
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  // The first try failed; the next is an hour away. Crash; the webhook
+  // comes back; start again.
+  server_->Kill9();
+  {
+    absl::MutexLock lock(&mu);
+    up = true;
+  }
+  ASSERT_TRUE(server_->Start());
+  const std::string id = Find("budget-threshold-100").id();
+  ASSERT_FALSE(id.empty());
+  auto accepted_ids = [&] {
+    absl::MutexLock lock(&mu);
+    return accepted;
+  };
+  while (accepted_ids().empty()) {
+    ASSERT_LT(absl::Now(), deadline) << server_->Log();
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  // A fresh pass does not fire it again, so nothing more is sent.
+  AwaitFreshPass();
+  EXPECT_THAT(accepted_ids(), ::testing::ElementsAre(id));
+  EXPECT_THAT(server_->Log(), HasSubstr("alert deliveries pending"));
+  EXPECT_EQ(List(true).dead_letters_size(), 0);
   hooks.stop();
   serve.join();
 }

@@ -119,7 +119,12 @@ absl::Status RocksDatabase::OpenDb() {
   rocksdb::ColumnFamilyOptions cf_options;
   rocksdb::ColumnFamilyOptions counter_options;
   counter_options.merge_operator = NewInt64AddOperator();
-  counter_options.max_successive_merges = 64;
+  // Every call merges into the same few hot keys (its budgets' counters and
+  // usage rows). Bounding successive merges (max_successive_merges) costs a
+  // memtable seek per Merge to count them; these keys are read only at
+  // start-up and by background KPI refreshes, and flushes fold their
+  // operands, so the operands are left to accumulate.
+  counter_options.max_successive_merges = 0;
   rocksdb::ColumnFamilyOptions usage_options = counter_options;
   usage_options.merge_operator = NewCounterMergeOperator(kUsageCounterSetKind);
 

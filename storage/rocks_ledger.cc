@@ -187,6 +187,11 @@ class RocksLedger final : public Ledger {
   absl::Status LoadBudgets() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status LoadHolds() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RebuildIndex() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Adds `entry` to the index under its spec's selector / removes it (call
+  // before its spec changes): one budget's change costs one index slot, not
+  // a rebuild over every budget.
+  void Index(BudgetEntry* entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Unindex(BudgetEntry* entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // The counters of (entry, instance) for the period `key`, loaded from
   // RocksDB the first time; null if loading failed (status in *error).
@@ -319,14 +324,32 @@ absl::Status RocksLedger::LoadHolds() {
 void RocksLedger::RebuildIndex() {
   index_.clear();
   match_all_.clear();
-  for (auto& [name, entry] : budgets_) {
-    if (entry.spec.selector.empty()) {
-      match_all_.push_back(&entry);
-    } else {
-      const auto& [key, value] = entry.spec.selector.front();
-      index_[key][value].push_back(&entry);
-    }
+  for (auto& [name, entry] : budgets_) Index(&entry);
+}
+
+void RocksLedger::Index(BudgetEntry* entry) {
+  if (entry->spec.selector.empty()) {
+    match_all_.push_back(entry);
+  } else {
+    const auto& [key, value] = entry->spec.selector.front();
+    index_[key][value].push_back(entry);
   }
+}
+
+void RocksLedger::Unindex(BudgetEntry* entry) {
+  auto erase = [entry](std::vector<BudgetEntry*>& entries) {
+    entries.erase(std::remove(entries.begin(), entries.end(), entry),
+                  entries.end());
+  };
+  if (entry->spec.selector.empty()) return erase(match_all_);
+  const auto& [key, value] = entry->spec.selector.front();
+  auto by_key = index_.find(key);
+  if (by_key == index_.end()) return;
+  auto by_value = by_key->second.find(value);
+  if (by_value == by_key->second.end()) return;
+  erase(by_value->second);
+  if (by_value->second.empty()) by_key->second.erase(by_value);
+  if (by_key->second.empty()) index_.erase(by_key);
 }
 
 absl::Status RocksLedger::ReadCounter(const std::string& key,
@@ -455,9 +478,10 @@ absl::StatusOr<std::pair<BudgetSpec, bool>> RocksLedger::SetBudget(
                     periods.end());
     }
   }
+  if (!created) Unindex(&entry);
   entry.spec = spec;
   entry.tz = tz;
-  RebuildIndex();
+  Index(&entry);
   mu_.Unlock();
   absl::Status durable = AwaitDurable(ticket);
   mu_.Lock();
@@ -479,8 +503,8 @@ absl::Status RocksLedger::DeleteBudget(absl::string_view name,
            nullptr);
   uint64_t ticket = 0;
   if (absl::Status s = WriteLocked(batch, &ticket); !s.ok()) return s;
+  Unindex(&it->second);
   budgets_.erase(it);
-  RebuildIndex();
   mu_.Unlock();
   absl::Status durable = AwaitDurable(ticket);
   mu_.Lock();

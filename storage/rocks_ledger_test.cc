@@ -369,6 +369,40 @@ TEST_F(RocksLedgerTest, ReserveExactFitAndDenialListsRemaining) {
             ReserveResult::Kind::kDenied);
 }
 
+// Which budgets a request selects follows every SetBudget and DeleteBudget
+// (the selector index is updated per budget, not rebuilt).
+TEST_F(RocksLedgerTest, SelectionFollowsSelectorChangesAndDeletes) {
+  auto selected = [&](const LabelSet& labels) {
+    std::vector<std::string> names;
+    for (const Standing& s : Reserve(labels, 0).standings) {
+      names.push_back(s.budget);
+    }
+    std::sort(names.begin(), names.end());
+    return names;
+  };
+  const LabelSet a = Labels({{"team", "a"}});
+  const LabelSet b = Labels({{"team", "b"}});
+  Set(Budget("org", 1000));
+  Set(Budget("moving", 1000, {{"team", "a"}}));
+  Set(Budget("team-a", 1000, {{"team", "a"}}));
+  EXPECT_THAT(selected(a), ElementsAre("moving", "org", "team-a"));
+  EXPECT_THAT(selected(b), ElementsAre("org"));
+
+  Set(Budget("moving", 1000, {{"team", "b"}}));
+  EXPECT_THAT(selected(a), ElementsAre("org", "team-a"));
+  EXPECT_THAT(selected(b), ElementsAre("moving", "org"));
+
+  Set(Budget("moving", 1000));  // no selector: every request
+  EXPECT_THAT(selected(a), ElementsAre("moving", "org", "team-a"));
+  Set(Budget("org", 1000, {{"team", "b"}}));
+  EXPECT_THAT(selected(a), ElementsAre("moving", "team-a"));
+
+  ASSERT_TRUE(ledger_->DeleteBudget("team-a", Actor{"test"}, kT0).ok());
+  ASSERT_TRUE(ledger_->DeleteBudget("moving", Actor{"test"}, kT0).ok());
+  EXPECT_THAT(selected(a), IsEmpty());
+  EXPECT_THAT(selected(b), ElementsAre("org"));
+}
+
 TEST_F(RocksLedgerTest, NestedBudgetsTightestDecidesAllOrNothing) {
   Set(Budget("org", 10'000));
   Set(Budget("team-a", 1000, {{"team", "a"}}));

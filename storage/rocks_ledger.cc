@@ -292,15 +292,25 @@ absl::Status RocksLedger::LoadBudgets() {
 }
 
 absl::Status RocksLedger::LoadHolds() {
+  uint64_t estimated_holds = 0;
+  if (db_->GetIntProperty(cfs_[kHoldsCf], "rocksdb.estimate-num-keys",
+                          &estimated_holds)) {
+    holds_.reserve(estimated_holds);
+    by_request_id_.reserve(estimated_holds);
+  }
   std::unique_ptr<rocksdb::Iterator> it(
       db_->NewIterator(rocksdb::ReadOptions(), cfs_[kHoldsCf]));
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
-    HoldRecord record;
-    if (!record.ParseFromArray(it->value().data(), it->value().size())) {
+    // The key is the reservation id; the record is parsed in place.
+    auto [slot, inserted] = holds_.try_emplace(it->key().ToString());
+    const std::string& id = slot->first;
+    HoldRecord& record = slot->second;
+    if (!record.ParseFromArray(it->value().data(),
+                               static_cast<int>(it->value().size())) ||
+        record.reservation_id() != id) {
       return absl::DataLossError(absl::StrCat(
           "hold record \"", it->key().ToString(), "\" does not parse"));
     }
-    const std::string id = record.reservation_id();
     if (!record.request_id().empty()) by_request_id_[record.request_id()] = id;
     if (record.state() == HoldRecord::STATE_OPEN) {
       expiry_queue_.emplace(record.expires_at_micros(), id);
@@ -316,7 +326,6 @@ absl::Status RocksLedger::LoadHolds() {
     } else {
       retention_queue_.emplace(record.settled_at_micros(), id);
     }
-    holds_.emplace(id, std::move(record));
   }
   return FromRocks(it->status(), "reading holds");
 }

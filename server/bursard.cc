@@ -579,7 +579,6 @@ int Run() {
     return 1;
   }
   EnvoyRateLimiter rate_limiter(&decider);
-  EnvoyRateLimitService envoy_rls_service(&rate_limiter, &authenticator);
   BudgetAdmin budget_admin(ledger.get(), clock.get());
   PolicyAdmin policy_admin(storage->policy_versions.get(), &policies,
                            clock.get());
@@ -601,6 +600,8 @@ int Run() {
                      absl::GetFlag(FLAGS_worker_threads), /*clock=*/nullptr,
                      /*inline_calls=*/1);
   DecisionService decision_service(&decider, &authenticator, &call_gate);
+  EnvoyRateLimitService envoy_rls_service(&rate_limiter, &authenticator,
+                                          &call_gate);
   UsageAdmin usage_admin(storage->usage.get(), &policies, clock.get());
   AdminService admin_service(&budget_admin, &policy_admin, &authenticator,
                              &call_gate, backups.get(), &alert_admin,
@@ -633,6 +634,8 @@ int Run() {
   http::DeciderCalls decider_calls(&decider);
   http::PortkeyWebhook portkey_webhook(&decider_calls, clock.get());
   http::HttpServer http_server;
+  // Check, Report and the webhook take places in the same gate as gRPC calls.
+  http_server.SetCallGate(&call_gate);
   http::AddDecisionRoutes(&http_server, &decider_calls);
   http::AddPortkeyRoutes(&http_server, &portkey_webhook);
   http_server.HandleGet("/metrics", [&metrics] {

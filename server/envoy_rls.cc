@@ -1,6 +1,7 @@
 #include "server/envoy_rls.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <utility>
@@ -281,13 +282,37 @@ grpc::ServerUnaryReactor* EnvoyRateLimitService::ShouldRateLimit(
     grpc::CallbackServerContext* context,
     const envoy::service::ratelimit::v3::RateLimitRequest* request,
     envoy::service::ratelimit::v3::RateLimitResponse* response) {
+  static constexpr char kMethod[] =
+      "/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit";
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  const absl::StatusOr<auth::Caller> caller = AdmitCall(
-      *auth_, *context,
-      "/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit");
-  reactor->Finish(ToGrpcStatus(
-      caller.ok() ? limiter_->ShouldRateLimit(*request, response)
-                  : caller.status()));
+  auto serve = [this, context, request, response]() {
+    const absl::StatusOr<auth::Caller> caller =
+        AdmitCall(*auth_, *context, kMethod);
+    return ToGrpcStatus(caller.ok()
+                            ? limiter_->ShouldRateLimit(*request, response)
+                            : caller.status());
+  };
+  if (gate_ == nullptr) {
+    reactor->Finish(serve());
+    return reactor;
+  }
+  const std::chrono::system_clock::time_point deadline = context->deadline();
+  CallGate::Pass pass;
+  if (absl::Status entered = gate_->Enter(
+          deadline == std::chrono::system_clock::time_point::max()
+              ? absl::InfiniteFuture()
+              : absl::FromChrono(deadline),
+          &pass);
+      !entered.ok()) {
+    reactor->Finish(ToGrpcStatus(entered));
+    return reactor;
+  }
+  // As the Decision service's calls: the place is freed before Finish.
+  gate_->Run([reactor, serve, pass = std::move(pass)]() mutable {
+    grpc::Status status = serve();
+    pass.Leave();
+    reactor->Finish(status);
+  });
   return reactor;
 }
 

@@ -24,6 +24,7 @@
 #include "grpcpp/grpcpp.h"
 #include "server/auth/authenticator.h"
 #include "server/decider.h"
+#include "server/overload.h"
 
 namespace bursar::server {
 
@@ -53,14 +54,20 @@ class EnvoyRateLimiter {
   Decider* const decider_;
 };
 
-// The gRPC adapter (callback API), served on bursard's main port.
+// The gRPC adapter (callback API), served on bursard's main port. With a
+// CallGate (bursard: the one of the Decision and Admin services) each call
+// enters it first, as theirs do (server/overload.h): a call whose deadline
+// has passed gets DEADLINE_EXCEEDED, one past --max_in_flight_calls
+// RESOURCE_EXHAUSTED, and neither does any work; admitted calls run on the
+// gate's workers. Without one (null) the call runs on gRPC's thread.
 class EnvoyRateLimitService final
     : public envoy::service::ratelimit::v3::RateLimitService::CallbackService {
  public:
-  // Both pointers must outlive the service.
+  // The pointers must outlive the service.
   EnvoyRateLimitService(EnvoyRateLimiter* limiter,
-                        const auth::Authenticator* auth)
-      : limiter_(limiter), auth_(auth) {}
+                        const auth::Authenticator* auth,
+                        CallGate* gate = nullptr)
+      : limiter_(limiter), auth_(auth), gate_(gate) {}
 
   grpc::ServerUnaryReactor* ShouldRateLimit(
       grpc::CallbackServerContext* context,
@@ -70,6 +77,7 @@ class EnvoyRateLimitService final
  private:
   EnvoyRateLimiter* const limiter_;
   const auth::Authenticator* const auth_;
+  CallGate* const gate_;
 };
 
 }  // namespace bursar::server

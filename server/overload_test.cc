@@ -1,6 +1,7 @@
 // Load shedding (server/overload.h): the gate's arithmetic, then the real
 // DecisionService over gRPC with Checks held in flight by a ledger that
-// blocks, and a deadline that has passed by the server's clock.
+// blocks, and a deadline that has passed by the server's clock; the Envoy
+// rate-limit service and the HTTP side port share the same gate.
 
 #include "server/overload.h"
 
@@ -19,7 +20,10 @@
 #include "server/auth/authenticator.h"
 #include "server/clock.h"
 #include "server/decider.h"
+#include "server/envoy_rls.h"
 #include "server/grpc_services.h"
+#include "server/http/http_server.h"
+#include "server/http/json_api.h"
 #include "server/policy_registry.h"
 #include "storage/rocks_ledger.h"
 #include "tests/support/temp_dir.h"
@@ -234,21 +238,37 @@ class OverloadTest : public ::testing::Test {
                                        /*inline_calls=*/1);
     service_ =
         std::make_unique<DecisionService>(decider_.get(), &auth_, gate_.get());
+    rate_limiter_ = std::make_unique<EnvoyRateLimiter>(decider_.get());
+    rls_service_ = std::make_unique<EnvoyRateLimitService>(
+        rate_limiter_.get(), &auth_, gate_.get());
+    decider_calls_ = std::make_unique<http::DeciderCalls>(decider_.get());
+    http::AddDecisionRoutes(&http_, decider_calls_.get());
+    http_.HandleGet("/metrics", [] {
+      http::HttpReply reply;
+      reply.body = "metrics";
+      return reply;
+    });
+    http_.SetCallGate(gate_.get());
     grpc::ServerBuilder builder;
     int port = 0;
     builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
                              &port);
     builder.RegisterService(service_.get());
+    builder.RegisterService(rls_service_.get());
     server_ = builder.BuildAndStart();
     ASSERT_NE(server_, nullptr);
     ASSERT_NE(port, 0);
-    stub_ = v1::Decision::NewStub(grpc::CreateChannel(
-        absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials()));
+    auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", port),
+                                       grpc::InsecureChannelCredentials());
+    stub_ = v1::Decision::NewStub(channel);
+    rls_stub_ =
+        envoy::service::ratelimit::v3::RateLimitService::NewStub(channel);
   }
   void TearDown() override {
     ledger_->Release();
     if (server_ != nullptr) server_->Shutdown();
     server_.reset();
+    rls_service_.reset();
     service_.reset();
     gate_.reset();  // after the server: no more work can arrive
   }
@@ -263,6 +283,44 @@ class OverloadTest : public ::testing::Test {
     grpc::ClientContext context;
     context.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
     return stub_->Check(&context, request, response);
+  }
+
+  // One hit of output tokens of gpt-4.1 through Envoy's rate-limit API.
+  grpc::Status ShouldRateLimit(
+      envoy::service::ratelimit::v3::RateLimitResponse* response,
+      absl::Duration timeout = absl::Seconds(60)) {
+    envoy::service::ratelimit::v3::RateLimitRequest request;
+    request.set_domain("edge");
+    auto* entry = request.add_descriptors()->add_entries();
+    entry->set_key("model");
+    entry->set_value("gpt-4.1");
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+    return rls_stub_->ShouldRateLimit(&context, request, response);
+  }
+
+  // POST /v1/check as the HTTP server dispatches it; `timeout_ms` goes into
+  // x-bursar-timeout-ms unless empty.
+  http::HttpReply HttpCheck(const std::string& request_id,
+                            const std::string& timeout_ms = "") {
+    http::HttpRequest request;
+    request.method = "POST";
+    request.path = "/v1/check";
+    request.headers.emplace_back("content-type", "application/json");
+    if (!timeout_ms.empty()) {
+      request.headers.emplace_back("x-bursar-timeout-ms", timeout_ms);
+    }
+    request.body = absl::StrCat(
+        R"({"request_id": ")", request_id,
+        R"(", "model": "gpt-4.1", "input_tokens": 1000,)"
+        R"( "max_output_tokens": 1000})");
+    return http_.Dispatch(request);
+  }
+
+  int64_t Spent() {
+    auto figures = ledger_->Peek("org", storage::LabelSet(), clock_.Now());
+    EXPECT_TRUE(figures.ok() && figures->has_value());
+    return figures.ok() && figures->has_value() ? (*figures)->spent_nanos : -1;
   }
 
   int64_t Held() {
@@ -280,8 +338,14 @@ class OverloadTest : public ::testing::Test {
   std::unique_ptr<Decider> decider_;
   std::unique_ptr<CallGate> gate_;
   std::unique_ptr<DecisionService> service_;
+  std::unique_ptr<EnvoyRateLimiter> rate_limiter_;
+  std::unique_ptr<EnvoyRateLimitService> rls_service_;
+  std::unique_ptr<http::DeciderCalls> decider_calls_;
+  http::HttpServer http_;  // not started: requests go through Dispatch
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<v1::Decision::Stub> stub_;
+  std::unique_ptr<envoy::service::ratelimit::v3::RateLimitService::Stub>
+      rls_stub_;
 };
 
 TEST_F(OverloadTest, PastTheBoundACheckIsRefusedAtOnceAndDoesNoWork) {
@@ -330,6 +394,103 @@ TEST_F(OverloadTest, ACheckWhoseDeadlinePassedReservesNothing) {
   // With time to spare the same request is served.
   ASSERT_TRUE(Check("late", &response, absl::Minutes(10)).ok());
   EXPECT_EQ(Held(), 10'000'000);
+}
+
+// Two Checks hold both places: Envoy's ShouldRateLimit and the HTTP side
+// port's POST /v1/check are refused at once and charge nothing; /metrics
+// (a GET route) is not counted; once the places are free both are served.
+TEST_F(OverloadTest, RateLimitServiceAndHttpPortShareTheBound) {
+  ledger_->Block();
+  grpc::Status first_status, second_status;
+  v1::CheckResponse first, second;
+  std::thread t1([&] { first_status = Check("a", &first); });
+  std::thread t2([&] { second_status = Check("b", &second); });
+  ledger_->AwaitBlocked(2);
+  ASSERT_EQ(gate_->in_flight(), 2);
+
+  envoy::service::ratelimit::v3::RateLimitResponse rls;
+  grpc::Status status = ShouldRateLimit(&rls);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED)
+      << status.error_message();
+  EXPECT_THAT(status.error_message(), HasSubstr("--max_in_flight_calls=2"));
+
+  http::HttpReply reply = HttpCheck("h");
+  EXPECT_EQ(reply.status, 429) << reply.body;
+  EXPECT_THAT(reply.body, HasSubstr("\"code\":\"RESOURCE_EXHAUSTED\""));
+  EXPECT_THAT(reply.body, HasSubstr("--max_in_flight_calls=2"));
+  http::HttpRequest metrics;
+  metrics.method = "GET";
+  metrics.path = "/metrics";
+  EXPECT_EQ(http_.Dispatch(metrics).status, 200);
+  EXPECT_EQ(gate_->refused_overload(), 2);
+
+  ledger_->Release();
+  t1.join();
+  t2.join();
+  ASSERT_TRUE(first_status.ok()) << first_status.error_message();
+  ASSERT_TRUE(second_status.ok()) << second_status.error_message();
+  EXPECT_EQ(gate_->in_flight(), 0);
+  // Only a and b hold (0.01 USD each); nothing was spent.
+  EXPECT_EQ(Held(), 20'000'000);
+  EXPECT_EQ(Spent(), 0);
+  EXPECT_EQ(ledger_->open_holds(), 2u);
+
+  // With room again: the hit is charged at once (one output token of
+  // gpt-4.1: 8 USD per million = 8,000 nanos) and the HTTP Check holds.
+  status = ShouldRateLimit(&rls);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(rls.overall_code(),
+            envoy::service::ratelimit::v3::RateLimitResponse::OK);
+  EXPECT_EQ(Spent(), 8'000);
+  reply = HttpCheck("h");
+  EXPECT_EQ(reply.status, 200) << reply.body;
+  EXPECT_EQ(Held(), 30'000'000);
+  EXPECT_EQ(gate_->in_flight(), 0);
+}
+
+TEST_F(OverloadTest, ExpiredDeadlinesOnTheSidePortsDoNoWork) {
+  // By the gate's clock a 60 s deadline set now passed a minute ago.
+  clock_.Advance(absl::Minutes(2));
+  envoy::service::ratelimit::v3::RateLimitResponse rls;
+  grpc::Status status = ShouldRateLimit(&rls, absl::Seconds(60));
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED)
+      << status.error_message();
+  EXPECT_THAT(status.error_message(), HasSubstr("nothing was done"));
+
+  http::HttpReply reply = HttpCheck("late", "60000");
+  EXPECT_EQ(reply.status, 504) << reply.body;
+  EXPECT_THAT(reply.body, HasSubstr("\"code\":\"DEADLINE_EXCEEDED\""));
+  EXPECT_EQ(gate_->refused_deadline(), 2);
+  EXPECT_EQ(Held(), 0);
+  EXPECT_EQ(Spent(), 0);
+  EXPECT_EQ(ledger_->open_holds(), 0u);
+
+  // A timeout that is not a number is the caller's mistake, named.
+  reply = HttpCheck("late", "soon");
+  EXPECT_EQ(reply.status, 400) << reply.body;
+  EXPECT_THAT(reply.body, HasSubstr("x-bursar-timeout-ms"));
+  EXPECT_EQ(ledger_->open_holds(), 0u);
+
+  // With time to spare both are served.
+  ASSERT_TRUE(ShouldRateLimit(&rls, absl::Minutes(10)).ok());
+  EXPECT_EQ(Spent(), 8'000);
+  reply = HttpCheck("late", "600000");
+  EXPECT_EQ(reply.status, 200) << reply.body;
+  EXPECT_EQ(Held(), 10'000'000);
+}
+
+// The deadline header: the smaller of the two, from when it was read.
+TEST(RequestDeadlineTest, TakesTheSmallerTimeoutFromReceipt) {
+  http::HttpRequest request;
+  request.received = kNow;
+  EXPECT_EQ(*http::RequestDeadline(request), absl::InfiniteFuture());
+  request.headers = {{"x-envoy-expected-rq-timeout-ms", "250"}};
+  EXPECT_EQ(*http::RequestDeadline(request), kNow + absl::Milliseconds(250));
+  request.headers.emplace_back("x-bursar-timeout-ms", "100");
+  EXPECT_EQ(*http::RequestDeadline(request), kNow + absl::Milliseconds(100));
+  request.headers = {{"x-bursar-timeout-ms", "-5"}};
+  EXPECT_EQ(http::RequestDeadline(request).status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace

@@ -3,7 +3,9 @@
 #include <httplib.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cstdint>
 #include <cstdio>
 #include <string>
 #include <utility>
@@ -134,7 +136,46 @@ void HttpServer::HandlePost(std::string path, PostHandler handler) {
 
 void HttpServer::SetGate(RequestGate gate) { gate_ = std::move(gate); }
 
+absl::StatusOr<absl::Time> RequestDeadline(const HttpRequest& request) {
+  absl::Time deadline = absl::InfiniteFuture();
+  for (const char* header :
+       {"x-bursar-timeout-ms", "x-envoy-expected-rq-timeout-ms"}) {
+    const std::string value = request.Header(header);
+    if (value.empty()) continue;
+    int64_t timeout_ms = -1;
+    if (!absl::SimpleAtoi(value, &timeout_ms) || timeout_ms < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("header ", header, ": \"", value,
+                       "\" is not a timeout in milliseconds (a non-negative "
+                       "integer, e.g. 200)"));
+    }
+    deadline =
+        std::min(deadline, request.received + absl::Milliseconds(timeout_ms));
+  }
+  return deadline;
+}
+
 HttpReply HttpServer::Dispatch(const HttpRequest& request) const {
+  if (call_gate_ != nullptr && request.method == "POST") {
+    if (auto it = routes_.post.find(request.path); it != routes_.post.end()) {
+      absl::StatusOr<absl::Time> deadline = RequestDeadline(request);
+      if (!deadline.ok()) {
+        return JsonError(400, "INVALID_ARGUMENT", deadline.status().message());
+      }
+      CallGate::Pass pass;
+      if (absl::Status s = call_gate_->Enter(*deadline, &pass); !s.ok()) {
+        return JsonError(
+            s.code() == absl::StatusCode::kResourceExhausted ? 429 : 504,
+            absl::StatusCodeToString(s.code()), s.message());
+      }
+      if (gate_) {
+        if (std::optional<HttpReply> stop = gate_(request); stop.has_value()) {
+          return *std::move(stop);
+        }
+      }
+      return it->second(request);  // the place is freed after the handler
+    }
+  }
   if (gate_) {
     if (std::optional<HttpReply> stop = gate_(request); stop.has_value()) {
       return *std::move(stop);

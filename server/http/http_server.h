@@ -14,6 +14,17 @@
 // any handler runs: the one place where a request's headers are seen before
 // dispatch (e.g. for bearer-token checks).
 //
+// With a CallGate (SetCallGate, server/overload.h: bursard's
+// --max_in_flight_calls, shared with the gRPC services), every request to a
+// POST route (the calls: Check, Report, the Portkey webhook) takes a place
+// in it before the request gate and the handler run, and frees it when the
+// handler returns; GET routes (/metrics) are not counted. A request whose
+// deadline has passed is answered 504 DEADLINE_EXCEEDED, one past the bound
+// 429 RESOURCE_EXHAUSTED; neither runs any handler. The deadline is
+// `received` plus the timeout a caller may send in the header
+// x-bursar-timeout-ms or Envoy's x-envoy-expected-rq-timeout-ms
+// (milliseconds; with both, the smaller); without either, none.
+//
 // Routes and the gate are set before Start() and never changed after it.
 // Handlers run on the worker threads, concurrently: they must be
 // thread-safe.
@@ -31,6 +42,9 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "server/overload.h"
 
 namespace httplib {
 class Server;
@@ -56,6 +70,8 @@ struct HttpRequest {
   std::string body;
   // The peer's address, e.g. "127.0.0.1".
   std::string remote_addr;
+  // When the request was read; its deadline counts from here.
+  absl::Time received = absl::Now();
 
   // The first value of a header (name in any case); empty if absent.
   std::string Header(absl::string_view name) const;
@@ -97,6 +113,9 @@ class HttpServer {
   void HandleGet(std::string path, GetHandler handler);
   void HandlePost(std::string path, PostHandler handler);
   void SetGate(RequestGate gate);
+  // The CallGate of POST routes (see the top of this file); null: none.
+  // `gate` must outlive the server.
+  void SetCallGate(CallGate* gate) { call_gate_ = gate; }
 
   // Binds `address` ("host:port"; port 0 picks a free one) and serves on
   // background threads. Returns once it accepts connections. Errors:
@@ -124,6 +143,7 @@ class HttpServer {
   const HttpServerOptions options_;
   Routes routes_;
   RequestGate gate_;
+  CallGate* call_gate_ = nullptr;
   std::unique_ptr<httplib::Server> server_;
   std::thread listener_;
   // Set by the listener thread when listen_after_bind returns.
@@ -136,6 +156,12 @@ class HttpServer {
 // {"code": "<code>", "message": "<message>"}.
 HttpReply JsonError(int http_status, absl::string_view code,
                     absl::string_view message);
+
+// The request's deadline: `received` plus the smaller of the timeouts in
+// x-bursar-timeout-ms and x-envoy-expected-rq-timeout-ms (non-negative
+// integers, milliseconds); InfiniteFuture without either. INVALID_ARGUMENT
+// naming the header for any other value.
+absl::StatusOr<absl::Time> RequestDeadline(const HttpRequest& request);
 
 // JSON string literal (with quotes) for `text`, escaped per RFC 8259.
 std::string JsonQuote(absl::string_view text);

@@ -26,6 +26,8 @@ int HttpStatusFor(absl::StatusCode code) {
       return 429;
     case absl::StatusCode::kUnavailable:
       return 503;
+    case absl::StatusCode::kDeadlineExceeded:
+      return 504;
     default:
       return 500;
   }

@@ -26,7 +26,8 @@ namespace bursar::server::http {
 // INVALID_ARGUMENT 400, FAILED_PRECONDITION 400 (as google.rpc maps it: the
 // request cannot run in the current state, and retrying it unchanged will
 // not help), NOT_FOUND 404, UNAUTHENTICATED 401, PERMISSION_DENIED 403,
-// RESOURCE_EXHAUSTED 429, UNAVAILABLE 503, OK 200, anything else 500.
+// RESOURCE_EXHAUSTED 429, UNAVAILABLE 503, DEADLINE_EXCEEDED 504, OK 200,
+// anything else 500.
 int HttpStatusFor(absl::StatusCode code);
 
 // The error reply for a non-OK status: its HTTP status and

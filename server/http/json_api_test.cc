@@ -18,6 +18,7 @@ TEST(HttpStatusForTest, MapsEveryCodeTheApiUses) {
   EXPECT_EQ(HttpStatusFor(absl::StatusCode::kNotFound), 404);
   EXPECT_EQ(HttpStatusFor(absl::StatusCode::kResourceExhausted), 429);
   EXPECT_EQ(HttpStatusFor(absl::StatusCode::kUnavailable), 503);
+  EXPECT_EQ(HttpStatusFor(absl::StatusCode::kDeadlineExceeded), 504);
   EXPECT_EQ(HttpStatusFor(absl::StatusCode::kInternal), 500);
   EXPECT_EQ(HttpStatusFor(absl::StatusCode::kDataLoss), 500);
   EXPECT_EQ(HttpStatusFor(absl::StatusCode::kUnknown), 500);

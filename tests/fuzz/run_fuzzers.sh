@@ -17,6 +17,10 @@
 set -euo pipefail
 
 readonly kSkip=77
+# Sanitizer options from outside (tests/sanitizers/run.sh: reports to log
+# files, no leak checks) are not the fuzzers': here a finding goes to the
+# fuzzer's log and a leak is a finding.
+unset ASAN_OPTIONS UBSAN_OPTIONS
 src=$(cd "${1:?usage: run_fuzzers.sh SOURCE_DIR FUZZ_BUILD_DIR [SECONDS]}" && pwd)
 out=${2:?usage: run_fuzzers.sh SOURCE_DIR FUZZ_BUILD_DIR [SECONDS]}
 seconds=${3:-30}

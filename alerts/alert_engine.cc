@@ -525,6 +525,7 @@ void AlertEngine::Wake() {
 }
 
 void AlertEngine::Loop() {
+  if (options_.on_thread_start) options_.on_thread_start();
   absl::Time last_start = absl::InfinitePast();
   while (true) {
     {

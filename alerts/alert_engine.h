@@ -62,6 +62,10 @@ struct AlertEngineOptions {
   // Destinations), stored as pending deliveries in the write that stores
   // the alert (the outbox); may be empty.
   std::function<std::vector<std::string>(const storage::AlertEntry&)> outbox;
+  // Called first on the engine's own thread; may be empty (bursard lowers
+  // the thread's scheduling priority there, so that passes yield the CPU to
+  // Check and Report).
+  std::function<void()> on_thread_start;
 };
 
 class AlertEngine {

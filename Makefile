@@ -3,24 +3,21 @@
 #              start bursard (./data, policies/example) on 127.0.0.1:8081,
 #              plaintext and without authentication (--insecure: development
 #              only; see docs/security.md for TLS and tokens)
-#   make test  install what is missing, build build/ and run the whole ctest
-#              suite there (unit, integration, model-based, crash, examples,
-#              Portkey, Helm, the fuzz test with its clang build). This is
-#              what CI runs (about 15 minutes on 2 cores).
-#   SANITIZERS=1 make test  (= make test-sanitizers): instead, build the
-#              whole tree with ASan + UBSan in build-test/ and run the whole
-#              suite there; beside it, build bursard and the concurrency
-#              tests with TSan in build-tsan/ and run those
-#              (tests/sanitizers/run.sh all). Any test failure or sanitizer
-#              report fails it. It passes, but takes about 30 minutes on a
-#              fresh 2-core clone, past CI's 20-minute budget, so CI does not
-#              run it yet (docs/testing.md, "CI time"; decision 018).
-# make run and make bench use build/, never the sanitized build-test/.
+#   make test  install what is missing, then what CI runs
+#              (tests/sanitizers/run.sh all): build the whole tree with clang,
+#              ASan + UBSan in build-test/ and run the whole ctest suite there
+#              (unit, integration, model-based, crash, examples, Portkey, Helm,
+#              the fuzzers of that same build); beside it, build bursard and
+#              the concurrency tests with TSan in build-tsan/ and run those.
+#              Any test failure or sanitizer report fails it (decision 018).
+#   SANITIZERS=0 make test  the plain suite on build/ instead: a quicker
+#              local loop (the fuzz test then makes its own clang build).
+# make run and make bench use build/, never the sanitized builds.
 BUILD_DIR ?= build
 BUILD_TYPE ?= RelWithDebInfo
 JOBS ?= $(shell nproc)
 BURSARD_FLAGS ?=
-SANITIZERS ?= 0
+SANITIZERS ?= 1
 TEST_BUILD_DIR ?= build-test
 TSAN_BUILD_DIR ?= build-tsan
 
@@ -42,15 +39,15 @@ build: configure
 run: build
 	$(BUILD_DIR)/server/bursard --insecure --listen=127.0.0.1:8081 --data_dir=./data --policy_dir=policies/example $(BURSARD_FLAGS)
 
-ifeq ($(SANITIZERS),1)
-test: deps
-	tests/sanitizers/run.sh all . $(TEST_BUILD_DIR) $(TSAN_BUILD_DIR) $(JOBS)
-else
+ifeq ($(SANITIZERS),0)
 test: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS)
+else
+test: deps
+	tests/sanitizers/run.sh all . $(TEST_BUILD_DIR) $(TSAN_BUILD_DIR) $(JOBS)
 endif
 
-# test-sanitizers: what `SANITIZERS=1 make test` runs;
+# test-sanitizers: what `make test` runs by default;
 # test-asan, test-tsan: one half each (tests/sanitizers/run.sh).
 test-sanitizers: deps
 	tests/sanitizers/run.sh all . $(TEST_BUILD_DIR) $(TSAN_BUILD_DIR) $(JOBS)

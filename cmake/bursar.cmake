@@ -4,6 +4,7 @@ function(bursar_cc_test name)
   cmake_parse_arguments(ARG "" "" "SOURCES;DEPS" ${ARGN})
   add_executable(${name} ${ARG_SOURCES})
   target_link_libraries(${name} PRIVATE ${ARG_DEPS} GTest::gmock GTest::gtest_main)
+  target_compile_options(${name} PRIVATE ${BURSAR_TEST_CODE_OPTIONS})
   gtest_discover_tests(${name} DISCOVERY_TIMEOUT 30)
 endfunction()
 
@@ -39,4 +40,18 @@ function(bursar_proto_library name)
   add_library(${name} ${srcs})
   target_include_directories(${name} PUBLIC ${out_dir})
   target_link_libraries(${name} PUBLIC protobuf::libprotobuf ${ARG_DEPS})
+endfunction()
+
+# bursar_fuzzer(NAME SOURCE DEPS ...): a libFuzzer binary, only in trees whose
+# libraries carry the fuzzers' coverage (BURSAR_FUZZERS_IN_TREE,
+# cmake/sanitizers.cmake): elsewhere it would fuzz blind.
+function(bursar_fuzzer name source)
+  cmake_parse_arguments(ARG "" "" "DEPS" ${ARGN})
+  if(NOT BURSAR_FUZZERS_IN_TREE)
+    return()
+  endif()
+  add_executable(${name} ${source})
+  target_compile_options(${name} PRIVATE -fsanitize=fuzzer)
+  target_link_options(${name} PRIVATE -fsanitize=fuzzer)
+  target_link_libraries(${name} PRIVATE ${ARG_DEPS})
 endfunction()

@@ -8,7 +8,12 @@
 # any crash, leak, timeout or out-of-memory; skips (exit 77, ctest's
 # SKIP_RETURN_CODE) when clang++ or the libFuzzer runtime is missing.
 #
-#   tests/fuzz/run_fuzzers.sh SOURCE_DIR FUZZ_BUILD_DIR [SECONDS_EACH]
+#   tests/fuzz/run_fuzzers.sh [--in-tree] SOURCE_DIR FUZZ_BUILD_DIR [SECONDS_EACH]
+#
+# --in-tree: FUZZ_BUILD_DIR is a clang build whose libraries already carry
+# the fuzzers' coverage (-DBURSAR_SANITIZE=address or fuzzer) and that built
+# the fuzzers with everything else; they are run from there, nothing is
+# configured or built.
 #
 # Findings (and the fuzzer's log) are written to FUZZ_BUILD_DIR/artifacts/;
 # reproduce one with
@@ -21,8 +26,14 @@ readonly kSkip=77
 # files, no leak checks) are not the fuzzers': here a finding goes to the
 # fuzzer's log and a leak is a finding.
 unset ASAN_OPTIONS UBSAN_OPTIONS
-src=$(cd "${1:?usage: run_fuzzers.sh SOURCE_DIR FUZZ_BUILD_DIR [SECONDS]}" && pwd)
-out=${2:?usage: run_fuzzers.sh SOURCE_DIR FUZZ_BUILD_DIR [SECONDS]}
+usage="usage: run_fuzzers.sh [--in-tree] SOURCE_DIR FUZZ_BUILD_DIR [SECONDS]"
+in_tree=0
+if [ "${1:-}" = "--in-tree" ]; then
+  in_tree=1
+  shift
+fi
+src=$(cd "${1:?$usage}" && pwd)
+out=${2:?$usage}
 seconds=${3:-30}
 
 skip() {
@@ -31,45 +42,60 @@ skip() {
   exit "$kSkip"
 }
 
-command -v clang++ >/dev/null 2>&1 || skip "clang++ is not installed"
-
 mkdir -p "$out"
 # Scratch space of this run (the probe, corpus copies, logs), so that two
 # runs on one build directory do not step on each other.
 run_dir=$(mktemp -d "${TMPDIR:-/tmp}/bursar-fuzz.XXXXXX")
 trap 'rm -rf "$run_dir"' EXIT
-probe_dir="$run_dir/probe"
-mkdir -p "$probe_dir"
-printf '%s\n' \
-  '#include <cstddef>' \
-  '#include <cstdint>' \
-  'extern "C" int LLVMFuzzerTestOneInput(const uint8_t*, size_t) { return 0; }' \
-  >"$probe_dir/probe.cc"
-if ! clang++ -fsanitize=fuzzer,address "$probe_dir/probe.cc" \
-    -o "$probe_dir/probe" >"$probe_dir/probe.log" 2>&1; then
-  cat "$probe_dir/probe.log"
-  skip "clang++ cannot link -fsanitize=fuzzer: the libFuzzer runtime is missing"
-fi
+# build_fuzzers: the fuzzers in a clang build of their own, in $out.
+build_fuzzers() {
+  command -v clang++ >/dev/null 2>&1 || skip "clang++ is not installed"
 
-# A build directory of its own: the main build may use another compiler.
-# Two jobs at most, so that the rest of ctest keeps a core when it runs
-# beside this test.
-# (Re)configured every time: cheap, and an older fuzz build dir gains the
-# instrumentation option.
-launcher=()
-if command -v ccache >/dev/null 2>&1; then
-  launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
-fi
-cmake -S "$src" -B "$out" -G Ninja -DCMAKE_CXX_COMPILER=clang++ \
-  -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBURSAR_SANITIZE=fuzzer \
-  "${launcher[@]}" >"$out/configure.log" 2>&1 || {
-  cat "$out/configure.log"
-  echo "FAILED: configuring the clang build in $out"
-  exit 1
+  probe_dir="$run_dir/probe"
+  mkdir -p "$probe_dir"
+  printf '%s\n' \
+    '#include <cstddef>' \
+    '#include <cstdint>' \
+    'extern "C" int LLVMFuzzerTestOneInput(const uint8_t*, size_t) { return 0; }' \
+    >"$probe_dir/probe.cc"
+  if ! clang++ -fsanitize=fuzzer,address "$probe_dir/probe.cc" \
+      -o "$probe_dir/probe" >"$probe_dir/probe.log" 2>&1; then
+    cat "$probe_dir/probe.log"
+    skip "clang++ cannot link -fsanitize=fuzzer: the libFuzzer runtime is missing"
+  fi
+
+  # A build directory of its own: the main build may use another compiler.
+  # Two jobs at most, so that the rest of ctest keeps a core when it runs
+  # beside this test.
+  # (Re)configured every time: cheap, and an older fuzz build dir gains the
+  # instrumentation option.
+  launcher=()
+  if command -v ccache >/dev/null 2>&1; then
+    launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+  fi
+  cmake -S "$src" -B "$out" -G Ninja -DCMAKE_CXX_COMPILER=clang++ \
+    -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBURSAR_SANITIZE=fuzzer \
+    "${launcher[@]}" >"$out/configure.log" 2>&1 || {
+    cat "$out/configure.log"
+    echo "FAILED: configuring the clang build in $out"
+    exit 1
+  }
+  cmake --build "$out" -j 2 \
+    --target bursar_loader_fuzzer bursar_expr_compile_fuzzer \
+    bursar_request_fuzzer
 }
-cmake --build "$out" -j 2 \
-  --target bursar_loader_fuzzer bursar_expr_compile_fuzzer \
-  bursar_request_fuzzer
+
+if [ "$in_tree" = 1 ]; then
+  for target in policy/bursar_loader_fuzzer policy/bursar_expr_compile_fuzzer \
+                tests/fuzz/bursar_request_fuzzer; do
+    [ -x "$out/$target" ] || {
+      echo "FAILED: --in-tree, but $out/$target was not built"
+      exit 1
+    }
+  done
+else
+  build_fuzzers
+fi
 
 # name, binary, corpus
 fuzzers=(

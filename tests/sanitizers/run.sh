@@ -2,13 +2,14 @@
 # The test suite under sanitizers (docs/testing.md); `make test` runs `all`.
 #
 #   tests/sanitizers/run.sh asan SOURCE_DIR ASAN_BUILD_DIR [JOBS]
-#       ASan + UBSan (-DBURSAR_SANITIZE=address): the whole tree is built in
-#       ASAN_BUILD_DIR and the whole ctest suite runs there (every unit and
-#       integration test against the sanitized bursard, the model-based and
-#       crash tests, the examples, Portkey, Helm and the fuzz test, which
-#       makes its own clang build).
+#       ASan + UBSan (-DBURSAR_SANITIZE=address, clang): the whole tree is
+#       built in ASAN_BUILD_DIR, the fuzzers included (the libraries carry
+#       libFuzzer's coverage too), and the whole ctest suite runs there
+#       (every unit and integration test against the sanitized bursard, the
+#       model-based and crash tests, the examples, Portkey, Helm and the
+#       fuzz test on the fuzzers of this build).
 #   tests/sanitizers/run.sh tsan SOURCE_DIR TSAN_BUILD_DIR [JOBS]
-#       TSan (-DBURSAR_SANITIZE=thread): bursard and the concurrency tests
+#       TSan (-DBURSAR_SANITIZE=thread, g++): bursard and the concurrency tests
 #       (the limits/ and storage/ unit tests, tests/concurrency_test.cc,
 #       tests/crash_test.cc) built and run in TSAN_BUILD_DIR; only those
 #       targets are built.
@@ -31,11 +32,21 @@ if command -v ccache >/dev/null 2>&1; then
   launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
 fi
 
-# configure DIR SANITIZE: a build directory of its own, configured once.
+# configure DIR SANITIZE COMPILER: a build directory of its own, configured
+# once (again if it was configured with another compiler).
 configure() {
+  local compiler
+  compiler=$(command -v "$3") || {
+    echo "FAILED: $3 is not installed (scripts/install-deps.sh installs it)"
+    return 1
+  }
+  if [ -f "$1/CMakeCache.txt" ] &&
+     ! grep -qx "CMAKE_CXX_COMPILER:[A-Z]*=$compiler" "$1/CMakeCache.txt"; then
+    rm -rf "$1"
+  fi
   if [ ! -f "$1/build.ninja" ]; then
     cmake -S "$src" -B "$1" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-      -DBURSAR_SANITIZE="$2" "${launcher[@]}"
+      -DCMAKE_CXX_COMPILER="$compiler" -DBURSAR_SANITIZE="$2" "${launcher[@]}"
   fi
 }
 
@@ -70,7 +81,7 @@ readonly tsan_tests=(limits/bursar_limits_test storage/bursar_storage_test
                      tests/bursar_concurrency_test tests/bursar_crash_test)
 
 tsan_build() {  # DIR JOBS
-  configure "$1" thread
+  configure "$1" thread g++
   cmake --build "$1" -j "$2" --target bursard "${tsan_tests[@]##*/}"
 }
 
@@ -90,7 +101,7 @@ tsan_test() {  # DIR
 }
 
 asan_build() {  # DIR JOBS
-  configure "$1" address
+  configure "$1" address clang++
   cmake --build "$1" -j "$2"
 }
 

@@ -3,6 +3,9 @@
 #   docker build -t bursar:0.1.0 .
 #   docker run --rm -p 8081:8081 -p 8082:8082 bursar:0.1.0
 #
+# Without a Docker engine: sudo tests/docker/build_without_docker.py builds it
+# with debootstrap + chroot and runs it until healthy (docs/operations.md).
+#
 # Stage 1 builds bursard and bursarctl (Release) with the project's own
 # dependency script; stage 2 holds only the two binaries, the Debian packages
 # of the shared libraries they load (found with ldd + dpkg-query, so the list
@@ -49,7 +52,7 @@ COPY policies/example /usr/share/bursar/policies/example
 USER 10001:10001
 WORKDIR /var/lib/bursar
 # 8081: gRPC (Decision, Admin, health, reflection); 8082: HTTP (/v1/check,
-# /v1/report, /metrics).
+# /v1/report, /metrics, and the probes /healthz and /readyz).
 EXPOSE 8081 8082
 ENTRYPOINT ["/usr/local/bin/bursard"]
 # Plaintext for a quick try only; production passes --tls_cert/--tls_key

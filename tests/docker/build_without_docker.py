@@ -842,9 +842,18 @@ def run_image(stage, options):
     answered = "(no probe ran)"
     result = None
     try:
+        own_network = os.readlink("/proc/self/ns/net")
         while time.monotonic() - started < options.run_timeout:
             if process.poll() is not None:
                 break
+            # Until unshare has run, the child is still in this machine's
+            # network namespace, where 8081 may be somebody else's.
+            try:
+                if os.readlink(f"/proc/{process.pid}/ns/net") == own_network:
+                    time.sleep(0.1)
+                    continue
+            except OSError:
+                continue  # exited meanwhile: poll() says so next
             result = subprocess.run(
                 ["nsenter", f"--target={process.pid}", "--net", *probe],
                 capture_output=True, text=True)

@@ -35,9 +35,13 @@ RUN ldd /build/server/bursard /build/cli/bursarctl \
 
 FROM ${DEBIAN_IMAGE} AS runtime
 COPY --from=build /build/runtime-packages.txt /tmp/runtime-packages.txt
+# apt-get clean: the downloaded .debs (about 90 MB) would otherwise stay in
+# the image wherever the base lacks debian:12's docker-clean apt hook (found
+# by tests/docker/build_without_docker.py, whose base is a plain debootstrap).
 RUN apt-get update \
  && xargs -a /tmp/runtime-packages.txt apt-get install -y --no-install-recommends \
       ca-certificates \
+ && apt-get clean \
  && rm -rf /var/lib/apt/lists/* /tmp/runtime-packages.txt
 # The "bursar" user (uid/gid 10001, the chart's podSecurityContext).
 RUN groupadd --system --gid 10001 bursar \

@@ -119,7 +119,7 @@ def parse_dockerfile(text):
                 continue
             pending, start = "", number
         if raw.rstrip().endswith("\\"):
-            pending += raw.rstrip()[:-1] + " "
+            pending += raw.rstrip()[:-1]
             continue
         pending += raw
         match = re.match(r"\s*([A-Za-z]+)(\s+(.*))?$", pending, re.S)
@@ -217,6 +217,41 @@ def parse_assignments(instruction, text):
             instruction.fail(f"expected NAME=VALUE, got {word!r}")
         pairs.append((name, value))
     return pairs
+
+
+SUPPORTED = ("ARG", "FROM", "SHELL", "WORKDIR", "COPY", "RUN", "USER",
+             "EXPOSE", "ENTRYPOINT", "CMD", "ENV", "LABEL")
+FLAGS = {"COPY": ("from",)}  # every other instruction takes no --flags
+
+
+def validate(instructions):
+    """Fails, naming the line, on anything this interpreter cannot do as
+    Docker would; checked for the whole file before any work starts."""
+    if not instructions or instructions[0].keyword not in ("ARG", "FROM"):
+        raise BuildError("Dockerfile: the first instruction must be ARG or "
+                         "FROM")
+    seen_from = False
+    for instruction in instructions:
+        if instruction.keyword not in SUPPORTED:
+            instruction.fail("this instruction is not supported by "
+                             "tests/docker/build_without_docker.py; teach it "
+                             "or change the Dockerfile")
+        if instruction.keyword not in ("ARG", "FROM") and not seen_from:
+            instruction.fail("comes before the first FROM")
+        seen_from = seen_from or instruction.keyword == "FROM"
+        split_flags(instruction, FLAGS.get(instruction.keyword, ()))
+        if instruction.keyword == "SHELL" and not json_array(instruction.rest):
+            instruction.fail('SHELL needs the JSON form, e.g. ["/bin/bash", '
+                             '"-c"]')
+        if instruction.keyword == "COPY":
+            words = [w for w in instruction.rest.split()
+                     if not w.startswith("--")]
+            if len(words) < 2:
+                instruction.fail("expected COPY src... dest")
+            for source in words[:-1]:
+                if re.search(r"[*?\[]", source):
+                    instruction.fail(f"wildcards in sources ({source!r}) are "
+                                     "not supported by this interpreter")
 
 
 # --- .dockerignore ----------------------------------------------------------
@@ -420,6 +455,17 @@ def lookup_user(root, spec, where):
         else:
             where.fail(f"no group {group!r} in the image's /etc/group")
     return uid, gid
+
+
+def home_of(root, uid):
+    """The home directory of `uid` in the image's /etc/passwd, "/" without
+    one (what Docker sets HOME to)."""
+    with open(inside(root, "/etc/passwd")) as f:
+        for line in f:
+            fields = line.rstrip("\n").split(":")
+            if len(fields) >= 6 and fields[2] == uid:
+                return fields[5] or "/"
+    return "/"
 
 
 def chroot_command(root, uid, gid, workdir, env, argv):
@@ -709,8 +755,8 @@ class Builder:
             argv = stage.shell + [instruction.rest]
         uid, gid = lookup_user(stage.root, stage.user, instruction)
         env = self.run_env(stage)
-        if uid != "0":
-            env["HOME"] = "/"
+        if "HOME" not in stage.env:
+            env["HOME"] = home_of(stage.root, uid)
         command = chroot_command(stage.root, uid, gid, stage.workdir, env,
                                  argv)
         # Nice: the machine is shared; the Dockerfile's -j"$(nproc)" stays.
@@ -807,10 +853,9 @@ def run_image(stage, options):
     os.makedirs(volume)
     os.chown(volume, int(uid), int(gid))
     os.chmod(volume, 0o750)
-    env = {"PATH": DOCKER_PATH, "HOME": "/", "HOSTNAME": "bursar-0"}
+    env = {"PATH": DOCKER_PATH, "HOME": home_of(stage.root, uid),
+           "HOSTNAME": "bursar-0"}
     env.update(stage.env)
-    if uid == "0":
-        env["HOME"] = "/root"
     command = ["chroot", f"--userspec={uid}:{gid}", f"--groups={gid}", view,
                "/usr/bin/env", f"--chdir={stage.workdir}", "-i"]
     command += [f"{k}={v}" for k, v in env.items()] + argv
@@ -936,6 +981,7 @@ def main():
     try:
         with open(dockerfile) as f:
             instructions = parse_dockerfile(f.read())
+        validate(instructions)
         if not options.run_only:
             shutil.rmtree(options.work, ignore_errors=True)
             os.makedirs(options.work)

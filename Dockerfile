@@ -3,6 +3,9 @@
 #   docker build -t bursar:0.1.0 .
 #   docker run --rm -p 8081:8081 -p 8082:8082 bursar:0.1.0
 #
+# Without a Docker engine: sudo tests/docker/build_without_docker.py builds it
+# with debootstrap + chroot and runs it until healthy (docs/operations.md).
+#
 # Stage 1 builds bursard and bursarctl (Release) with the project's own
 # dependency script; stage 2 holds only the two binaries, the Debian packages
 # of the shared libraries they load (found with ldd + dpkg-query, so the list
@@ -32,9 +35,13 @@ RUN ldd /build/server/bursard /build/cli/bursarctl \
 
 FROM ${DEBIAN_IMAGE} AS runtime
 COPY --from=build /build/runtime-packages.txt /tmp/runtime-packages.txt
+# apt-get clean: the downloaded .debs (about 90 MB) would otherwise stay in
+# the image wherever the base lacks debian:12's docker-clean apt hook (found
+# by tests/docker/build_without_docker.py, whose base is a plain debootstrap).
 RUN apt-get update \
  && xargs -a /tmp/runtime-packages.txt apt-get install -y --no-install-recommends \
       ca-certificates \
+ && apt-get clean \
  && rm -rf /var/lib/apt/lists/* /tmp/runtime-packages.txt
 # The "bursar" user (uid/gid 10001, the chart's podSecurityContext).
 RUN groupadd --system --gid 10001 bursar \
@@ -49,7 +56,7 @@ COPY policies/example /usr/share/bursar/policies/example
 USER 10001:10001
 WORKDIR /var/lib/bursar
 # 8081: gRPC (Decision, Admin, health, reflection); 8082: HTTP (/v1/check,
-# /v1/report, /metrics).
+# /v1/report, /metrics, and the probes /healthz and /readyz).
 EXPOSE 8081 8082
 ENTRYPOINT ["/usr/local/bin/bursard"]
 # Plaintext for a quick try only; production passes --tls_cert/--tls_key

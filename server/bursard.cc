@@ -44,6 +44,8 @@
 #include "server/decision_metrics.h"
 #include "server/envoy_rls.h"
 #include "server/grpc_services.h"
+#include "server/http/grpc_health_readiness.h"
+#include "server/http/health_routes.h"
 #include "server/http/http_server.h"
 #include "server/http/json_api.h"
 #include "server/http/portkey_webhook.h"
@@ -62,7 +64,8 @@ ABSL_FLAG(std::string, listen, "127.0.0.1:8081",
           "Port 0 picks a free port (see --ready_file).");
 ABSL_FLAG(std::string, http_listen, "127.0.0.1:8082",
           "host:port for the HTTP/JSON side port (POST /v1/check, "
-          "/v1/report, /v1/portkey/webhook). Empty: no HTTP port. Port 0 "
+          "/v1/report, /v1/portkey/webhook; GET /metrics, /healthz, "
+          "/readyz). Empty: no HTTP port. Port 0 "
           "picks a free port (see --ready_file).");
 ABSL_FLAG(std::string, data_dir, "./data",
           "Directory of the embedded RocksDB database (ledger and policy "
@@ -641,15 +644,20 @@ int Run() {
   Log(LogLevel::kInfo, "serving", {LF{"addr", bound}});
 
   // The HTTP/JSON side port calls the same Decider, behind the same roles:
-  // Check, Report and the Portkey webhook are the gateway's; /metrics is
-  // open (the port is loopback unless told otherwise).
+  // Check, Report and the Portkey webhook are the gateway's; /metrics and
+  // the probes /healthz and /readyz are open (the port is loopback unless
+  // told otherwise).
   http::DeciderCalls decider_calls(&decider);
+  // /readyz answers what the gRPC health service says (asked through the
+  // in-process channel), for probes that cannot speak gRPC over TLS.
+  http::GrpcHealthReadiness readiness(server.get());
   http::PortkeyWebhook portkey_webhook(&decider_calls, clock.get());
   http::HttpServer http_server;
   // Check, Report and the webhook take places in the same gate as gRPC calls.
   http_server.SetCallGate(&call_gate);
   http::AddDecisionRoutes(&http_server, &decider_calls);
   http::AddPortkeyRoutes(&http_server, &portkey_webhook);
+  http::AddHealthRoutes(&http_server, &readiness);
   http_server.HandleGet("/metrics", [&metrics] {
     http::HttpReply reply;
     reply.content_type = std::string(kPrometheusContentType);
@@ -658,7 +666,9 @@ int Run() {
   });
   http_server.SetGate([&authenticator](const http::HttpRequest& request)
                           -> std::optional<http::HttpReply> {
-    if (request.path == "/metrics") return std::nullopt;
+    if (request.path == "/metrics" || http::IsProbePath(request.path)) {
+      return std::nullopt;
+    }
     const absl::string_view method = request.path == "/v1/report"
                                          ? "/bursar.v1.Decision/Report"
                                          : "/bursar.v1.Decision/Check";
@@ -768,14 +778,19 @@ int Run() {
   int signal_number = 0;
   sigwait(&signals, &signal_number);
   Log(LogLevel::kInfo, "draining", {LF{"signal", strsignal(signal_number)}});
+  // Not ready from now on, for good: the gRPC health service (and with it
+  // /readyz) answers NOT_SERVING. Before server->Shutdown(): /readyz stops
+  // calling into the server.
+  readiness.Drain();
   // No new alerts; watchers end their streams with OK.
   alert_engine.Stop();
   alert_hub.Close();
-  // HTTP first: it finishes the requests it has, then gRPC drains.
-  http_server.Stop();
   server->Shutdown(std::chrono::system_clock::now() +
                    absl::ToChronoSeconds(absl::GetFlag(FLAGS_shutdown_grace)));
   server->Wait();
+  // HTTP after gRPC has drained, so probes get answers (/readyz: 503) while
+  // it drains; it finishes the requests it has.
+  http_server.Stop();
   stopping.Notify();
   expirer.join();
   // Deliveries still queued or waiting to retry stay in the outbox.

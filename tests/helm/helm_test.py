@@ -121,6 +121,23 @@ def bursard_flags():
     return _BURSARD_FLAGS
 
 
+def assert_http_probes(test, sts):
+    """Startup and liveness GET /healthz, readiness GET /readyz, on the
+    container port named http, which bursard binds on every interface, in
+    plaintext (bursard's HTTP port never speaks TLS)."""
+    c = container(sts)
+    expected = {"startupProbe": "/healthz", "livenessProbe": "/healthz",
+                "readinessProbe": "/readyz"}
+    for probe, path in expected.items():
+        test.assertEqual(c[probe]["httpGet"],
+                         {"path": path, "port": "http", "scheme": "HTTP"},
+                         probe)
+        test.assertNotIn("grpc", c[probe], probe)
+        test.assertNotIn("tcpSocket", c[probe], probe)
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    test.assertEqual(flags(sts)["http_listen"], f"0.0.0.0:{ports['http']}")
+
+
 class CommonChecks:
     """Assertions that hold for every set of values."""
 
@@ -224,6 +241,15 @@ class DefaultValuesTest(unittest.TestCase, CommonChecks):
             self.assertEqual(container(sts)[probe]["grpc"], {"port": 8081},
                              probe)
             self.assertNotIn("tcpSocket", container(sts)[probe])
+            self.assertNotIn("httpGet", container(sts)[probe])
+
+    def test_http_probes_can_be_chosen_without_tls(self):
+        sts = one(render("--set", "probes.mode=http"), "StatefulSet")
+        assert_http_probes(self, sts)
+        tcp = one(render("--set", "probes.mode=tcp"), "StatefulSet")
+        for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+            self.assertEqual(container(tcp)[probe]["tcpSocket"],
+                             {"port": "grpc"}, probe)
 
     def test_plaintext_is_explicit_and_no_tls_flags(self):
         f = flags(one(self.objects, "StatefulSet"))
@@ -331,17 +357,22 @@ class CustomValuesTest(unittest.TestCase, CommonChecks):
             self.assertIs(m[directory]["readOnly"], True, flag)
             self.assertEqual(v[volume]["secret"]["secretName"], secret, flag)
 
-    def test_tcp_probes_with_tls(self):
-        # Kubernetes gRPC probes speak plaintext only.
+    def test_http_probes_with_tls(self):
+        # Kubernetes gRPC probes speak plaintext only: with TLS the probes
+        # are httpGet /healthz and /readyz on the plaintext HTTP port.
         sts = one(self.objects, "StatefulSet")
-        for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
-            self.assertEqual(container(sts)[probe]["tcpSocket"],
-                             {"port": "grpc"}, probe)
-            self.assertNotIn("grpc", container(sts)[probe])
+        assert_http_probes(self, sts)
+        # The probe timings of values.yaml stay.
+        self.assertEqual(container(sts)["startupProbe"]["failureThreshold"], 60)
+        self.assertEqual(container(sts)["readinessProbe"]["periodSeconds"], 5)
         forced = one(render("-f", custom_values(), "--set", "probes.mode=grpc"),
                      "StatefulSet")
         self.assertEqual(container(forced)["livenessProbe"]["grpc"],
                          {"port": 8081})
+        tcp = one(render("-f", custom_values(), "--set", "probes.mode=tcp"),
+                  "StatefulSet")
+        self.assertEqual(container(tcp)["readinessProbe"]["tcpSocket"],
+                         {"port": "grpc"})
 
     def test_service_monitor(self):
         sm = one(self.objects, "ServiceMonitor")
@@ -433,6 +464,7 @@ class RejectedValuesTest(unittest.TestCase):
 
     def test_unknown_enum(self):
         self.assert_rejected(r"sync", "--set", "bursard.sync=sometimes")
+        self.assert_rejected(r"mode", "--set", "probes.mode=exec")
 
     def test_bad_duration(self):
         self.assert_rejected(r"reservationTTL", "--set",

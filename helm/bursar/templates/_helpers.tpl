@@ -39,23 +39,45 @@ app.kubernetes.io/component: decision-service
 {{- end -}}
 {{- end -}}
 
-{{/* grpc or tcp: the probe kind after resolving probes.mode=auto. */}}
+{{/* grpc, http or tcp: the probe kind after resolving probes.mode=auto
+(grpc without TLS; http with TLS, since kubelet's grpc probes speak
+plaintext only). */}}
 {{- define "bursar.probeMode" -}}
 {{- if eq .Values.probes.mode "auto" -}}
-{{- if .Values.tls.enabled -}}tcp{{- else -}}grpc{{- end -}}
+{{- if .Values.tls.enabled -}}http{{- else -}}grpc{{- end -}}
 {{- else -}}
 {{- .Values.probes.mode -}}
 {{- end -}}
 {{- end -}}
 
-{{/* The probe handler for the gRPC port. */}}
-{{- define "bursar.probeHandler" -}}
-{{- if eq (include "bursar.probeMode" .) "grpc" -}}
+{{/* The probe handler of the startup and liveness probes: the gRPC health
+service, GET /healthz on the (plaintext) HTTP port, or a TCP connect. */}}
+{{- define "bursar.livenessHandler" -}}
+{{- $mode := include "bursar.probeMode" . -}}
+{{- if eq $mode "grpc" -}}
 grpc:
   port: {{ .Values.bursard.grpcPort }}
+{{- else if eq $mode "http" -}}
+httpGet:
+  path: /healthz
+  port: http
+  scheme: HTTP
 {{- else -}}
 tcpSocket:
   port: grpc
+{{- end -}}
+{{- end -}}
+
+{{/* The probe handler of the readiness probe: as above, but GET /readyz
+(503 from the moment bursard starts draining). */}}
+{{- define "bursar.readinessHandler" -}}
+{{- if eq (include "bursar.probeMode" .) "http" -}}
+httpGet:
+  path: /readyz
+  port: http
+  scheme: HTTP
+{{- else -}}
+{{- include "bursar.livenessHandler" . -}}
 {{- end -}}
 {{- end -}}
 

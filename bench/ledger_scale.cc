@@ -8,6 +8,16 @@
 //     --dir=/tmp/scale --keep
 //   build/bench/bursar_ledger_scale --dir=/tmp/scale --reopen_only
 //
+// After the reopen it also times one ForEachOpenHold pass (bursard reads
+// every open hold's terms at start-up to restore its concurrency pools), and
+// with --rate_keys=N fills a rate limiter (limits/) with N live keys the way
+// bursard's Decider holds them (one per-user rule, a one-minute window of
+// requests and tokens), so that the RSS of 100k budgets and 1M rate keys is
+// measured in one process:
+//
+//   build/bench/bursar_ledger_scale --budgets=100000 --holds=0 \
+//     --rate_keys=1000000
+//
 // Prints one line per phase; the data directory is removed at the end
 // (--keep to keep it).
 
@@ -16,12 +26,14 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "limits/rate_limiter.h"
 #include "storage/labels.h"
 #include "storage/rocks_storage.h"
 
@@ -31,6 +43,9 @@ ABSL_FLAG(int, holds, 1'000'000,
           "reported");
 ABSL_FLAG(std::string, dir, "", "data directory (default: a new temp dir)");
 ABSL_FLAG(bool, keep, false, "keep the data directory");
+ABSL_FLAG(int, rate_keys, 0,
+          "after the reopen, live rate-limit keys to add (one per user, as "
+          "bursard keeps them)");
 ABSL_FLAG(bool, reopen_only, false,
           "only reopen --dir (filled by an earlier run with --keep), so that "
           "RSS is this process's alone");
@@ -119,6 +134,48 @@ int Run() {
       "(%.1f MiB before reopening)\n",
       reopened->ledger->ListBudgets().size(), reopened->ledger->open_holds(),
       absl::FormatDuration(took).c_str(), RssMib(), rss_before);
+  Ledger& ledger = *reopened->ledger;
+
+  // bursard's RestoreInFlight: every open hold with its terms.
+  const absl::Time pass_start = absl::Now();
+  size_t visited = 0, terms_bytes = 0;
+  ledger.ForEachOpenHold([&](const HoldView& hold) {
+    ++visited;
+    terms_bytes += hold.terms.size();
+  });
+  std::printf("visited %zu open holds (%zu bytes of terms) in %s; RSS %.1f "
+              "MiB\n",
+              visited, terms_bytes,
+              absl::FormatDuration(absl::Now() - pass_start).c_str(),
+              RssMib());
+
+  const int rate_keys = absl::GetFlag(FLAGS_rate_keys);
+  if (rate_keys > 0) {
+    // As the Decider holds them: one limiter, a per-user rule with
+    // requests_per_minute and tokens_per_minute, a key per user.
+    const double rss_ledger = RssMib();
+    const std::vector<limits::WindowLimit> windows = {
+        {absl::Minutes(1), 120, 50'000}};
+    limits::RateLimiter limiter;
+    std::vector<limits::RateCharge> charges;
+    const absl::Time fill_start = absl::Now();
+    for (int i = 0; i < rate_keys; ++i) {
+      const std::string key = absl::StrCat("user-", i);
+      limits::RateAsk ask{"per-user", key, windows};
+      charges.clear();
+      if (limiter.Acquire({&ask, 1}, 1700, now, false, &charges)
+              .has_value()) {
+        std::fprintf(stderr, "rate limit denied key %d\n", i);
+        return 1;
+      }
+    }
+    const double rss = RssMib();
+    std::printf(
+        "added %zu live rate keys in %s; RSS %.1f MiB (ledger %.1f MiB + "
+        "rate keys %.1f MiB)\n",
+        limiter.size(), absl::FormatDuration(absl::Now() - fill_start).c_str(),
+        rss, rss_ledger, rss - rss_ledger);
+  }
   reopened->ledger.reset();
   reopened->policy_versions.reset();
   if (!absl::GetFlag(FLAGS_keep)) std::filesystem::remove_all(dir);

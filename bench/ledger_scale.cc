@@ -21,6 +21,8 @@
 // Prints one line per phase; the data directory is removed at the end
 // (--keep to keep it).
 
+#include <sys/resource.h>
+
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
@@ -60,6 +62,14 @@ double RssMib() {
     std::fclose(f);
   }
   return static_cast<double>(resident) * 4096 / (1 << 20);
+}
+
+// CPU time of the whole process (every thread, user + system).
+absl::Duration CpuTime() {
+  struct rusage usage;
+  getrusage(RUSAGE_SELF, &usage);
+  return absl::DurationFromTimeval(usage.ru_utime) +
+         absl::DurationFromTimeval(usage.ru_stime);
 }
 
 int Run() {
@@ -122,31 +132,36 @@ int Run() {
                 absl::FormatDuration(absl::Now() - start).c_str());
   }
   const double rss_before = RssMib();
+  const absl::Duration cpu_start = CpuTime();
   const absl::Time start = absl::Now();
   absl::StatusOr<RocksStorage> reopened = OpenRocksStorage(options);
   const absl::Duration took = absl::Now() - start;
+  const absl::Duration cpu = CpuTime() - cpu_start;
   if (!reopened.ok()) {
     std::fprintf(stderr, "reopen: %s\n", reopened.status().ToString().c_str());
     return 1;
   }
   std::printf(
-      "reopened with %zu budgets and %zu open holds in %s; RSS %.1f MiB "
-      "(%.1f MiB before reopening)\n",
+      "reopened with %zu budgets and %zu open holds in %s (CPU %s); RSS "
+      "%.1f MiB (%.1f MiB before reopening)\n",
       reopened->ledger->ListBudgets().size(), reopened->ledger->open_holds(),
-      absl::FormatDuration(took).c_str(), RssMib(), rss_before);
+      absl::FormatDuration(took).c_str(), absl::FormatDuration(cpu).c_str(),
+      RssMib(), rss_before);
   Ledger& ledger = *reopened->ledger;
 
   // bursard's RestoreInFlight: every open hold with its terms.
   const absl::Time pass_start = absl::Now();
+  const absl::Duration pass_cpu_start = CpuTime();
   size_t visited = 0, terms_bytes = 0;
   ledger.ForEachOpenHold([&](const HoldView& hold) {
     ++visited;
     terms_bytes += hold.terms.size();
   });
-  std::printf("visited %zu open holds (%zu bytes of terms) in %s; RSS %.1f "
-              "MiB\n",
+  std::printf("visited %zu open holds (%zu bytes of terms) in %s (CPU %s); "
+              "RSS %.1f MiB\n",
               visited, terms_bytes,
               absl::FormatDuration(absl::Now() - pass_start).c_str(),
+              absl::FormatDuration(CpuTime() - pass_cpu_start).c_str(),
               RssMib());
 
   const int rate_keys = absl::GetFlag(FLAGS_rate_keys);

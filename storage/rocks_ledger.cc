@@ -1,6 +1,7 @@
 #include "storage/rocks_ledger.h"
 
 #include <algorithm>
+#include <array>
 #include <deque>
 #include <utility>
 
@@ -80,24 +81,31 @@ struct HoldId {
 
 constexpr size_t kHoldIdChars = 34;
 
+// Budgets one reservation can be charged to (Hold::charge_count).
+constexpr size_t kMaxCharges = 65535;
+
+// Lowercase hex digit -> value; -1 for any other byte.
+constexpr std::array<int8_t, 256> kHexValue = [] {
+  std::array<int8_t, 256> table{};
+  for (int c = 0; c < 256; ++c) table[c] = -1;
+  for (int c = '0'; c <= '9'; ++c) table[c] = static_cast<int8_t>(c - '0');
+  for (int c = 'a'; c <= 'f'; ++c) table[c] = static_cast<int8_t>(c - 'a' + 10);
+  return table;
+}();
+
 // False unless `text` is exactly the form NewHoldId makes.
 bool ParseHoldId(absl::string_view text, HoldId* id) {
   if (text.size() != kHoldIdChars || text[0] != 'r' || text[1] != '-') {
     return false;
   }
   uint64_t halves[2] = {0, 0};
+  int8_t bad = 0;
   for (size_t i = 0; i < 32; ++i) {
-    const char c = text[2 + i];
-    uint64_t digit;
-    if (c >= '0' && c <= '9') {
-      digit = c - '0';
-    } else if (c >= 'a' && c <= 'f') {
-      digit = c - 'a' + 10;
-    } else {
-      return false;
-    }
-    halves[i / 16] = (halves[i / 16] << 4) | digit;
+    const int8_t digit = kHexValue[static_cast<uint8_t>(text[2 + i])];
+    bad |= digit;  // -1 sets the sign bit
+    halves[i / 16] = (halves[i / 16] << 4) | static_cast<uint64_t>(digit & 0xf);
   }
+  if (bad < 0) return false;
   id->hi = halves[0];
   id->lo = halves[1];
   return true;
@@ -300,20 +308,31 @@ class RocksLedger final : public Ledger {
     }
   };
   // A hold in memory (docs/decisions/019-compact-holds.md): what the hot
-  // path and expiry decide with. Settled holds keep no charges.
+  // path and expiry decide with, in 32 bytes. The estimate of a settled
+  // hold and the expiry of a finished one are in its record on disk.
   struct Hold {
-    int64_t estimate_nanos = 0;
-    int64_t cost_nanos = 0;
-    int64_t expires_at_micros = 0;
-    int64_t settled_at_micros = 0;
+    // Open: expires_at. Settled or expired: settled_at.
+    int64_t at_micros = 0;
+    // Open or expired: the estimate (an expired hold's cost). Settled: the
+    // cost.
+    int64_t amount_nanos = 0;
     // RequestHash of its request_id; 0: none.
     uint64_t request_hash = 0;
-    HoldRecord::State state = HoldRecord::STATE_OPEN;
-    bool reported_after_expiry = false;
+    // charge_pool_[charges_at, charges_at + charge_count); settled holds
+    // keep none.
+    uint32_t charges_at = 0;
+    uint16_t charge_count = 0;
+    uint8_t state = HoldRecord::STATE_OPEN;
+    bool reported_after_expiry : 1;
     // Its request_id is in request_overflow_, not by_request_hash_.
-    bool request_in_overflow = false;
-    absl::InlinedVector<Charge, 2> charges;
+    bool request_in_overflow : 1;
+
+    Hold() : reported_after_expiry(false), request_in_overflow(false) {}
+    bool open() const { return state == HoldRecord::STATE_OPEN; }
+    bool expired() const { return state == HoldRecord::STATE_EXPIRED; }
+    bool settled() const { return state == HoldRecord::STATE_SETTLED; }
   };
+  static_assert(sizeof(Hold) == 32);
 
   // Writes `batch` to RocksDB (durable per the sync mode only after
   // AwaitDurable(*ticket), which the caller calls without mu_ held).
@@ -373,6 +392,16 @@ class RocksLedger final : public Ledger {
   // a hold in memory.
   uint32_t AcquireTarget(absl::string_view budget, absl::string_view instance)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Room for `count` charges in charge_pool_ for `hold` (reusing a freed
+  // run of that length when there is one).
+  absl::Span<Charge> AllocateCharges(Hold& hold, size_t count)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Span<const Charge> ChargesOf(const Hold& hold) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return absl::MakeConstSpan(charge_pool_.data() + hold.charges_at,
+                               hold.charge_count);
+  }
+  // Releases the hold's charge targets and its run of charge_pool_.
   void ReleaseCharges(Hold& hold) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // request_id -> hold. `hash` is RequestHash(request_id).
@@ -392,8 +421,8 @@ class RocksLedger final : public Ledger {
   absl::Status ReadHoldBytes(absl::string_view key,
                              rocksdb::PinnableSlice* bytes) const;
   absl::Status ReadHold(absl::string_view key, HoldRecord* record) const;
-  // A view of `hold` (memory: state and amounts) with the terms and charges
-  // of its `record`.
+  // A view of `hold` (memory: state and cost) with the estimate, expiry,
+  // terms and charges of its `record`.
   static HoldView ViewOf(absl::string_view reservation_id, const Hold& hold,
                          const HoldRecord& record);
   static void FillView(absl::string_view reservation_id, const Hold& hold,
@@ -424,6 +453,9 @@ class RocksLedger final : public Ledger {
   std::vector<uint32_t> free_targets_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<TargetKey, uint32_t, TargetKeyHash, TargetKeyEq>
       target_ids_ ABSL_GUARDED_BY(mu_);
+  // The charges of open and expired holds, in runs; freed runs by length.
+  std::vector<Charge> charge_pool_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::vector<uint32_t>> free_charge_runs_ ABSL_GUARDED_BY(mu_);
   // RequestHash(request_id) -> hold, verified against the record on a hit.
   absl::flat_hash_map<uint64_t, HoldId> by_request_hash_ ABSL_GUARDED_BY(mu_);
   // request_ids whose hash another request_id in by_request_hash_ has.
@@ -483,6 +515,9 @@ absl::Status RocksLedger::LoadHolds() {
   // One record parsed in place of the last: its strings keep their
   // capacity, so the loop allocates only for what memory keeps.
   HoldRecord& record = scratch_record_;
+  // The queues are built at the end from sorted runs (appending to a btree
+  // is much cheaper than inserting at random).
+  std::vector<std::pair<int64_t, HoldId>> expiring, retained;
   std::unique_ptr<rocksdb::Iterator> it(
       db_->NewIterator(rocksdb::ReadOptions(), cfs_[kHoldsCf]));
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
@@ -500,21 +535,23 @@ absl::Status RocksLedger::LoadHolds() {
           absl::StrCat("hold record \"", key, "\" does not parse"));
     }
     Hold hold;
-    hold.estimate_nanos = record.estimate_nanos();
-    hold.cost_nanos = record.cost_nanos();
-    hold.expires_at_micros = record.expires_at_micros();
-    hold.settled_at_micros = record.settled_at_micros();
-    hold.state = record.state();
+    hold.state = static_cast<uint8_t>(record.state());
+    hold.at_micros = hold.open() ? record.expires_at_micros()
+                                 : record.settled_at_micros();
+    hold.amount_nanos =
+        hold.open() ? record.estimate_nanos() : record.cost_nanos();
     hold.reported_after_expiry = record.reported_after_expiry();
-    if (hold.state != HoldRecord::STATE_SETTLED) {
-      for (const ChargeRecord& charge : record.charges()) {
-        hold.charges.push_back(
-            {charge.period_start(),
-             AcquireTarget(charge.budget(), charge.instance())});
+    if (!hold.settled()) {
+      absl::Span<Charge> charges =
+          AllocateCharges(hold, record.charges_size());
+      for (int i = 0; i < record.charges_size(); ++i) {
+        const ChargeRecord& charge = record.charges(i);
+        charges[i] = {charge.period_start(),
+                      AcquireTarget(charge.budget(), charge.instance())};
       }
     }
-    if (hold.state == HoldRecord::STATE_OPEN) {
-      expiry_queue_.emplace(hold.expires_at_micros, id);
+    if (hold.open()) {
+      expiring.emplace_back(hold.at_micros, id);
       for (const ChargeRecord& charge : record.charges()) {
         auto entry = budgets_.find(charge.budget());
         if (entry == budgets_.end()) continue;
@@ -522,10 +559,10 @@ absl::Status RocksLedger::LoadHolds() {
         PeriodState* state = PeriodFor(entry->second, charge.instance(),
                                        charge.period_start(), &error);
         if (state == nullptr) return error;
-        state->held_nanos += hold.estimate_nanos;
+        state->held_nanos += hold.amount_nanos;
       }
     } else {
-      retention_queue_.emplace(hold.settled_at_micros, id);
+      retained.emplace_back(hold.at_micros, id);
     }
     holds_.emplace(id, std::move(hold));
     if (!record.request_id().empty()) {
@@ -548,7 +585,14 @@ absl::Status RocksLedger::LoadHolds() {
       IndexRequest(id, request_id, hash, collided);
     }
   }
-  return FromRocks(it->status(), "reading holds");
+  if (absl::Status s = FromRocks(it->status(), "reading holds"); !s.ok()) {
+    return s;
+  }
+  std::sort(expiring.begin(), expiring.end());
+  std::sort(retained.begin(), retained.end());
+  expiry_queue_.insert(expiring.begin(), expiring.end());
+  retention_queue_.insert(retained.begin(), retained.end());
+  return absl::OkStatus();
 }
 
 void RocksLedger::RebuildIndex() {
@@ -675,14 +719,14 @@ absl::StatusOr<std::pair<BudgetSpec, bool>> RocksLedger::SetBudget(
     fresh.tz = tz;
     for (const auto& [expires_at, id] : expiry_queue_) {
       const Hold& hold = holds_.at(id);
-      for (const Charge& charge : hold.charges) {
+      for (const Charge& charge : ChargesOf(hold)) {
         const ChargeTarget& target = targets_[charge.target];
         if (target.budget != spec.name) continue;
         absl::Status error;
         PeriodState* state = PeriodFor(fresh, target.instance,
                                        charge.period_start, &error);
         if (state == nullptr) return error;
-        state->held_nanos += hold.estimate_nanos;
+        state->held_nanos += hold.amount_nanos;
       }
     }
   }
@@ -1053,8 +1097,25 @@ uint32_t RocksLedger::AcquireTarget(absl::string_view budget,
   return index;
 }
 
+absl::Span<RocksLedger::Charge> RocksLedger::AllocateCharges(Hold& hold,
+                                                             size_t count) {
+  hold.charge_count = static_cast<uint16_t>(count);
+  if (count == 0) {
+    hold.charges_at = 0;
+    return {};
+  }
+  if (count < free_charge_runs_.size() && !free_charge_runs_[count].empty()) {
+    hold.charges_at = free_charge_runs_[count].back();
+    free_charge_runs_[count].pop_back();
+  } else {
+    hold.charges_at = static_cast<uint32_t>(charge_pool_.size());
+    charge_pool_.resize(charge_pool_.size() + count);
+  }
+  return absl::MakeSpan(charge_pool_.data() + hold.charges_at, count);
+}
+
 void RocksLedger::ReleaseCharges(Hold& hold) {
-  for (const Charge& charge : hold.charges) {
+  for (const Charge& charge : ChargesOf(hold)) {
     ChargeTarget& target = targets_[charge.target];
     if (--target.refs > 0) continue;
     target_ids_.erase(TargetKey{target.budget, target.instance});
@@ -1062,8 +1123,14 @@ void RocksLedger::ReleaseCharges(Hold& hold) {
     std::string().swap(target.instance);
     free_targets_.push_back(charge.target);
   }
-  hold.charges.clear();
-  hold.charges.shrink_to_fit();
+  if (hold.charge_count > 0) {
+    if (free_charge_runs_.size() <= hold.charge_count) {
+      free_charge_runs_.resize(hold.charge_count + 1);
+    }
+    free_charge_runs_[hold.charge_count].push_back(hold.charges_at);
+  }
+  hold.charges_at = 0;
+  hold.charge_count = 0;
 }
 
 uint64_t RocksLedger::RequestHash(absl::string_view request_id) const {
@@ -1141,12 +1208,12 @@ absl::Status RocksLedger::ReadHold(absl::string_view key,
 void RocksLedger::FillView(absl::string_view reservation_id, const Hold& hold,
                            const HoldRecord& record, HoldView& view) {
   view.reservation_id.assign(reservation_id.data(), reservation_id.size());
-  view.state = hold.state == HoldRecord::STATE_OPEN      ? HoldState::kOpen
-               : hold.state == HoldRecord::STATE_SETTLED ? HoldState::kSettled
-                                                         : HoldState::kExpired;
-  view.estimate_nanos = hold.estimate_nanos;
-  view.cost_nanos = hold.cost_nanos;
-  view.expires_at = absl::FromUnixMicros(hold.expires_at_micros);
+  view.state = hold.open()      ? HoldState::kOpen
+               : hold.settled() ? HoldState::kSettled
+                                : HoldState::kExpired;
+  view.estimate_nanos = record.estimate_nanos();
+  view.cost_nanos = hold.open() ? 0 : hold.amount_nanos;
+  view.expires_at = absl::FromUnixMicros(record.expires_at_micros());
   view.terms = record.terms();
   view.charges.resize(record.charges_size());
   for (int i = 0; i < record.charges_size(); ++i) {
@@ -1177,10 +1244,10 @@ absl::StatusOr<ReserveResult> RocksLedger::Reserve(
                     &request_collided);
     if (!seen.ok()) return seen.status();
     if (seen->has_value()) {
-      const Hold& hold = holds_.at(**seen);
       result.kind = ReserveResult::Kind::kReplayed;
       result.reservation_id = scratch_record_.reservation_id();
-      result.expires_at = absl::FromUnixMicros(hold.expires_at_micros);
+      result.expires_at =
+          absl::FromUnixMicros(scratch_record_.expires_at_micros());
       result.terms = scratch_record_.terms();
       // The first Check may not be durable yet; neither is its replay.
       const uint64_t ticket = LatestTicket();
@@ -1209,6 +1276,12 @@ absl::StatusOr<ReserveResult> RocksLedger::Reserve(
     }
   }
   const bool fits = result.exceeded.empty();
+  if (fits && !request.dry_run && matches.size() > kMaxCharges) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "the request matches %d budgets; a reservation can be charged to at "
+        "most %d: narrow the budgets' selectors",
+        matches.size(), kMaxCharges));
+  }
   if (!fits) {
     result.kind = ReserveResult::Kind::kDenied;
     std::sort(result.exceeded.begin(), result.exceeded.end(),
@@ -1223,8 +1296,8 @@ absl::StatusOr<ReserveResult> RocksLedger::Reserve(
     const absl::string_view key = FormatHoldId(id, key_text);
     const absl::Time expires_at = now + request.ttl;
     Hold hold;
-    hold.estimate_nanos = request.estimate_nanos;
-    hold.expires_at_micros = absl::ToUnixMicros(expires_at);
+    hold.amount_nanos = request.estimate_nanos;
+    hold.at_micros = absl::ToUnixMicros(expires_at);
     hold.state = HoldRecord::STATE_OPEN;
 
     HoldRecord& record = scratch_record_;
@@ -1234,7 +1307,7 @@ absl::StatusOr<ReserveResult> RocksLedger::Reserve(
                           request.request_id.size());
     record.set_estimate_nanos(request.estimate_nanos);
     record.set_created_at_micros(absl::ToUnixMicros(now));
-    record.set_expires_at_micros(hold.expires_at_micros);
+    record.set_expires_at_micros(hold.at_micros);
     record.set_state(HoldRecord::STATE_OPEN);
     record.set_terms(request.terms.data(), request.terms.size());
     for (const Match& m : matches) {
@@ -1250,15 +1323,17 @@ absl::StatusOr<ReserveResult> RocksLedger::Reserve(
     uint64_t ticket = 0;
     if (absl::Status s = WriteLocked(batch, &ticket); !s.ok()) return s;
 
-    for (const Match& m : matches) {
+    absl::Span<Charge> charges = AllocateCharges(hold, matches.size());
+    for (size_t i = 0; i < matches.size(); ++i) {
+      const Match& m = matches[i];
       m.state->held_nanos += request.estimate_nanos;
-      hold.charges.push_back(
-          {m.bounds.start_key(), AcquireTarget(m.entry->spec.name, m.instance)});
+      charges[i] = {m.bounds.start_key(),
+                    AcquireTarget(m.entry->spec.name, m.instance)};
     }
     result.kind = ReserveResult::Kind::kReserved;
     result.reservation_id.assign(key.data(), key.size());
     result.expires_at = expires_at;
-    expiry_queue_.emplace(hold.expires_at_micros, id);
+    expiry_queue_.emplace(hold.at_micros, id);
     holds_.emplace(id, std::move(hold));
     if (!request.request_id.empty()) {
       IndexRequest(id, request.request_id, request_hash, request_collided);
@@ -1298,9 +1373,7 @@ absl::StatusOr<HoldView> RocksLedger::GetHold(
       return UnknownReservation(reservation_id, options_.settled_retention);
     }
     const Hold& found = it->second;
-    hold.estimate_nanos = found.estimate_nanos;
-    hold.cost_nanos = found.cost_nanos;
-    hold.expires_at_micros = found.expires_at_micros;
+    hold.amount_nanos = found.amount_nanos;
     hold.state = found.state;
   }
   // The terms and charge names, outside the lock: a hold's record changes
@@ -1330,8 +1403,7 @@ void RocksLedger::ForEachOpenHold(
     HoldId id;
     if (!ParseHoldId(key, &id)) continue;
     auto found = holds_.find(id);
-    if (found == holds_.end() ||
-        found->second.state != HoldRecord::STATE_OPEN) {
+    if (found == holds_.end() || !found->second.open()) {
       continue;
     }
     if (!record.ParseFromArray(it->value().data(),
@@ -1346,7 +1418,7 @@ void RocksLedger::ForEachOpenHold(
 void RocksLedger::ApplyToCharges(const Hold& hold, int64_t held_delta,
                                  int64_t spent_delta,
                                  int64_t unreported_delta) {
-  for (const Charge& charge : hold.charges) {
+  for (const Charge& charge : ChargesOf(hold)) {
     const ChargeTarget& target = targets_[charge.target];
     auto entry = budgets_.find(target.budget);
     if (entry == budgets_.end()) continue;
@@ -1364,7 +1436,7 @@ void RocksLedger::ApplyToCharges(const Hold& hold, int64_t held_delta,
 void RocksLedger::MergeCounters(rocksdb::WriteBatch& batch, const Hold& hold,
                                 int64_t spent_delta,
                                 int64_t unreported_delta) {
-  for (const Charge& charge : hold.charges) {
+  for (const Charge& charge : ChargesOf(hold)) {
     const ChargeTarget& target = targets_[charge.target];
     if (spent_delta != 0) {
       batch.Merge(cfs_[kCountersCf],
@@ -1404,8 +1476,8 @@ absl::StatusOr<SettleResult> RocksLedger::Settle(
   }
   Hold& hold = it->second;
   SettleResult result;
-  if (hold.state == HoldRecord::STATE_SETTLED) {
-    result.cost_nanos = hold.cost_nanos;
+  if (hold.settled()) {
+    result.cost_nanos = hold.amount_nanos;
     result.already_reported = true;
     result.after_expiry = hold.reported_after_expiry;
     // The first Report may not be durable yet; neither is this answer.
@@ -1425,8 +1497,8 @@ absl::StatusOr<SettleResult> RocksLedger::Settle(
         "reservation ", reservation_id,
         " is open in memory but its record is missing from RocksDB"));
   }
-  const bool expired = hold.state == HoldRecord::STATE_EXPIRED;
-  const int64_t estimate = hold.estimate_nanos;
+  const bool expired = hold.expired();
+  const int64_t estimate = hold.amount_nanos;
   // An expired hold was charged its estimate as unreported spend.
   const int64_t spent_delta = expired ? cost_nanos - estimate : cost_nanos;
   const int64_t unreported_delta = expired ? -estimate : 0;
@@ -1445,14 +1517,14 @@ absl::StatusOr<SettleResult> RocksLedger::Settle(
 
   ApplyToCharges(hold, expired ? 0 : -estimate, spent_delta, unreported_delta);
   if (expired) {
-    retention_queue_.erase({hold.settled_at_micros, id});
+    retention_queue_.erase({hold.at_micros, id});
   } else {
-    expiry_queue_.erase({hold.expires_at_micros, id});
+    expiry_queue_.erase({hold.at_micros, id});
   }
   retention_queue_.emplace(settled_at_micros, id);
   hold.state = HoldRecord::STATE_SETTLED;
-  hold.cost_nanos = cost_nanos;
-  hold.settled_at_micros = settled_at_micros;
+  hold.amount_nanos = cost_nanos;
+  hold.at_micros = settled_at_micros;
   hold.reported_after_expiry = expired;
   // A settled hold is only remembered (replays, repeated Reports).
   ReleaseCharges(hold);
@@ -1571,7 +1643,7 @@ absl::StatusOr<int> RocksLedger::ExpireHolds(
     rocksdb::WriteBatch batch;
     for (size_t i = 0; i < due.size(); ++i) {
       auto it = holds_.find(due[i]);
-      if (it == holds_.end() || it->second.state != HoldRecord::STATE_OPEN) {
+      if (it == holds_.end() || !it->second.open()) {
         continue;
       }
       char key[kHoldIdChars];
@@ -1581,8 +1653,8 @@ absl::StatusOr<int> RocksLedger::ExpireHolds(
             " is open in memory but its record is missing from RocksDB"));
       }
       const Hold& hold = it->second;
-      MergeCounters(batch, hold, hold.estimate_nanos, hold.estimate_nanos);
-      AppendOutcome(stored[i], HoldRecord::STATE_EXPIRED, hold.estimate_nanos,
+      MergeCounters(batch, hold, hold.amount_nanos, hold.amount_nanos);
+      AppendOutcome(stored[i], HoldRecord::STATE_EXPIRED, hold.amount_nanos,
                     now_micros, false);
       batch.Put(cfs_[kHoldsCf], ToSlice(FormatHoldId(due[i], key)),
                 stored[i]);
@@ -1602,18 +1674,17 @@ absl::StatusOr<int> RocksLedger::ExpireHolds(
 
     for (size_t i : expired) {
       Hold& hold = holds_.at(due[i]);
-      const int64_t estimate = hold.estimate_nanos;
-      expiry_queue_.erase({hold.expires_at_micros, due[i]});
+      const int64_t estimate = hold.amount_nanos;
+      expiry_queue_.erase({hold.at_micros, due[i]});
       hold.state = HoldRecord::STATE_EXPIRED;
-      hold.cost_nanos = estimate;
-      hold.settled_at_micros = now_micros;
+      hold.at_micros = now_micros;
       ApplyToCharges(hold, -estimate, estimate, estimate);
       retention_queue_.emplace(now_micros, due[i]);
     }
     for (const HoldId& id : pruned) {
       auto it = holds_.find(id);
       if (it != holds_.end()) {
-        retention_queue_.erase({it->second.settled_at_micros, id});
+        retention_queue_.erase({it->second.at_micros, id});
       }
       Forget(id);
     }
@@ -1626,9 +1697,7 @@ absl::StatusOr<int> RocksLedger::ExpireHolds(
     for (size_t i : expired) {
       Hold hold;
       if (!record.ParseFromString(stored[i])) continue;  // checked at load
-      hold.estimate_nanos = record.estimate_nanos();
-      hold.cost_nanos = record.cost_nanos();
-      hold.expires_at_micros = record.expires_at_micros();
+      hold.amount_nanos = record.cost_nanos();
       hold.state = HoldRecord::STATE_EXPIRED;
       expired_holds->push_back(
           ViewOf(record.reservation_id(), hold, record));

@@ -64,6 +64,19 @@ double RssMib() {
   return static_cast<double>(resident) * 4096 / (1 << 20);
 }
 
+// Of the RSS, how much is in transparent huge pages.
+double HugePagesMib() {
+  double kib = 0;
+  if (FILE* f = std::fopen("/proc/self/smaps_rollup", "r")) {
+    char line[256];
+    while (std::fgets(line, sizeof(line), f) != nullptr) {
+      if (std::sscanf(line, "AnonHugePages: %lf kB", &kib) == 1) break;
+    }
+    std::fclose(f);
+  }
+  return kib / 1024;
+}
+
 // CPU time of the whole process (every thread, user + system).
 absl::Duration CpuTime() {
   struct rusage usage;
@@ -143,10 +156,10 @@ int Run() {
   }
   std::printf(
       "reopened with %zu budgets and %zu open holds in %s (CPU %s); RSS "
-      "%.1f MiB (%.1f MiB before reopening)\n",
+      "%.1f MiB, %.0f MiB of it in huge pages (%.1f MiB before reopening)\n",
       reopened->ledger->ListBudgets().size(), reopened->ledger->open_holds(),
       absl::FormatDuration(took).c_str(), absl::FormatDuration(cpu).c_str(),
-      RssMib(), rss_before);
+      RssMib(), HugePagesMib(), rss_before);
   Ledger& ledger = *reopened->ledger;
 
   // bursard's RestoreInFlight: every open hold with its terms.

@@ -1,8 +1,13 @@
 #include "storage/rocks_ledger.h"
 
+#include <sys/mman.h>
+
 #include <algorithm>
 #include <array>
+#include <cstdlib>
 #include <deque>
+#include <functional>
+#include <tuple>
 #include <utility>
 
 #include "absl/base/thread_annotations.h"
@@ -10,8 +15,8 @@
 #include "absl/container/btree_set.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/inlined_vector.h"
-#include "absl/hash/hash.h"
 #include "absl/container/node_hash_map.h"
+#include "absl/hash/hash.h"
 #include "absl/random/random.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
@@ -81,6 +86,46 @@ struct HoldId {
 
 constexpr size_t kHoldIdChars = 34;
 
+// An allocator for the few big tables of the ledger (the holds): blocks of
+// 2 MiB and more are aligned to 2 MiB and marked for transparent huge
+// pages, so that filling a table of a million holds at start-up takes 50
+// page faults, not 25,000, and lookups miss the TLB less. Smaller blocks
+// come from std::allocator.
+template <typename T>
+struct HugePageAllocator {
+  using value_type = T;
+  static constexpr size_t kHugePage = size_t{2} << 20;
+
+  HugePageAllocator() = default;
+  template <typename U>
+  HugePageAllocator(const HugePageAllocator<U>&) {}  // NOLINT: rebinding
+
+  T* allocate(size_t n) {
+    const size_t bytes = n * sizeof(T);
+    if (bytes < kHugePage) return std::allocator<T>().allocate(n);
+    const size_t rounded = (bytes + kHugePage - 1) / kHugePage * kHugePage;
+    void* block = std::aligned_alloc(kHugePage, rounded);
+    if (block == nullptr) return std::allocator<T>().allocate(n);  // throws
+    madvise(block, rounded, MADV_HUGEPAGE);  // advice only: errors ignored
+    return static_cast<T*>(block);
+  }
+  void deallocate(T* block, size_t n) {
+    if (n * sizeof(T) < kHugePage) {
+      std::allocator<T>().deallocate(block, n);
+    } else {
+      std::free(block);
+    }
+  }
+  template <typename U>
+  bool operator==(const HugePageAllocator<U>&) const {
+    return true;
+  }
+  template <typename U>
+  bool operator!=(const HugePageAllocator<U>&) const {
+    return false;
+  }
+};
+
 // Budgets one reservation can be charged to (Hold::charge_count).
 constexpr size_t kMaxCharges = 65535;
 
@@ -121,6 +166,15 @@ absl::string_view FormatHoldId(const HoldId& id, char (&out)[kHoldIdChars]) {
     out[18 + i] = kHex[(id.lo >> (60 - 4 * i)) & 0xf];
   }
   return absl::string_view(out, kHoldIdChars);
+}
+
+// For reading a whole column family once (start-up): large sequential reads,
+// and blocks that are not worth caching stay out of the block cache.
+rocksdb::ReadOptions ScanOptions() {
+  rocksdb::ReadOptions options;
+  options.fill_cache = false;
+  options.readahead_size = 4 << 20;
+  return options;
 }
 
 rocksdb::Slice ToSlice(absl::string_view text) {
@@ -447,7 +501,9 @@ class RocksLedger final : public Ledger {
   // Every hold still on disk, by id (docs/decisions/019): what Reserve,
   // Settle and expiry decide with. The terms, the request_id and the names
   // of the charges stay in the record on disk.
-  absl::flat_hash_map<HoldId, Hold> holds_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<HoldId, Hold, absl::Hash<HoldId>, std::equal_to<HoldId>,
+                      HugePageAllocator<std::pair<const HoldId, Hold>>>
+      holds_ ABSL_GUARDED_BY(mu_);
   // Charge targets; a deque, so that target_ids_ can view their strings.
   std::deque<ChargeTarget> targets_ ABSL_GUARDED_BY(mu_);
   std::vector<uint32_t> free_targets_ ABSL_GUARDED_BY(mu_);
@@ -518,8 +574,12 @@ absl::Status RocksLedger::LoadHolds() {
   // The queues are built at the end from sorted runs (appending to a btree
   // is much cheaper than inserting at random).
   std::vector<std::pair<int64_t, HoldId>> expiring, retained;
+  // (charge target, period start) -> estimates of its open holds.
+  absl::flat_hash_map<std::pair<uint32_t, int64_t>, int64_t> held;
+  expiring.reserve(estimated_holds);
+  retained.reserve(estimated_holds);
   std::unique_ptr<rocksdb::Iterator> it(
-      db_->NewIterator(rocksdb::ReadOptions(), cfs_[kHoldsCf]));
+      db_->NewIterator(ScanOptions(), cfs_[kHoldsCf]));
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
     const absl::string_view key(it->key().data(), it->key().size());
     HoldId id;
@@ -548,19 +608,14 @@ absl::Status RocksLedger::LoadHolds() {
         const ChargeRecord& charge = record.charges(i);
         charges[i] = {charge.period_start(),
                       AcquireTarget(charge.budget(), charge.instance())};
+        if (hold.open()) {
+          held[{charges[i].target, charges[i].period_start}] +=
+              hold.amount_nanos;
+        }
       }
     }
     if (hold.open()) {
       expiring.emplace_back(hold.at_micros, id);
-      for (const ChargeRecord& charge : record.charges()) {
-        auto entry = budgets_.find(charge.budget());
-        if (entry == budgets_.end()) continue;
-        absl::Status error;
-        PeriodState* state = PeriodFor(entry->second, charge.instance(),
-                                       charge.period_start(), &error);
-        if (state == nullptr) return error;
-        state->held_nanos += hold.amount_nanos;
-      }
     } else {
       retained.emplace_back(hold.at_micros, id);
     }
@@ -587,6 +642,36 @@ absl::Status RocksLedger::LoadHolds() {
   }
   if (absl::Status s = FromRocks(it->status(), "reading holds"); !s.ok()) {
     return s;
+  }
+  // `held` of each (budget, instance, period) with open holds, loading its
+  // counters in key order (neighbouring reads share RocksDB blocks).
+  struct Held {
+    const ChargeTarget* target;
+    int64_t period_start;
+    int64_t nanos;
+  };
+  std::vector<Held> by_key;
+  by_key.reserve(held.size());
+  for (const auto& [key, nanos] : held) {
+    by_key.push_back({&targets_[key.first], key.second, nanos});
+  }
+  held = {};
+  std::sort(by_key.begin(), by_key.end(), [](const Held& a, const Held& b) {
+    return std::tie(a.target->budget, a.target->instance, a.period_start) <
+           std::tie(b.target->budget, b.target->instance, b.period_start);
+  });
+  BudgetEntry* entry = nullptr;
+  for (const Held& h : by_key) {
+    if (entry == nullptr || entry->spec.name != h.target->budget) {
+      auto found = budgets_.find(h.target->budget);
+      entry = found == budgets_.end() ? nullptr : &found->second;
+    }
+    if (entry == nullptr) continue;  // deleted: counts if set again
+    absl::Status error;
+    PeriodState* state =
+        PeriodFor(*entry, h.target->instance, h.period_start, &error);
+    if (state == nullptr) return error;
+    state->held_nanos += h.nanos;
   }
   std::sort(expiring.begin(), expiring.end());
   std::sort(retained.begin(), retained.end());
@@ -1397,7 +1482,7 @@ void RocksLedger::ForEachOpenHold(
   HoldRecord record;
   HoldView view;
   std::unique_ptr<rocksdb::Iterator> it(
-      db_->NewIterator(rocksdb::ReadOptions(), cfs_[kHoldsCf]));
+      db_->NewIterator(ScanOptions(), cfs_[kHoldsCf]));
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
     const absl::string_view key(it->key().data(), it->key().size());
     HoldId id;

@@ -170,12 +170,12 @@ int Run() {
     ++visited;
     terms_bytes += hold.terms.size();
   });
-  std::printf("visited %zu open holds (%zu bytes of terms) in %s (CPU %s); "
-              "RSS %.1f MiB\n",
-              visited, terms_bytes,
-              absl::FormatDuration(absl::Now() - pass_start).c_str(),
-              absl::FormatDuration(CpuTime() - pass_cpu_start).c_str(),
-              RssMib());
+  std::printf(
+      "visited %zu open holds (%zu bytes of terms) in %s (CPU %s); "
+      "RSS %.1f MiB\n",
+      visited, terms_bytes,
+      absl::FormatDuration(absl::Now() - pass_start).c_str(),
+      absl::FormatDuration(CpuTime() - pass_cpu_start).c_str(), RssMib());
 
   const int rate_keys = absl::GetFlag(FLAGS_rate_keys);
   if (rate_keys > 0) {
@@ -191,8 +191,7 @@ int Run() {
       const std::string key = absl::StrCat("user-", i);
       limits::RateAsk ask{"per-user", key, windows};
       charges.clear();
-      if (limiter.Acquire({&ask, 1}, 1700, now, false, &charges)
-              .has_value()) {
+      if (limiter.Acquire({&ask, 1}, 1700, now, false, &charges).has_value()) {
         std::fprintf(stderr, "rate limit denied key %d\n", i);
         return 1;
       }

@@ -426,8 +426,8 @@ class RocksLedger final : public Ledger {
 
   // Applies `delta` to the in-memory counters of every charge of `hold`
   // whose budget still exists.
-  void ApplyToCharges(const Hold& hold, int64_t held_delta,
-                      int64_t spent_delta, int64_t unreported_delta)
+  void ApplyToCharges(const Hold& hold, int64_t held_delta, int64_t spent_delta,
+                      int64_t unreported_delta)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void MergeCounters(rocksdb::WriteBatch& batch, const Hold& hold,
                      int64_t spent_delta, int64_t unreported_delta)
@@ -596,14 +596,13 @@ absl::Status RocksLedger::LoadHolds() {
     }
     Hold hold;
     hold.state = static_cast<uint8_t>(record.state());
-    hold.at_micros = hold.open() ? record.expires_at_micros()
-                                 : record.settled_at_micros();
+    hold.at_micros =
+        hold.open() ? record.expires_at_micros() : record.settled_at_micros();
     hold.amount_nanos =
         hold.open() ? record.estimate_nanos() : record.cost_nanos();
     hold.reported_after_expiry = record.reported_after_expiry();
     if (!hold.settled()) {
-      absl::Span<Charge> charges =
-          AllocateCharges(hold, record.charges_size());
+      absl::Span<Charge> charges = AllocateCharges(hold, record.charges_size());
       for (int i = 0; i < record.charges_size(); ++i) {
         const ChargeRecord& charge = record.charges(i);
         charges[i] = {charge.period_start(),
@@ -808,8 +807,8 @@ absl::StatusOr<std::pair<BudgetSpec, bool>> RocksLedger::SetBudget(
         const ChargeTarget& target = targets_[charge.target];
         if (target.budget != spec.name) continue;
         absl::Status error;
-        PeriodState* state = PeriodFor(fresh, target.instance,
-                                       charge.period_start, &error);
+        PeriodState* state =
+            PeriodFor(fresh, target.instance, charge.period_start, &error);
         if (state == nullptr) return error;
         state->held_nanos += hold.amount_nanos;
       }
@@ -1307,8 +1306,8 @@ void RocksLedger::FillView(absl::string_view reservation_id, const Hold& hold,
   }
 }
 
-HoldView RocksLedger::ViewOf(absl::string_view reservation_id,
-                             const Hold& hold, const HoldRecord& record) {
+HoldView RocksLedger::ViewOf(absl::string_view reservation_id, const Hold& hold,
+                             const HoldRecord& record) {
   HoldView view;
   FillView(reservation_id, hold, record, view);
   return view;
@@ -1324,9 +1323,8 @@ absl::StatusOr<ReserveResult> RocksLedger::Reserve(
     request_hash = RequestHash(request.request_id);
     // A hit is confirmed, and its terms read, with a point read of the
     // hold's record under the lock: replays are retries, rare.
-    absl::StatusOr<std::optional<HoldId>> seen =
-        FindRequest(request.request_id, request_hash, &scratch_record_,
-                    &request_collided);
+    absl::StatusOr<std::optional<HoldId>> seen = FindRequest(
+        request.request_id, request_hash, &scratch_record_, &request_collided);
     if (!seen.ok()) return seen.status();
     if (seen->has_value()) {
       result.kind = ReserveResult::Kind::kReplayed;
@@ -1388,8 +1386,7 @@ absl::StatusOr<ReserveResult> RocksLedger::Reserve(
     HoldRecord& record = scratch_record_;
     record.Clear();
     record.set_reservation_id(key.data(), key.size());
-    record.set_request_id(request.request_id.data(),
-                          request.request_id.size());
+    record.set_request_id(request.request_id.data(), request.request_id.size());
     record.set_estimate_nanos(request.estimate_nanos);
     record.set_created_at_micros(absl::ToUnixMicros(now));
     record.set_expires_at_micros(hold.at_micros);
@@ -1519,8 +1516,7 @@ void RocksLedger::ApplyToCharges(const Hold& hold, int64_t held_delta,
 }
 
 void RocksLedger::MergeCounters(rocksdb::WriteBatch& batch, const Hold& hold,
-                                int64_t spent_delta,
-                                int64_t unreported_delta) {
+                                int64_t spent_delta, int64_t unreported_delta) {
   for (const Charge& charge : ChargesOf(hold)) {
     const ChargeTarget& target = targets_[charge.target];
     if (spent_delta != 0) {
@@ -1679,7 +1675,8 @@ void RocksLedger::Forget(const HoldId& id) {
   if (it == holds_.end()) return;
   Hold& hold = it->second;
   if (hold.request_in_overflow) {
-    for (auto o = request_overflow_.begin(); o != request_overflow_.end(); ++o) {
+    for (auto o = request_overflow_.begin(); o != request_overflow_.end();
+         ++o) {
       if (o->second == id) {
         request_overflow_.erase(o);
         break;
@@ -1741,8 +1738,7 @@ absl::StatusOr<int> RocksLedger::ExpireHolds(
       MergeCounters(batch, hold, hold.amount_nanos, hold.amount_nanos);
       AppendOutcome(stored[i], HoldRecord::STATE_EXPIRED, hold.amount_nanos,
                     now_micros, false);
-      batch.Put(cfs_[kHoldsCf], ToSlice(FormatHoldId(due[i], key)),
-                stored[i]);
+      batch.Put(cfs_[kHoldsCf], ToSlice(FormatHoldId(due[i], key)), stored[i]);
       expired.push_back(i);
     }
     const int64_t retention_cutoff =
@@ -1784,8 +1780,7 @@ absl::StatusOr<int> RocksLedger::ExpireHolds(
       if (!record.ParseFromString(stored[i])) continue;  // checked at load
       hold.amount_nanos = record.cost_nanos();
       hold.state = HoldRecord::STATE_EXPIRED;
-      expired_holds->push_back(
-          ViewOf(record.reservation_id(), hold, record));
+      expired_holds->push_back(ViewOf(record.reservation_id(), hold, record));
     }
   }
   if (!durable.ok()) return durable;

@@ -3,8 +3,8 @@
 #include <stdlib.h>
 
 #include <atomic>
-#include <cstdint>
 #include <cctype>
+#include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <initializer_list>
@@ -1098,8 +1098,7 @@ TEST_F(RocksLedgerTest, ConcurrentRetriesOfOneRequestIdHoldOnce) {
 // recovering the log at the first merge it cannot apply.
 void WithRawHolds(
     const std::string& path,
-    const std::function<void(rocksdb::DB&, rocksdb::ColumnFamilyHandle*)>&
-        body,
+    const std::function<void(rocksdb::DB&, rocksdb::ColumnFamilyHandle*)>& body,
     bool read_only = true) {
   std::vector<std::string> names;
   ASSERT_TRUE(
@@ -1212,22 +1211,25 @@ TEST_F(RocksLedgerTest, HoldsWrittenWholeByEarlierVersionsLoad) {
   const std::string open_id = "r-0000000000000001000000000000000a";
   const std::string settled_id = "r-ffffffffffffffff0123456789abcdef";
   const std::string expired_id = "r-7fffffffffffffff8000000000000000";
-  WithRawHolds(dir_.path(), [&](rocksdb::DB& db,
-                                rocksdb::ColumnFamilyHandle* holds) {
-    rocksdb::WriteOptions w;
-    ASSERT_TRUE(db.Put(w, holds, open_id,
-                       record(open_id, "old-open", HoldRecord::STATE_OPEN,
-                              300, 0, "t-open"))
-                    .ok());
-    ASSERT_TRUE(db.Put(w, holds, settled_id,
-                       record(settled_id, "old-settled",
-                              HoldRecord::STATE_SETTLED, 200, 150, "t-settled"))
-                    .ok());
-    ASSERT_TRUE(db.Put(w, holds, expired_id,
-                       record(expired_id, "", HoldRecord::STATE_EXPIRED, 100,
-                              100, "t-expired"))
-                    .ok());
-  }, /*read_only=*/false);
+  WithRawHolds(
+      dir_.path(),
+      [&](rocksdb::DB& db, rocksdb::ColumnFamilyHandle* holds) {
+        rocksdb::WriteOptions w;
+        ASSERT_TRUE(db.Put(w, holds, open_id,
+                           record(open_id, "old-open", HoldRecord::STATE_OPEN,
+                                  300, 0, "t-open"))
+                        .ok());
+        ASSERT_TRUE(
+            db.Put(w, holds, settled_id,
+                   record(settled_id, "old-settled", HoldRecord::STATE_SETTLED,
+                          200, 150, "t-settled"))
+                .ok());
+        ASSERT_TRUE(db.Put(w, holds, expired_id,
+                           record(expired_id, "", HoldRecord::STATE_EXPIRED,
+                                  100, 100, "t-expired"))
+                        .ok());
+      },
+      /*read_only=*/false);
   Open();
   EXPECT_EQ(ledger_->open_holds(), 1u);
   EXPECT_EQ(StandingOf("team-a", "", kT0).held_nanos, 300);
@@ -1249,9 +1251,8 @@ TEST_F(RocksLedgerTest, HoldsWrittenWholeByEarlierVersionsLoad) {
   ASSERT_TRUE(expired.ok()) << expired.status();
   EXPECT_EQ(expired->state, HoldState::kExpired);
   EXPECT_EQ(expired->terms, "t-expired");
-  EXPECT_THAT(expired->charges,
-              ElementsAre(std::make_pair(std::string("team-a"),
-                                         std::string(""))));
+  EXPECT_THAT(expired->charges, ElementsAre(std::make_pair(
+                                    std::string("team-a"), std::string(""))));
   EXPECT_TRUE(Settle(expired_id, 40).after_expiry);
   EXPECT_EQ(Settle(open_id, 250).cost_nanos, 250);
   const Standing after = StandingOf("team-a", "", kT0);
@@ -1261,11 +1262,13 @@ TEST_F(RocksLedgerTest, HoldsWrittenWholeByEarlierVersionsLoad) {
 
 TEST_F(RocksLedgerTest, KeysThatAreNotReservationIdsAreDataLoss) {
   ledger_.reset();
-  WithRawHolds(dir_.path(), [&](rocksdb::DB& db,
-                                rocksdb::ColumnFamilyHandle* holds) {
-    ASSERT_TRUE(
-        db.Put(rocksdb::WriteOptions(), holds, "r-ABC", "garbage").ok());
-  }, /*read_only=*/false);
+  WithRawHolds(
+      dir_.path(),
+      [&](rocksdb::DB& db, rocksdb::ColumnFamilyHandle* holds) {
+        ASSERT_TRUE(
+            db.Put(rocksdb::WriteOptions(), holds, "r-ABC", "garbage").ok());
+      },
+      /*read_only=*/false);
   RocksLedgerOptions options;
   options.path = dir_.path();
   const absl::StatusOr<std::unique_ptr<Ledger>> reopened =
@@ -1285,10 +1288,9 @@ TEST_F(RocksLedgerTest, MalformedReservationIdsAreUnknown) {
     EXPECT_EQ(ledger_->GetHold(bad).status().code(),
               absl::StatusCode::kNotFound)
         << bad;
-    EXPECT_EQ(ledger_->Settle(bad, 1, kT0, nullptr, {}, nullptr)
-                  .status()
-                  .code(),
-              absl::StatusCode::kNotFound)
+    EXPECT_EQ(
+        ledger_->Settle(bad, 1, kT0, nullptr, {}, nullptr).status().code(),
+        absl::StatusCode::kNotFound)
         << bad;
   }
 }
@@ -1306,10 +1308,11 @@ TEST_F(RocksLedgerTest, SettledHoldsStillShowTheirTermsAndCharges) {
     EXPECT_EQ(view->cost_nanos, 60);
     EXPECT_EQ(view->estimate_nanos, 100);
     EXPECT_EQ(view->terms, "the terms");
-    EXPECT_THAT(view->charges,
-                UnorderedElementsAre(
-                    std::make_pair(std::string("org"), std::string("")),
-                    std::make_pair(std::string("per-user"), std::string("u1"))));
+    EXPECT_THAT(
+        view->charges,
+        UnorderedElementsAre(
+            std::make_pair(std::string("org"), std::string("")),
+            std::make_pair(std::string("per-user"), std::string("u1"))));
     Reopen();
   }
 }
@@ -1325,11 +1328,11 @@ TEST_F(RocksLedgerTest, ForEachOpenHoldVisitsOpenHoldsWithTheirTerms) {
   for (int pass = 0; pass < 2; ++pass) {
     std::vector<std::string> seen;
     ledger_->ForEachOpenHold([&](const HoldView& h) {
-      seen.push_back(absl::StrCat(h.reservation_id, " ", h.terms, " ",
-                                  h.estimate_nanos));
+      seen.push_back(
+          absl::StrCat(h.reservation_id, " ", h.terms, " ", h.estimate_nanos));
     });
-    EXPECT_THAT(seen, ElementsAre(absl::StrCat(b.reservation_id,
-                                               " terms-b 20")));
+    EXPECT_THAT(seen,
+                ElementsAre(absl::StrCat(b.reservation_id, " terms-b 20")));
     Reopen();
   }
   (void)c;
@@ -1382,10 +1385,11 @@ TEST_F(RocksLedgerTest, RequestIdsWhoseHashesCollideReplayExactly) {
   // Settle the first ten; expire the even ones; prune what is finished.
   for (int i = 0; i < 10; ++i) Settle(first[i].reservation_id, 1);
   const absl::Time later = kT0 + absl::Hours(2);
-  ASSERT_TRUE(ledger_->ExpireHolds(later, nullptr).ok());   // expires
-  ASSERT_TRUE(ledger_->ExpireHolds(later + absl::Hours(1) + absl::Seconds(1),
-                                   nullptr)
-                  .ok());  // prunes settled and expired
+  ASSERT_TRUE(ledger_->ExpireHolds(later, nullptr).ok());  // expires
+  ASSERT_TRUE(
+      ledger_->ExpireHolds(later + absl::Hours(1) + absl::Seconds(1),
+                           nullptr)
+          .ok());  // prunes settled and expired
   // The odd ones from 11 on are still open and replay; the pruned ones are
   // forgotten: their request_id reserves anew.
   const absl::Time now = later + absl::Hours(1) + absl::Seconds(2);
@@ -1402,9 +1406,9 @@ TEST_F(RocksLedgerTest, RequestIdsWhoseHashesCollideReplayExactly) {
   EXPECT_EQ(Reserve(Labels({}), 10, now, "req-0").reservation_id,
             fresh.reservation_id);
   for (int i = 11; i < kRequests; i += 2) {
-    EXPECT_EQ(Reserve(Labels({}), 10, now, absl::StrCat("req-", i))
-                  .reservation_id,
-              first[i].reservation_id)
+    EXPECT_EQ(
+        Reserve(Labels({}), 10, now, absl::StrCat("req-", i)).reservation_id,
+        first[i].reservation_id)
         << i;
   }
 }

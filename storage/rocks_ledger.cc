@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <deque>
 #include <functional>
+#include <new>
 #include <tuple>
 #include <utility>
 
@@ -105,7 +106,7 @@ struct HugePageAllocator {
     if (bytes < kHugePage) return std::allocator<T>().allocate(n);
     const size_t rounded = (bytes + kHugePage - 1) / kHugePage * kHugePage;
     void* block = std::aligned_alloc(kHugePage, rounded);
-    if (block == nullptr) return std::allocator<T>().allocate(n);  // throws
+    if (block == nullptr) throw std::bad_alloc();  // as std::allocator
     madvise(block, rounded, MADV_HUGEPAGE);  // advice only: errors ignored
     return static_cast<T*>(block);
   }
@@ -513,7 +514,10 @@ class RocksLedger final : public Ledger {
   std::vector<Charge> charge_pool_ ABSL_GUARDED_BY(mu_);
   std::vector<std::vector<uint32_t>> free_charge_runs_ ABSL_GUARDED_BY(mu_);
   // RequestHash(request_id) -> hold, verified against the record on a hit.
-  absl::flat_hash_map<uint64_t, HoldId> by_request_hash_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<uint64_t, HoldId, absl::Hash<uint64_t>,
+                      std::equal_to<uint64_t>,
+                      HugePageAllocator<std::pair<const uint64_t, HoldId>>>
+      by_request_hash_ ABSL_GUARDED_BY(mu_);
   // request_ids whose hash another request_id in by_request_hash_ has.
   absl::flat_hash_map<std::string, HoldId> request_overflow_
       ABSL_GUARDED_BY(mu_);

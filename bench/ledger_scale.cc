@@ -33,6 +33,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "limits/rate_limiter.h"
@@ -43,6 +44,12 @@ ABSL_FLAG(int, budgets, 100'000, "budgets to create (one per team)");
 ABSL_FLAG(int, holds, 1'000'000,
           "reservations to make, spread over the teams; every other one is "
           "reported");
+ABSL_FLAG(bool, request_ids, false,
+          "give every reservation a request_id (a 36-character UUID-like "
+          "string), as gateways do");
+ABSL_FLAG(int, terms_bytes, 0,
+          "bytes of terms stored with every reservation (bursard stores "
+          "about 500: model, prices, rate charges, the answer)");
 ABSL_FLAG(std::string, dir, "", "data directory (default: a new temp dir)");
 ABSL_FLAG(bool, keep, false, "keep the data directory");
 ABSL_FLAG(int, rate_keys, 0,
@@ -122,6 +129,9 @@ int Run() {
     std::printf("filled %d budgets in %s\n", budgets,
                 absl::FormatDuration(absl::Now() - start).c_str());
     start = absl::Now();
+    const std::string terms(absl::GetFlag(FLAGS_terms_bytes), 't');
+    const bool request_ids = absl::GetFlag(FLAGS_request_ids);
+    std::string request_id;
     for (int i = 0; i < holds; ++i) {
       LabelSet labels;
       labels.Add("team", absl::StrCat("t", i % budgets));
@@ -130,6 +140,11 @@ int Run() {
       request.labels = &labels;
       request.estimate_nanos = 1000;
       request.ttl = absl::Hours(12);
+      request.terms = terms;
+      if (request_ids) {
+        request_id = absl::StrFormat("%08x-0000-4000-8000-%012x", i, i * 7919);
+        request.request_id = request_id;
+      }
       absl::StatusOr<ReserveResult> reserved = ledger.Reserve(request, now);
       if (!reserved.ok() || reserved->kind != ReserveResult::Kind::kReserved) {
         std::fprintf(stderr, "Reserve failed\n");

@@ -8,20 +8,35 @@
 //     --dir=/tmp/scale --keep
 //   build/bench/bursar_ledger_scale --dir=/tmp/scale --reopen_only
 //
+// After the reopen it also times one ForEachOpenHold pass (bursard reads
+// every open hold's terms at start-up to restore its concurrency pools), and
+// with --rate_keys=N fills a rate limiter (limits/) with N live keys the way
+// bursard's Decider holds them (one per-user rule, a one-minute window of
+// requests and tokens), so that the RSS of 100k budgets and 1M rate keys is
+// measured in one process:
+//
+//   build/bench/bursar_ledger_scale --budgets=100000 --holds=0 \
+//     --rate_keys=1000000
+//
 // Prints one line per phase; the data directory is removed at the end
 // (--keep to keep it).
+
+#include <sys/resource.h>
 
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "limits/rate_limiter.h"
 #include "storage/labels.h"
 #include "storage/rocks_storage.h"
 
@@ -29,8 +44,17 @@ ABSL_FLAG(int, budgets, 100'000, "budgets to create (one per team)");
 ABSL_FLAG(int, holds, 1'000'000,
           "reservations to make, spread over the teams; every other one is "
           "reported");
+ABSL_FLAG(bool, request_ids, false,
+          "give every reservation a request_id (a 36-character UUID-like "
+          "string), as gateways do");
+ABSL_FLAG(int, terms_bytes, 0,
+          "bytes of terms stored with every reservation (bursard stores "
+          "about 500: model, prices, rate charges, the answer)");
 ABSL_FLAG(std::string, dir, "", "data directory (default: a new temp dir)");
 ABSL_FLAG(bool, keep, false, "keep the data directory");
+ABSL_FLAG(int, rate_keys, 0,
+          "after the reopen, live rate-limit keys to add (one per user, as "
+          "bursard keeps them)");
 ABSL_FLAG(bool, reopen_only, false,
           "only reopen --dir (filled by an earlier run with --keep), so that "
           "RSS is this process's alone");
@@ -45,6 +69,27 @@ double RssMib() {
     std::fclose(f);
   }
   return static_cast<double>(resident) * 4096 / (1 << 20);
+}
+
+// Of the RSS, how much is in transparent huge pages.
+double HugePagesMib() {
+  double kib = 0;
+  if (FILE* f = std::fopen("/proc/self/smaps_rollup", "r")) {
+    char line[256];
+    while (std::fgets(line, sizeof(line), f) != nullptr) {
+      if (std::sscanf(line, "AnonHugePages: %lf kB", &kib) == 1) break;
+    }
+    std::fclose(f);
+  }
+  return kib / 1024;
+}
+
+// CPU time of the whole process (every thread, user + system).
+absl::Duration CpuTime() {
+  struct rusage usage;
+  getrusage(RUSAGE_SELF, &usage);
+  return absl::DurationFromTimeval(usage.ru_utime) +
+         absl::DurationFromTimeval(usage.ru_stime);
 }
 
 int Run() {
@@ -84,6 +129,9 @@ int Run() {
     std::printf("filled %d budgets in %s\n", budgets,
                 absl::FormatDuration(absl::Now() - start).c_str());
     start = absl::Now();
+    const std::string terms(absl::GetFlag(FLAGS_terms_bytes), 't');
+    const bool request_ids = absl::GetFlag(FLAGS_request_ids);
+    std::string request_id;
     for (int i = 0; i < holds; ++i) {
       LabelSet labels;
       labels.Add("team", absl::StrCat("t", i % budgets));
@@ -92,6 +140,11 @@ int Run() {
       request.labels = &labels;
       request.estimate_nanos = 1000;
       request.ttl = absl::Hours(12);
+      request.terms = terms;
+      if (request_ids) {
+        request_id = absl::StrFormat("%08x-0000-4000-8000-%012x", i, i * 7919);
+        request.request_id = request_id;
+      }
       absl::StatusOr<ReserveResult> reserved = ledger.Reserve(request, now);
       if (!reserved.ok() || reserved->kind != ReserveResult::Kind::kReserved) {
         std::fprintf(stderr, "Reserve failed\n");
@@ -107,18 +160,64 @@ int Run() {
                 absl::FormatDuration(absl::Now() - start).c_str());
   }
   const double rss_before = RssMib();
+  const absl::Duration cpu_start = CpuTime();
   const absl::Time start = absl::Now();
   absl::StatusOr<RocksStorage> reopened = OpenRocksStorage(options);
   const absl::Duration took = absl::Now() - start;
+  const absl::Duration cpu = CpuTime() - cpu_start;
   if (!reopened.ok()) {
     std::fprintf(stderr, "reopen: %s\n", reopened.status().ToString().c_str());
     return 1;
   }
   std::printf(
-      "reopened with %zu budgets and %zu open holds in %s; RSS %.1f MiB "
-      "(%.1f MiB before reopening)\n",
+      "reopened with %zu budgets and %zu open holds in %s (CPU %s); RSS "
+      "%.1f MiB, %.0f MiB of it in huge pages (%.1f MiB before reopening)\n",
       reopened->ledger->ListBudgets().size(), reopened->ledger->open_holds(),
-      absl::FormatDuration(took).c_str(), RssMib(), rss_before);
+      absl::FormatDuration(took).c_str(), absl::FormatDuration(cpu).c_str(),
+      RssMib(), HugePagesMib(), rss_before);
+  Ledger& ledger = *reopened->ledger;
+
+  // bursard's RestoreInFlight: every open hold with its terms.
+  const absl::Time pass_start = absl::Now();
+  const absl::Duration pass_cpu_start = CpuTime();
+  size_t visited = 0, terms_bytes = 0;
+  ledger.ForEachOpenHold([&](const HoldView& hold) {
+    ++visited;
+    terms_bytes += hold.terms.size();
+  });
+  std::printf(
+      "visited %zu open holds (%zu bytes of terms) in %s (CPU %s); "
+      "RSS %.1f MiB\n",
+      visited, terms_bytes,
+      absl::FormatDuration(absl::Now() - pass_start).c_str(),
+      absl::FormatDuration(CpuTime() - pass_cpu_start).c_str(), RssMib());
+
+  const int rate_keys = absl::GetFlag(FLAGS_rate_keys);
+  if (rate_keys > 0) {
+    // As the Decider holds them: one limiter, a per-user rule with
+    // requests_per_minute and tokens_per_minute, a key per user.
+    const double rss_ledger = RssMib();
+    const std::vector<limits::WindowLimit> windows = {
+        {absl::Minutes(1), 120, 50'000}};
+    limits::RateLimiter limiter;
+    std::vector<limits::RateCharge> charges;
+    const absl::Time fill_start = absl::Now();
+    for (int i = 0; i < rate_keys; ++i) {
+      const std::string key = absl::StrCat("user-", i);
+      limits::RateAsk ask{"per-user", key, windows};
+      charges.clear();
+      if (limiter.Acquire({&ask, 1}, 1700, now, false, &charges).has_value()) {
+        std::fprintf(stderr, "rate limit denied key %d\n", i);
+        return 1;
+      }
+    }
+    const double rss = RssMib();
+    std::printf(
+        "added %zu live rate keys in %s; RSS %.1f MiB (ledger %.1f MiB + "
+        "rate keys %.1f MiB)\n",
+        limiter.size(), absl::FormatDuration(absl::Now() - fill_start).c_str(),
+        rss, rss_ledger, rss - rss_ledger);
+  }
   reopened->ledger.reset();
   reopened->policy_versions.reset();
   if (!absl::GetFlag(FLAGS_keep)) std::filesystem::remove_all(dir);

@@ -186,7 +186,9 @@ class Ledger {
   // fit is a kDenied result.
   virtual absl::StatusOr<ReserveResult> Reserve(const ReserveRequest& request,
                                                 absl::Time now) = 0;
-  // NotFound if the ledger has no such hold (never issued, or pruned).
+  // NotFound if the ledger has no such hold (never issued, or pruned). The
+  // terms and charges may come from storage (RocksLedger: one point read,
+  // outside the ledger's lock).
   virtual absl::StatusOr<HoldView> GetHold(
       absl::string_view reservation_id) const = 0;
   // Replaces the hold with the actual cost on every budget it was charged
@@ -219,7 +221,8 @@ class Ledger {
   virtual absl::StatusOr<int> ExpireHolds(absl::Time now,
                                           std::vector<HoldView>* expired) = 0;
   // Calls `visit` with every open hold (under the ledger's lock: `visit`
-  // must not call the ledger).
+  // must not call the ledger). Meant for start-up: RocksLedger reads the
+  // terms with one scan of every stored hold.
   virtual void ForEachOpenHold(
       absl::FunctionRef<void(const HoldView&)> visit) const = 0;
   // Every side counter with from <= key < to, in key order, with its value

@@ -1,6 +1,14 @@
 #include "storage/rocks_ledger.h"
 
+#include <sys/mman.h>
+
 #include <algorithm>
+#include <array>
+#include <cstdlib>
+#include <deque>
+#include <functional>
+#include <new>
+#include <tuple>
 #include <utility>
 
 #include "absl/base/thread_annotations.h"
@@ -9,6 +17,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/inlined_vector.h"
 #include "absl/container/node_hash_map.h"
+#include "absl/hash/hash.h"
 #include "absl/random/random.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
@@ -55,6 +64,158 @@ std::string CounterKey(absl::string_view budget, absl::string_view instance,
   AppendBigEndian64(key, static_cast<uint64_t>(period_key) ^ (1ULL << 63));
   key.push_back(kind);
   return key;
+}
+
+// A reservation id, "r-" and 32 lowercase hex digits (the only form this
+// ledger has ever issued: storage/README.md), as its 128 bits. The key of
+// the in-memory holds; the text form is the RocksDB key.
+struct HoldId {
+  uint64_t hi = 0;
+  uint64_t lo = 0;
+
+  friend bool operator==(const HoldId& a, const HoldId& b) {
+    return a.hi == b.hi && a.lo == b.lo;
+  }
+  friend bool operator<(const HoldId& a, const HoldId& b) {
+    return a.hi != b.hi ? a.hi < b.hi : a.lo < b.lo;
+  }
+  template <typename H>
+  friend H AbslHashValue(H h, const HoldId& id) {
+    return H::combine(std::move(h), id.hi, id.lo);
+  }
+};
+
+constexpr size_t kHoldIdChars = 34;
+
+// An allocator for the few big tables of the ledger (the holds): blocks of
+// 2 MiB and more are aligned to 2 MiB and marked for transparent huge
+// pages, so that filling a table of a million holds at start-up takes 50
+// page faults, not 25,000, and lookups miss the TLB less. Smaller blocks
+// come from std::allocator.
+template <typename T>
+struct HugePageAllocator {
+  using value_type = T;
+  static constexpr size_t kHugePage = size_t{2} << 20;
+
+  HugePageAllocator() = default;
+  template <typename U>
+  HugePageAllocator(const HugePageAllocator<U>&) {}  // NOLINT: rebinding
+
+  T* allocate(size_t n) {
+    const size_t bytes = n * sizeof(T);
+    if (bytes < kHugePage) return std::allocator<T>().allocate(n);
+    const size_t rounded = (bytes + kHugePage - 1) / kHugePage * kHugePage;
+    void* block = std::aligned_alloc(kHugePage, rounded);
+    if (block == nullptr) throw std::bad_alloc();  // as std::allocator
+    madvise(block, rounded, MADV_HUGEPAGE);  // advice only: errors ignored
+    return static_cast<T*>(block);
+  }
+  void deallocate(T* block, size_t n) {
+    if (n * sizeof(T) < kHugePage) {
+      std::allocator<T>().deallocate(block, n);
+    } else {
+      std::free(block);
+    }
+  }
+  template <typename U>
+  bool operator==(const HugePageAllocator<U>&) const {
+    return true;
+  }
+  template <typename U>
+  bool operator!=(const HugePageAllocator<U>&) const {
+    return false;
+  }
+};
+
+// Budgets one reservation can be charged to (Hold::charge_count).
+constexpr size_t kMaxCharges = 65535;
+
+// Lowercase hex digit -> value; -1 for any other byte.
+constexpr std::array<int8_t, 256> kHexValue = [] {
+  std::array<int8_t, 256> table{};
+  for (int c = 0; c < 256; ++c) table[c] = -1;
+  for (int c = '0'; c <= '9'; ++c) table[c] = static_cast<int8_t>(c - '0');
+  for (int c = 'a'; c <= 'f'; ++c) table[c] = static_cast<int8_t>(c - 'a' + 10);
+  return table;
+}();
+
+// False unless `text` is exactly the form NewHoldId makes.
+bool ParseHoldId(absl::string_view text, HoldId* id) {
+  if (text.size() != kHoldIdChars || text[0] != 'r' || text[1] != '-') {
+    return false;
+  }
+  uint64_t halves[2] = {0, 0};
+  int8_t bad = 0;
+  for (size_t i = 0; i < 32; ++i) {
+    const int8_t digit = kHexValue[static_cast<uint8_t>(text[2 + i])];
+    bad |= digit;  // -1 sets the sign bit
+    halves[i / 16] = (halves[i / 16] << 4) | static_cast<uint64_t>(digit & 0xf);
+  }
+  if (bad < 0) return false;
+  id->hi = halves[0];
+  id->lo = halves[1];
+  return true;
+}
+
+// The text form into `out` (kHoldIdChars bytes, no allocation).
+absl::string_view FormatHoldId(const HoldId& id, char (&out)[kHoldIdChars]) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  out[0] = 'r';
+  out[1] = '-';
+  for (int i = 0; i < 16; ++i) {
+    out[2 + i] = kHex[(id.hi >> (60 - 4 * i)) & 0xf];
+    out[18 + i] = kHex[(id.lo >> (60 - 4 * i)) & 0xf];
+  }
+  return absl::string_view(out, kHoldIdChars);
+}
+
+// For reading a whole column family once (start-up): large sequential reads,
+// and blocks that are not worth caching stay out of the block cache.
+rocksdb::ReadOptions ScanOptions() {
+  rocksdb::ReadOptions options;
+  options.fill_cache = false;
+  options.readahead_size = 4 << 20;
+  return options;
+}
+
+rocksdb::Slice ToSlice(absl::string_view text) {
+  return rocksdb::Slice(text.data(), text.size());
+}
+
+void AppendVarint(std::string& out, uint64_t v) {
+  while (v >= 0x80) {
+    out.push_back(static_cast<char>((v & 0x7f) | 0x80));
+    v >>= 7;
+  }
+  out.push_back(static_cast<char>(v));
+}
+
+// Appends the fields a hold's state change sets to a serialized HoldRecord.
+// Protobuf parsing keeps the last value of a singular field, so the result
+// parses (in this binary and in any older one) as the record with these
+// four fields replaced: a state change never needs to parse the record. All
+// four are written even when zero, so the result does not depend on earlier
+// appends. (HoldRecord field numbers 6..9, wire type varint.)
+void AppendOutcome(std::string& record, HoldRecord::State state,
+                   int64_t cost_nanos, int64_t settled_at_micros,
+                   bool reported_after_expiry) {
+  AppendVarint(record, (6 << 3) | 0);
+  AppendVarint(record, static_cast<uint64_t>(static_cast<int64_t>(state)));
+  AppendVarint(record, (7 << 3) | 0);
+  AppendVarint(record, static_cast<uint64_t>(cost_nanos));
+  AppendVarint(record, (8 << 3) | 0);
+  AppendVarint(record, static_cast<uint64_t>(settled_at_micros));
+  AppendVarint(record, (9 << 3) | 0);
+  AppendVarint(record, reported_after_expiry ? 1 : 0);
+}
+
+absl::Status UnknownReservation(absl::string_view reservation_id,
+                                absl::Duration retention) {
+  return absl::NotFoundError(absl::StrCat(
+      "reservation \"", reservation_id,
+      "\" is unknown: it was never issued by this server, or it was "
+      "settled more than ",
+      absl::FormatDuration(retention), " ago"));
 }
 
 BudgetRecord ToRecord(const BudgetSpec& spec) {
@@ -175,6 +336,58 @@ class RocksLedger final : public Ledger {
     PeriodBounds bounds;
     PeriodState* state;
   };
+  // One (budget, instance, period) a hold is charged to. The names are
+  // interned in targets_: a charge is 16 bytes, not two strings.
+  struct Charge {
+    int64_t period_start = 0;  // PeriodBounds::start_key()
+    uint32_t target = 0;       // index into targets_
+  };
+  struct ChargeTarget {
+    std::string budget;
+    std::string instance;
+    uint32_t refs = 0;  // 0: on free_targets_
+  };
+  struct TargetKey {
+    absl::string_view budget;
+    absl::string_view instance;
+  };
+  struct TargetKeyHash {
+    size_t operator()(const TargetKey& k) const {
+      return absl::Hash<std::pair<absl::string_view, absl::string_view>>()(
+          {k.budget, k.instance});
+    }
+  };
+  struct TargetKeyEq {
+    bool operator()(const TargetKey& a, const TargetKey& b) const {
+      return a.budget == b.budget && a.instance == b.instance;
+    }
+  };
+  // A hold in memory (docs/decisions/019-compact-holds.md): what the hot
+  // path and expiry decide with, in 32 bytes. The estimate of a settled
+  // hold and the expiry of a finished one are in its record on disk.
+  struct Hold {
+    // Open: expires_at. Settled or expired: settled_at.
+    int64_t at_micros = 0;
+    // Open or expired: the estimate (an expired hold's cost). Settled: the
+    // cost.
+    int64_t amount_nanos = 0;
+    // RequestHash of its request_id; 0: none.
+    uint64_t request_hash = 0;
+    // charge_pool_[charges_at, charges_at + charge_count); settled holds
+    // keep none.
+    uint32_t charges_at = 0;
+    uint16_t charge_count = 0;
+    uint8_t state = HoldRecord::STATE_OPEN;
+    bool reported_after_expiry : 1;
+    // Its request_id is in request_overflow_, not by_request_hash_.
+    bool request_in_overflow : 1;
+
+    Hold() : reported_after_expiry(false), request_in_overflow(false) {}
+    bool open() const { return state == HoldRecord::STATE_OPEN; }
+    bool expired() const { return state == HoldRecord::STATE_EXPIRED; }
+    bool settled() const { return state == HoldRecord::STATE_SETTLED; }
+  };
+  static_assert(sizeof(Hold) == 32);
 
   // Writes `batch` to RocksDB (durable per the sync mode only after
   // AwaitDurable(*ticket), which the caller calls without mu_ held).
@@ -214,22 +427,61 @@ class RocksLedger final : public Ledger {
 
   // Applies `delta` to the in-memory counters of every charge of `hold`
   // whose budget still exists.
-  void ApplyToCharges(const HoldRecord& hold, int64_t held_delta,
-                      int64_t spent_delta, int64_t unreported_delta)
+  void ApplyToCharges(const Hold& hold, int64_t held_delta, int64_t spent_delta,
+                      int64_t unreported_delta)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void MergeCounters(rocksdb::WriteBatch& batch, const HoldRecord& hold,
+  void MergeCounters(rocksdb::WriteBatch& batch, const Hold& hold,
                      int64_t spent_delta, int64_t unreported_delta)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void AddAudit(rocksdb::WriteBatch& batch, absl::Time now,
                 absl::string_view action, absl::string_view name,
                 const Actor& actor, const BudgetSpec* before,
                 const BudgetSpec* after) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  std::string NewReservationId() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  static HoldView ViewOf(const HoldRecord& hold);
+  HoldId NewHoldId() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void MergeSideCounters(rocksdb::WriteBatch& batch,
                          absl::Span<const SideCounterDelta> deltas);
-  void Forget(const std::string& reservation_id)
+  // Drops a hold from memory (its charge targets and request_id entry too).
+  void Forget(const HoldId& id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // The interned (budget, instance) of a charge: one reference per charge of
+  // a hold in memory.
+  uint32_t AcquireTarget(absl::string_view budget, absl::string_view instance)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Room for `count` charges in charge_pool_ for `hold` (reusing a freed
+  // run of that length when there is one).
+  absl::Span<Charge> AllocateCharges(Hold& hold, size_t count)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Span<const Charge> ChargesOf(const Hold& hold) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return absl::MakeConstSpan(charge_pool_.data() + hold.charges_at,
+                               hold.charge_count);
+  }
+  // Releases the hold's charge targets and its run of charge_pool_.
+  void ReleaseCharges(Hold& hold) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // request_id -> hold. `hash` is RequestHash(request_id).
+  uint64_t RequestHash(absl::string_view request_id) const;
+  // The hold that `request_id` reserved, with its record read into
+  // *record; nullopt if none. *collided: another request_id has the same
+  // hash (the new hold's request_id then goes into request_overflow_).
+  absl::StatusOr<std::optional<HoldId>> FindRequest(
+      absl::string_view request_id, uint64_t hash, HoldRecord* record,
+      bool* collided) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Remembers that hold `id` (already in holds_) has `request_id`.
+  void IndexRequest(const HoldId& id, absl::string_view request_id,
+                    uint64_t hash, bool collided)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // The stored record of a hold; NotFound if it is not on disk.
+  absl::Status ReadHoldBytes(absl::string_view key,
+                             rocksdb::PinnableSlice* bytes) const;
+  absl::Status ReadHold(absl::string_view key, HoldRecord* record) const;
+  // A view of `hold` (memory: state and cost) with the estimate, expiry,
+  // terms and charges of its `record`.
+  static HoldView ViewOf(absl::string_view reservation_id, const Hold& hold,
+                         const HoldRecord& record);
+  static void FillView(absl::string_view reservation_id, const Hold& hold,
+                       const HoldRecord& record, HoldView& view);
 
   const RocksLedgerOptions options_;
   const std::shared_ptr<RocksDatabase> database_;
@@ -247,16 +499,38 @@ class RocksLedger final : public Ledger {
       index_ ABSL_GUARDED_BY(mu_);
   std::vector<BudgetEntry*> match_all_ ABSL_GUARDED_BY(mu_);
 
-  absl::node_hash_map<std::string, HoldRecord> holds_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_map<std::string, std::string> by_request_id_
+  // Every hold still on disk, by id (docs/decisions/019): what Reserve,
+  // Settle and expiry decide with. The terms, the request_id and the names
+  // of the charges stay in the record on disk.
+  absl::flat_hash_map<HoldId, Hold, absl::Hash<HoldId>, std::equal_to<HoldId>,
+                      HugePageAllocator<std::pair<const HoldId, Hold>>>
+      holds_ ABSL_GUARDED_BY(mu_);
+  // Charge targets; a deque, so that target_ids_ can view their strings.
+  std::deque<ChargeTarget> targets_ ABSL_GUARDED_BY(mu_);
+  std::vector<uint32_t> free_targets_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<TargetKey, uint32_t, TargetKeyHash, TargetKeyEq>
+      target_ids_ ABSL_GUARDED_BY(mu_);
+  // The charges of open and expired holds, in runs; freed runs by length.
+  std::vector<Charge> charge_pool_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::vector<uint32_t>> free_charge_runs_ ABSL_GUARDED_BY(mu_);
+  // RequestHash(request_id) -> hold, verified against the record on a hit.
+  absl::flat_hash_map<uint64_t, HoldId, absl::Hash<uint64_t>,
+                      std::equal_to<uint64_t>,
+                      HugePageAllocator<std::pair<const uint64_t, HoldId>>>
+      by_request_hash_ ABSL_GUARDED_BY(mu_);
+  // request_ids whose hash another request_id in by_request_hash_ has.
+  absl::flat_hash_map<std::string, HoldId> request_overflow_
       ABSL_GUARDED_BY(mu_);
   // (expires_at micros, id) of open holds.
-  absl::btree_set<std::pair<int64_t, std::string>> expiry_queue_
+  absl::btree_set<std::pair<int64_t, HoldId>> expiry_queue_
       ABSL_GUARDED_BY(mu_);
   // (settled_at micros, id) of settled and expired holds.
-  absl::btree_set<std::pair<int64_t, std::string>> retention_queue_
+  absl::btree_set<std::pair<int64_t, HoldId>> retention_queue_
       ABSL_GUARDED_BY(mu_);
   absl::BitGen bitgen_ ABSL_GUARDED_BY(mu_);
+  // Reused by Reserve and state changes (no allocation once warm).
+  HoldRecord scratch_record_ ABSL_GUARDED_BY(mu_);
+  std::string scratch_value_ ABSL_GUARDED_BY(mu_);
 };
 
 absl::Status RocksLedger::Load() {
@@ -296,38 +570,117 @@ absl::Status RocksLedger::LoadHolds() {
   if (db_->GetIntProperty(cfs_[kHoldsCf], "rocksdb.estimate-num-keys",
                           &estimated_holds)) {
     holds_.reserve(estimated_holds);
-    by_request_id_.reserve(estimated_holds);
+    by_request_hash_.reserve(estimated_holds);
   }
+  // One record parsed in place of the last: its strings keep their
+  // capacity, so the loop allocates only for what memory keeps.
+  HoldRecord& record = scratch_record_;
+  // The queues are built at the end from sorted runs (appending to a btree
+  // is much cheaper than inserting at random).
+  std::vector<std::pair<int64_t, HoldId>> expiring, retained;
+  // (charge target, period start) -> estimates of its open holds.
+  absl::flat_hash_map<std::pair<uint32_t, int64_t>, int64_t> held;
+  expiring.reserve(estimated_holds);
+  retained.reserve(estimated_holds);
   std::unique_ptr<rocksdb::Iterator> it(
-      db_->NewIterator(rocksdb::ReadOptions(), cfs_[kHoldsCf]));
+      db_->NewIterator(ScanOptions(), cfs_[kHoldsCf]));
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
-    // The key is the reservation id; the record is parsed in place.
-    auto [slot, inserted] = holds_.try_emplace(it->key().ToString());
-    const std::string& id = slot->first;
-    HoldRecord& record = slot->second;
+    const absl::string_view key(it->key().data(), it->key().size());
+    HoldId id;
+    if (!ParseHoldId(key, &id)) {
+      return absl::DataLossError(absl::StrCat(
+          "hold key \"", absl::CHexEscape(key),
+          "\" is not a reservation id (\"r-\" and 32 lowercase hex digits)"));
+    }
     if (!record.ParseFromArray(it->value().data(),
                                static_cast<int>(it->value().size())) ||
-        record.reservation_id() != id) {
-      return absl::DataLossError(absl::StrCat(
-          "hold record \"", it->key().ToString(), "\" does not parse"));
+        record.reservation_id() != key) {
+      return absl::DataLossError(
+          absl::StrCat("hold record \"", key, "\" does not parse"));
     }
-    if (!record.request_id().empty()) by_request_id_[record.request_id()] = id;
-    if (record.state() == HoldRecord::STATE_OPEN) {
-      expiry_queue_.emplace(record.expires_at_micros(), id);
-      for (const ChargeRecord& charge : record.charges()) {
-        auto entry = budgets_.find(charge.budget());
-        if (entry == budgets_.end()) continue;
-        absl::Status error;
-        PeriodState* state = PeriodFor(entry->second, charge.instance(),
-                                       charge.period_start(), &error);
-        if (state == nullptr) return error;
-        state->held_nanos += record.estimate_nanos();
+    Hold hold;
+    hold.state = static_cast<uint8_t>(record.state());
+    hold.at_micros =
+        hold.open() ? record.expires_at_micros() : record.settled_at_micros();
+    hold.amount_nanos =
+        hold.open() ? record.estimate_nanos() : record.cost_nanos();
+    hold.reported_after_expiry = record.reported_after_expiry();
+    if (!hold.settled()) {
+      absl::Span<Charge> charges = AllocateCharges(hold, record.charges_size());
+      for (int i = 0; i < record.charges_size(); ++i) {
+        const ChargeRecord& charge = record.charges(i);
+        charges[i] = {charge.period_start(),
+                      AcquireTarget(charge.budget(), charge.instance())};
+        if (hold.open()) {
+          held[{charges[i].target, charges[i].period_start}] +=
+              hold.amount_nanos;
+        }
       }
+    }
+    if (hold.open()) {
+      expiring.emplace_back(hold.at_micros, id);
     } else {
-      retention_queue_.emplace(record.settled_at_micros(), id);
+      retained.emplace_back(hold.at_micros, id);
+    }
+    holds_.emplace(id, std::move(hold));
+    if (!record.request_id().empty()) {
+      const std::string& request_id = record.request_id();
+      const uint64_t hash = RequestHash(request_id);
+      bool collided = false;
+      auto seen = by_request_hash_.find(hash);
+      if (seen != by_request_hash_.end()) {
+        HoldRecord other;
+        char other_key[kHoldIdChars];
+        if (absl::Status s =
+                ReadHold(FormatHoldId(seen->second, other_key), &other);
+            !s.ok()) {
+          return s;
+        }
+        // The same request_id on two holds: the later one answers, as
+        // before.
+        collided = other.request_id() != request_id;
+      }
+      IndexRequest(id, request_id, hash, collided);
     }
   }
-  return FromRocks(it->status(), "reading holds");
+  if (absl::Status s = FromRocks(it->status(), "reading holds"); !s.ok()) {
+    return s;
+  }
+  // `held` of each (budget, instance, period) with open holds, loading its
+  // counters in key order (neighbouring reads share RocksDB blocks).
+  struct Held {
+    const ChargeTarget* target;
+    int64_t period_start;
+    int64_t nanos;
+  };
+  std::vector<Held> by_key;
+  by_key.reserve(held.size());
+  for (const auto& [key, nanos] : held) {
+    by_key.push_back({&targets_[key.first], key.second, nanos});
+  }
+  held = {};
+  std::sort(by_key.begin(), by_key.end(), [](const Held& a, const Held& b) {
+    return std::tie(a.target->budget, a.target->instance, a.period_start) <
+           std::tie(b.target->budget, b.target->instance, b.period_start);
+  });
+  BudgetEntry* entry = nullptr;
+  for (const Held& h : by_key) {
+    if (entry == nullptr || entry->spec.name != h.target->budget) {
+      auto found = budgets_.find(h.target->budget);
+      entry = found == budgets_.end() ? nullptr : &found->second;
+    }
+    if (entry == nullptr) continue;  // deleted: counts if set again
+    absl::Status error;
+    PeriodState* state =
+        PeriodFor(*entry, h.target->instance, h.period_start, &error);
+    if (state == nullptr) return error;
+    state->held_nanos += h.nanos;
+  }
+  std::sort(expiring.begin(), expiring.end());
+  std::sort(retained.begin(), retained.end());
+  expiry_queue_.insert(expiring.begin(), expiring.end());
+  retention_queue_.insert(retained.begin(), retained.end());
+  return absl::OkStatus();
 }
 
 void RocksLedger::RebuildIndex() {
@@ -453,14 +806,15 @@ absl::StatusOr<std::pair<BudgetSpec, bool>> RocksLedger::SetBudget(
     fresh.spec = spec;
     fresh.tz = tz;
     for (const auto& [expires_at, id] : expiry_queue_) {
-      const HoldRecord& hold = holds_.at(id);
-      for (const ChargeRecord& charge : hold.charges()) {
-        if (charge.budget() != spec.name) continue;
+      const Hold& hold = holds_.at(id);
+      for (const Charge& charge : ChargesOf(hold)) {
+        const ChargeTarget& target = targets_[charge.target];
+        if (target.budget != spec.name) continue;
         absl::Status error;
-        PeriodState* state = PeriodFor(fresh, charge.instance(),
-                                       charge.period_start(), &error);
+        PeriodState* state =
+            PeriodFor(fresh, target.instance, charge.period_start, &error);
         if (state == nullptr) return error;
-        state->held_nanos += hold.estimate_nanos();
+        state->held_nanos += hold.amount_nanos;
       }
     }
   }
@@ -803,23 +1157,185 @@ absl::Status RocksLedger::CollectMatches(
   return absl::OkStatus();
 }
 
-std::string RocksLedger::NewReservationId() {
-  return absl::StrFormat("r-%016x%016x", absl::Uniform<uint64_t>(bitgen_),
-                         absl::Uniform<uint64_t>(bitgen_));
+HoldId RocksLedger::NewHoldId() {
+  return HoldId{absl::Uniform<uint64_t>(bitgen_),
+                absl::Uniform<uint64_t>(bitgen_)};
+}
+
+uint32_t RocksLedger::AcquireTarget(absl::string_view budget,
+                                    absl::string_view instance) {
+  auto found = target_ids_.find(TargetKey{budget, instance});
+  if (found != target_ids_.end()) {
+    ++targets_[found->second].refs;
+    return found->second;
+  }
+  uint32_t index;
+  if (!free_targets_.empty()) {
+    index = free_targets_.back();
+    free_targets_.pop_back();
+  } else {
+    index = static_cast<uint32_t>(targets_.size());
+    targets_.emplace_back();
+  }
+  ChargeTarget& target = targets_[index];
+  target.budget.assign(budget.data(), budget.size());
+  target.instance.assign(instance.data(), instance.size());
+  target.refs = 1;
+  target_ids_.emplace(TargetKey{target.budget, target.instance}, index);
+  return index;
+}
+
+absl::Span<RocksLedger::Charge> RocksLedger::AllocateCharges(Hold& hold,
+                                                             size_t count) {
+  hold.charge_count = static_cast<uint16_t>(count);
+  if (count == 0) {
+    hold.charges_at = 0;
+    return {};
+  }
+  if (count < free_charge_runs_.size() && !free_charge_runs_[count].empty()) {
+    hold.charges_at = free_charge_runs_[count].back();
+    free_charge_runs_[count].pop_back();
+  } else {
+    hold.charges_at = static_cast<uint32_t>(charge_pool_.size());
+    charge_pool_.resize(charge_pool_.size() + count);
+  }
+  return absl::MakeSpan(charge_pool_.data() + hold.charges_at, count);
+}
+
+void RocksLedger::ReleaseCharges(Hold& hold) {
+  for (const Charge& charge : ChargesOf(hold)) {
+    ChargeTarget& target = targets_[charge.target];
+    if (--target.refs > 0) continue;
+    target_ids_.erase(TargetKey{target.budget, target.instance});
+    std::string().swap(target.budget);
+    std::string().swap(target.instance);
+    free_targets_.push_back(charge.target);
+  }
+  if (hold.charge_count > 0) {
+    if (free_charge_runs_.size() <= hold.charge_count) {
+      free_charge_runs_.resize(hold.charge_count + 1);
+    }
+    free_charge_runs_[hold.charge_count].push_back(hold.charges_at);
+  }
+  hold.charges_at = 0;
+  hold.charge_count = 0;
+}
+
+uint64_t RocksLedger::RequestHash(absl::string_view request_id) const {
+  uint64_t hash = absl::Hash<absl::string_view>()(request_id);
+  const int bits = options_.request_id_hash_bits;
+  if (bits > 0 && bits < 64) hash &= (uint64_t{1} << bits) - 1;
+  return hash == 0 ? 1 : hash;  // 0 means "no request_id"
+}
+
+absl::StatusOr<std::optional<HoldId>> RocksLedger::FindRequest(
+    absl::string_view request_id, uint64_t hash, HoldRecord* record,
+    bool* collided) const {
+  *collided = false;
+  std::optional<HoldId> candidate;
+  if (!request_overflow_.empty()) {
+    auto exact = request_overflow_.find(request_id);
+    if (exact != request_overflow_.end()) candidate = exact->second;
+  }
+  if (!candidate.has_value()) {
+    auto seen = by_request_hash_.find(hash);
+    if (seen == by_request_hash_.end()) return std::nullopt;
+    candidate = seen->second;
+  }
+  char key[kHoldIdChars];
+  if (absl::Status s = ReadHold(FormatHoldId(*candidate, key), record);
+      !s.ok()) {
+    if (absl::IsNotFound(s)) {
+      return absl::DataLossError(absl::StrCat(
+          "the record of reservation ", FormatHoldId(*candidate, key),
+          " (request_id \"", request_id, "\") is missing"));
+    }
+    return s;
+  }
+  if (record->request_id() != request_id) {
+    *collided = true;
+    return std::nullopt;
+  }
+  return candidate;
+}
+
+void RocksLedger::IndexRequest(const HoldId& id, absl::string_view request_id,
+                               uint64_t hash, bool collided) {
+  Hold& hold = holds_.at(id);
+  hold.request_hash = hash;
+  if (collided) {
+    request_overflow_[request_id] = id;
+    hold.request_in_overflow = true;
+  } else {
+    by_request_hash_[hash] = id;
+  }
+}
+
+absl::Status RocksLedger::ReadHoldBytes(absl::string_view key,
+                                        rocksdb::PinnableSlice* bytes) const {
+  const rocksdb::Status status =
+      db_->Get(rocksdb::ReadOptions(), cfs_[kHoldsCf], ToSlice(key), bytes);
+  if (status.IsNotFound()) {
+    return absl::NotFoundError(absl::StrCat("no record of hold ", key));
+  }
+  return FromRocks(status, "reading a hold");
+}
+
+absl::Status RocksLedger::ReadHold(absl::string_view key,
+                                   HoldRecord* record) const {
+  rocksdb::PinnableSlice bytes;
+  if (absl::Status s = ReadHoldBytes(key, &bytes); !s.ok()) return s;
+  if (!record->ParseFromArray(bytes.data(), static_cast<int>(bytes.size())) ||
+      record->reservation_id() != key) {
+    return absl::DataLossError(
+        absl::StrCat("hold record \"", key, "\" does not parse"));
+  }
+  return absl::OkStatus();
+}
+
+void RocksLedger::FillView(absl::string_view reservation_id, const Hold& hold,
+                           const HoldRecord& record, HoldView& view) {
+  view.reservation_id.assign(reservation_id.data(), reservation_id.size());
+  view.state = hold.open()      ? HoldState::kOpen
+               : hold.settled() ? HoldState::kSettled
+                                : HoldState::kExpired;
+  view.estimate_nanos = record.estimate_nanos();
+  view.cost_nanos = hold.open() ? 0 : hold.amount_nanos;
+  view.expires_at = absl::FromUnixMicros(record.expires_at_micros());
+  view.terms = record.terms();
+  view.charges.resize(record.charges_size());
+  for (int i = 0; i < record.charges_size(); ++i) {
+    view.charges[i].first = record.charges(i).budget();
+    view.charges[i].second = record.charges(i).instance();
+  }
+}
+
+HoldView RocksLedger::ViewOf(absl::string_view reservation_id, const Hold& hold,
+                             const HoldRecord& record) {
+  HoldView view;
+  FillView(reservation_id, hold, record, view);
+  return view;
 }
 
 absl::StatusOr<ReserveResult> RocksLedger::Reserve(
     const ReserveRequest& request, absl::Time now) {
   ReserveResult result;
   absl::MutexLock lock(&mu_);
+  uint64_t request_hash = 0;
+  bool request_collided = false;
   if (!request.request_id.empty() && !request.dry_run) {
-    auto seen = by_request_id_.find(request.request_id);
-    if (seen != by_request_id_.end()) {
-      const HoldRecord& hold = holds_.at(seen->second);
+    request_hash = RequestHash(request.request_id);
+    // A hit is confirmed, and its terms read, with a point read of the
+    // hold's record under the lock: replays are retries, rare.
+    absl::StatusOr<std::optional<HoldId>> seen = FindRequest(
+        request.request_id, request_hash, &scratch_record_, &request_collided);
+    if (!seen.ok()) return seen.status();
+    if (seen->has_value()) {
       result.kind = ReserveResult::Kind::kReplayed;
-      result.reservation_id = hold.reservation_id();
-      result.expires_at = absl::FromUnixMicros(hold.expires_at_micros());
-      result.terms = hold.terms();
+      result.reservation_id = scratch_record_.reservation_id();
+      result.expires_at =
+          absl::FromUnixMicros(scratch_record_.expires_at_micros());
+      result.terms = scratch_record_.terms();
       // The first Check may not be durable yet; neither is its replay.
       const uint64_t ticket = LatestTicket();
       if (request.defer_durability) {
@@ -847,6 +1363,12 @@ absl::StatusOr<ReserveResult> RocksLedger::Reserve(
     }
   }
   const bool fits = result.exceeded.empty();
+  if (fits && !request.dry_run && matches.size() > kMaxCharges) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "the request matches %d budgets; a reservation can be charged to at "
+        "most %d: narrow the budgets' selectors",
+        matches.size(), kMaxCharges));
+  }
   if (!fits) {
     result.kind = ReserveResult::Kind::kDenied;
     std::sort(result.exceeded.begin(), result.exceeded.end(),
@@ -856,36 +1378,52 @@ absl::StatusOr<ReserveResult> RocksLedger::Reserve(
   } else if (request.dry_run) {
     result.kind = ReserveResult::Kind::kDryRun;
   } else {
-    HoldRecord hold;
-    hold.set_reservation_id(NewReservationId());
-    hold.set_request_id(std::string(request.request_id));
-    hold.set_estimate_nanos(request.estimate_nanos);
-    hold.set_created_at_micros(absl::ToUnixMicros(now));
+    const HoldId id = NewHoldId();
+    char key_text[kHoldIdChars];
+    const absl::string_view key = FormatHoldId(id, key_text);
     const absl::Time expires_at = now + request.ttl;
-    hold.set_expires_at_micros(absl::ToUnixMicros(expires_at));
-    hold.set_state(HoldRecord::STATE_OPEN);
-    hold.set_terms(std::string(request.terms));
+    Hold hold;
+    hold.amount_nanos = request.estimate_nanos;
+    hold.at_micros = absl::ToUnixMicros(expires_at);
+    hold.state = HoldRecord::STATE_OPEN;
+
+    HoldRecord& record = scratch_record_;
+    record.Clear();
+    record.set_reservation_id(key.data(), key.size());
+    record.set_request_id(request.request_id.data(), request.request_id.size());
+    record.set_estimate_nanos(request.estimate_nanos);
+    record.set_created_at_micros(absl::ToUnixMicros(now));
+    record.set_expires_at_micros(hold.at_micros);
+    record.set_state(HoldRecord::STATE_OPEN);
+    record.set_terms(request.terms.data(), request.terms.size());
     for (const Match& m : matches) {
-      ChargeRecord* charge = hold.add_charges();
+      ChargeRecord* charge = record.add_charges();
       charge->set_budget(m.entry->spec.name);
-      charge->set_instance(std::string(m.instance));
+      charge->set_instance(m.instance.data(), m.instance.size());
       charge->set_period_start(m.bounds.start_key());
     }
+    record.SerializeToString(&scratch_value_);
     rocksdb::WriteBatch batch;
-    batch.Put(cfs_[kHoldsCf], hold.reservation_id(), hold.SerializeAsString());
+    batch.Put(cfs_[kHoldsCf], ToSlice(key), scratch_value_);
     MergeSideCounters(batch, request.side_counters);
     uint64_t ticket = 0;
     if (absl::Status s = WriteLocked(batch, &ticket); !s.ok()) return s;
 
-    for (const Match& m : matches) m.state->held_nanos += request.estimate_nanos;
-    result.kind = ReserveResult::Kind::kReserved;
-    result.reservation_id = hold.reservation_id();
-    result.expires_at = expires_at;
-    expiry_queue_.emplace(hold.expires_at_micros(), hold.reservation_id());
-    if (!request.request_id.empty()) {
-      by_request_id_[request.request_id] = hold.reservation_id();
+    absl::Span<Charge> charges = AllocateCharges(hold, matches.size());
+    for (size_t i = 0; i < matches.size(); ++i) {
+      const Match& m = matches[i];
+      m.state->held_nanos += request.estimate_nanos;
+      charges[i] = {m.bounds.start_key(),
+                    AcquireTarget(m.entry->spec.name, m.instance)};
     }
-    holds_.emplace(hold.reservation_id(), std::move(hold));
+    result.kind = ReserveResult::Kind::kReserved;
+    result.reservation_id.assign(key.data(), key.size());
+    result.expires_at = expires_at;
+    expiry_queue_.emplace(hold.at_micros, id);
+    holds_.emplace(id, std::move(hold));
+    if (!request.request_id.empty()) {
+      IndexRequest(id, request.request_id, request_hash, request_collided);
+    }
     for (const Match& m : matches) {
       result.standings.push_back(
           MakeStanding(*m.entry, m.instance, m.bounds, *m.state));
@@ -909,51 +1447,71 @@ absl::StatusOr<ReserveResult> RocksLedger::Reserve(
 
 absl::StatusOr<HoldView> RocksLedger::GetHold(
     absl::string_view reservation_id) const {
-  absl::MutexLock lock(&mu_);
-  auto it = holds_.find(reservation_id);
-  if (it == holds_.end()) {
-    return absl::NotFoundError(absl::StrCat(
-        "reservation \"", reservation_id,
-        "\" is unknown: it was never issued by this server, or it was "
-        "settled more than ",
-        absl::FormatDuration(options_.settled_retention), " ago"));
+  HoldId id;
+  if (!ParseHoldId(reservation_id, &id)) {
+    return UnknownReservation(reservation_id, options_.settled_retention);
   }
-  return ViewOf(it->second);
+  Hold hold;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = holds_.find(id);
+    if (it == holds_.end()) {
+      return UnknownReservation(reservation_id, options_.settled_retention);
+    }
+    const Hold& found = it->second;
+    hold.amount_nanos = found.amount_nanos;
+    hold.state = found.state;
+  }
+  // The terms and charge names, outside the lock: a hold's record changes
+  // only in its state fields, which memory answers.
+  HoldRecord record;
+  if (absl::Status s = ReadHold(reservation_id, &record); !s.ok()) {
+    // Pruned since the lock was released.
+    if (absl::IsNotFound(s)) {
+      return UnknownReservation(reservation_id, options_.settled_retention);
+    }
+    return s;
+  }
+  return ViewOf(reservation_id, hold, record);
 }
 
 void RocksLedger::ForEachOpenHold(
     absl::FunctionRef<void(const HoldView&)> visit) const {
   absl::MutexLock lock(&mu_);
-  for (const auto& [micros, id] : expiry_queue_) visit(ViewOf(holds_.at(id)));
-}
-
-HoldView RocksLedger::ViewOf(const HoldRecord& hold) {
+  // The terms are on disk: one scan of the holds (start-up only), reusing
+  // one record and one view.
+  HoldRecord record;
   HoldView view;
-  view.reservation_id = hold.reservation_id();
-  view.state = hold.state() == HoldRecord::STATE_OPEN      ? HoldState::kOpen
-               : hold.state() == HoldRecord::STATE_SETTLED ? HoldState::kSettled
-                                                           : HoldState::kExpired;
-  view.estimate_nanos = hold.estimate_nanos();
-  view.cost_nanos = hold.cost_nanos();
-  view.expires_at = absl::FromUnixMicros(hold.expires_at_micros());
-  view.terms = hold.terms();
-  view.charges.reserve(hold.charges_size());
-  for (const ChargeRecord& charge : hold.charges()) {
-    view.charges.emplace_back(charge.budget(), charge.instance());
+  std::unique_ptr<rocksdb::Iterator> it(
+      db_->NewIterator(ScanOptions(), cfs_[kHoldsCf]));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    const absl::string_view key(it->key().data(), it->key().size());
+    HoldId id;
+    if (!ParseHoldId(key, &id)) continue;
+    auto found = holds_.find(id);
+    if (found == holds_.end() || !found->second.open()) {
+      continue;
+    }
+    if (!record.ParseFromArray(it->value().data(),
+                               static_cast<int>(it->value().size()))) {
+      record.Clear();  // the caller finds no terms and says so
+    }
+    FillView(key, found->second, record, view);
+    visit(view);
   }
-  return view;
 }
 
-void RocksLedger::ApplyToCharges(const HoldRecord& hold, int64_t held_delta,
+void RocksLedger::ApplyToCharges(const Hold& hold, int64_t held_delta,
                                  int64_t spent_delta,
                                  int64_t unreported_delta) {
-  for (const ChargeRecord& charge : hold.charges()) {
-    auto entry = budgets_.find(charge.budget());
+  for (const Charge& charge : ChargesOf(hold)) {
+    const ChargeTarget& target = targets_[charge.target];
+    auto entry = budgets_.find(target.budget);
     if (entry == budgets_.end()) continue;
-    auto instance = entry->second.instances.find(charge.instance());
+    auto instance = entry->second.instances.find(target.instance);
     if (instance == entry->second.instances.end()) continue;
     for (PeriodState& p : instance->second.periods) {
-      if (p.key != charge.period_start()) continue;
+      if (p.key != charge.period_start) continue;
       p.held_nanos += held_delta;
       p.spent_nanos += spent_delta;
       p.unreported_nanos += unreported_delta;
@@ -961,20 +1519,20 @@ void RocksLedger::ApplyToCharges(const HoldRecord& hold, int64_t held_delta,
   }
 }
 
-void RocksLedger::MergeCounters(rocksdb::WriteBatch& batch,
-                                const HoldRecord& hold, int64_t spent_delta,
-                                int64_t unreported_delta) {
-  for (const ChargeRecord& charge : hold.charges()) {
+void RocksLedger::MergeCounters(rocksdb::WriteBatch& batch, const Hold& hold,
+                                int64_t spent_delta, int64_t unreported_delta) {
+  for (const Charge& charge : ChargesOf(hold)) {
+    const ChargeTarget& target = targets_[charge.target];
     if (spent_delta != 0) {
       batch.Merge(cfs_[kCountersCf],
-                  CounterKey(charge.budget(), charge.instance(),
-                             charge.period_start(), kSpentCounter),
+                  CounterKey(target.budget, target.instance,
+                             charge.period_start, kSpentCounter),
                   EncodeInt64(spent_delta));
     }
     if (unreported_delta != 0) {
       batch.Merge(cfs_[kCountersCf],
-                  CounterKey(charge.budget(), charge.instance(),
-                             charge.period_start(), kUnreportedCounter),
+                  CounterKey(target.budget, target.instance,
+                             charge.period_start, kUnreportedCounter),
                   EncodeInt64(unreported_delta));
     }
   }
@@ -985,21 +1543,28 @@ absl::StatusOr<SettleResult> RocksLedger::Settle(
     const UsageUpdate* usage,
     absl::Span<const SideCounterDelta> side_counters,
     uint64_t* durable_ticket) {
-  absl::MutexLock lock(&mu_);
-  auto it = holds_.find(reservation_id);
-  if (it == holds_.end()) {
-    return absl::NotFoundError(absl::StrCat(
-        "reservation \"", reservation_id,
-        "\" is unknown: it was never issued by this server, or it was "
-        "settled more than ",
-        absl::FormatDuration(options_.settled_retention), " ago"));
+  HoldId id;
+  if (!ParseHoldId(reservation_id, &id)) {
+    return UnknownReservation(reservation_id, options_.settled_retention);
   }
-  HoldRecord& hold = it->second;
+  // The stored record, read before the lock: the settled record is it with
+  // the outcome appended (AppendOutcome), whatever state change came
+  // between.
+  rocksdb::PinnableSlice stored;
+  absl::Status read = ReadHoldBytes(reservation_id, &stored);
+  if (!read.ok() && !absl::IsNotFound(read)) return read;
+
+  absl::MutexLock lock(&mu_);
+  auto it = holds_.find(id);
+  if (it == holds_.end()) {
+    return UnknownReservation(reservation_id, options_.settled_retention);
+  }
+  Hold& hold = it->second;
   SettleResult result;
-  if (hold.state() == HoldRecord::STATE_SETTLED) {
-    result.cost_nanos = hold.cost_nanos();
+  if (hold.settled()) {
+    result.cost_nanos = hold.amount_nanos;
     result.already_reported = true;
-    result.after_expiry = hold.reported_after_expiry();
+    result.after_expiry = hold.reported_after_expiry;
     // The first Report may not be durable yet; neither is this answer.
     const uint64_t ticket = LatestTicket();
     if (durable_ticket != nullptr) {
@@ -1012,36 +1577,42 @@ absl::StatusOr<SettleResult> RocksLedger::Settle(
     if (!durable.ok()) return durable;
     return result;
   }
-  const bool expired = hold.state() == HoldRecord::STATE_EXPIRED;
-  const int64_t estimate = hold.estimate_nanos();
+  if (!read.ok()) {
+    return absl::DataLossError(absl::StrCat(
+        "reservation ", reservation_id,
+        " is open in memory but its record is missing from RocksDB"));
+  }
+  const bool expired = hold.expired();
+  const int64_t estimate = hold.amount_nanos;
   // An expired hold was charged its estimate as unreported spend.
   const int64_t spent_delta = expired ? cost_nanos - estimate : cost_nanos;
   const int64_t unreported_delta = expired ? -estimate : 0;
+  const int64_t settled_at_micros = absl::ToUnixMicros(now);
 
-  HoldRecord settled = hold;
-  settled.set_state(HoldRecord::STATE_SETTLED);
-  settled.set_cost_nanos(cost_nanos);
-  settled.set_settled_at_micros(absl::ToUnixMicros(now));
-  settled.set_reported_after_expiry(expired);
+  scratch_value_.assign(stored.data(), stored.size());
+  AppendOutcome(scratch_value_, HoldRecord::STATE_SETTLED, cost_nanos,
+                settled_at_micros, expired);
   rocksdb::WriteBatch batch;
-  MergeCounters(batch, settled, spent_delta, unreported_delta);
+  MergeCounters(batch, hold, spent_delta, unreported_delta);
   MergeSideCounters(batch, side_counters);
   if (usage != nullptr) AddUsageToBatch(*database_, batch, *usage);
-  batch.Put(cfs_[kHoldsCf], settled.reservation_id(),
-            settled.SerializeAsString());
+  batch.Put(cfs_[kHoldsCf], ToSlice(reservation_id), scratch_value_);
   uint64_t ticket = 0;
   if (absl::Status s = WriteLocked(batch, &ticket); !s.ok()) return s;
 
-  ApplyToCharges(settled, expired ? 0 : -estimate, spent_delta,
-                 unreported_delta);
+  ApplyToCharges(hold, expired ? 0 : -estimate, spent_delta, unreported_delta);
   if (expired) {
-    retention_queue_.erase({hold.settled_at_micros(), hold.reservation_id()});
+    retention_queue_.erase({hold.at_micros, id});
   } else {
-    expiry_queue_.erase({hold.expires_at_micros(), hold.reservation_id()});
+    expiry_queue_.erase({hold.at_micros, id});
   }
-  retention_queue_.emplace(settled.settled_at_micros(),
-                           settled.reservation_id());
-  hold = std::move(settled);
+  retention_queue_.emplace(settled_at_micros, id);
+  hold.state = HoldRecord::STATE_SETTLED;
+  hold.amount_nanos = cost_nanos;
+  hold.at_micros = settled_at_micros;
+  hold.reported_after_expiry = expired;
+  // A settled hold is only remembered (replays, repeated Reports).
+  ReleaseCharges(hold);
   result.cost_nanos = cost_nanos;
   result.after_expiry = expired;
   if (durable_ticket != nullptr) {
@@ -1103,70 +1674,121 @@ absl::Status RocksLedger::DeleteSideCounters(absl::string_view from,
   return AwaitDurable(ticket);
 }
 
-void RocksLedger::Forget(const std::string& reservation_id) {
-  auto it = holds_.find(reservation_id);
+void RocksLedger::Forget(const HoldId& id) {
+  auto it = holds_.find(id);
   if (it == holds_.end()) return;
-  auto by_request = by_request_id_.find(it->second.request_id());
-  if (by_request != by_request_id_.end() &&
-      by_request->second == reservation_id) {
-    by_request_id_.erase(by_request);
+  Hold& hold = it->second;
+  if (hold.request_in_overflow) {
+    for (auto o = request_overflow_.begin(); o != request_overflow_.end();
+         ++o) {
+      if (o->second == id) {
+        request_overflow_.erase(o);
+        break;
+      }
+    }
+  } else if (hold.request_hash != 0) {
+    auto by_request = by_request_hash_.find(hold.request_hash);
+    if (by_request != by_request_hash_.end() && by_request->second == id) {
+      by_request_hash_.erase(by_request);
+    }
   }
+  ReleaseCharges(hold);
   holds_.erase(it);
 }
 
 absl::StatusOr<int> RocksLedger::ExpireHolds(
     absl::Time now, std::vector<HoldView>* expired_holds) {
-  absl::MutexLock lock(&mu_);
   const int64_t now_micros = absl::ToUnixMicros(now);
-  rocksdb::WriteBatch batch;
-  std::vector<std::string> expired_ids;
-  for (auto it = expiry_queue_.begin();
-       it != expiry_queue_.end() && it->first <= now_micros; ++it) {
-    HoldRecord expired = holds_.at(it->second);
-    expired.set_state(HoldRecord::STATE_EXPIRED);
-    expired.set_cost_nanos(expired.estimate_nanos());
-    expired.set_settled_at_micros(now_micros);
-    MergeCounters(batch, expired, expired.estimate_nanos(),
-                  expired.estimate_nanos());
-    batch.Put(cfs_[kHoldsCf], expired.reservation_id(),
-              expired.SerializeAsString());
-    expired_ids.push_back(it->second);
-  }
-  const int64_t retention_cutoff =
-      now_micros - absl::ToInt64Microseconds(options_.settled_retention);
-  std::vector<std::string> pruned_ids;
-  for (auto it = retention_queue_.begin();
-       it != retention_queue_.end() && it->first <= retention_cutoff; ++it) {
-    batch.Delete(cfs_[kHoldsCf], it->second);
-    pruned_ids.push_back(it->second);
-  }
-  if (batch.Count() == 0) return 0;
-  uint64_t ticket = 0;
-  if (absl::Status s = WriteLocked(batch, &ticket); !s.ok()) return s;
-
-  for (const std::string& id : expired_ids) {
-    HoldRecord& hold = holds_.at(id);
-    const int64_t estimate = hold.estimate_nanos();
-    expiry_queue_.erase({hold.expires_at_micros(), id});
-    hold.set_state(HoldRecord::STATE_EXPIRED);
-    hold.set_cost_nanos(estimate);
-    hold.set_settled_at_micros(now_micros);
-    ApplyToCharges(hold, -estimate, estimate, estimate);
-    retention_queue_.emplace(now_micros, id);
-    if (expired_holds != nullptr) expired_holds->push_back(ViewOf(hold));
-  }
-  for (const std::string& id : pruned_ids) {
-    auto it = holds_.find(id);
-    if (it != holds_.end()) {
-      retention_queue_.erase({it->second.settled_at_micros(), id});
+  // 1. Under the lock: the holds due.
+  std::vector<HoldId> due;
+  {
+    absl::MutexLock lock(&mu_);
+    for (auto it = expiry_queue_.begin();
+         it != expiry_queue_.end() && it->first <= now_micros; ++it) {
+      due.push_back(it->second);
     }
-    Forget(id);
   }
-  mu_.Unlock();
+  // 2. Without it: their records (to append the outcome to, and for the
+  // terms the caller gets). A hold settled meanwhile is skipped in 3.
+  std::vector<std::string> stored(due.size());
+  std::vector<bool> found(due.size(), false);
+  for (size_t i = 0; i < due.size(); ++i) {
+    char key[kHoldIdChars];
+    rocksdb::PinnableSlice bytes;
+    absl::Status s = ReadHoldBytes(FormatHoldId(due[i], key), &bytes);
+    if (absl::IsNotFound(s)) continue;
+    if (!s.ok()) return s;
+    stored[i].assign(bytes.data(), bytes.size());
+    found[i] = true;
+  }
+  // 3. Under the lock: expire those still open, prune, one batch.
+  std::vector<size_t> expired;  // indexes into `due`
+  uint64_t ticket = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    rocksdb::WriteBatch batch;
+    for (size_t i = 0; i < due.size(); ++i) {
+      auto it = holds_.find(due[i]);
+      if (it == holds_.end() || !it->second.open()) {
+        continue;
+      }
+      char key[kHoldIdChars];
+      if (!found[i]) {
+        return absl::DataLossError(absl::StrCat(
+            "reservation ", FormatHoldId(due[i], key),
+            " is open in memory but its record is missing from RocksDB"));
+      }
+      const Hold& hold = it->second;
+      MergeCounters(batch, hold, hold.amount_nanos, hold.amount_nanos);
+      AppendOutcome(stored[i], HoldRecord::STATE_EXPIRED, hold.amount_nanos,
+                    now_micros, false);
+      batch.Put(cfs_[kHoldsCf], ToSlice(FormatHoldId(due[i], key)), stored[i]);
+      expired.push_back(i);
+    }
+    const int64_t retention_cutoff =
+        now_micros - absl::ToInt64Microseconds(options_.settled_retention);
+    std::vector<HoldId> pruned;
+    for (auto it = retention_queue_.begin();
+         it != retention_queue_.end() && it->first <= retention_cutoff; ++it) {
+      char key[kHoldIdChars];
+      batch.Delete(cfs_[kHoldsCf], ToSlice(FormatHoldId(it->second, key)));
+      pruned.push_back(it->second);
+    }
+    if (batch.Count() == 0) return 0;
+    if (absl::Status s = WriteLocked(batch, &ticket); !s.ok()) return s;
+
+    for (size_t i : expired) {
+      Hold& hold = holds_.at(due[i]);
+      const int64_t estimate = hold.amount_nanos;
+      expiry_queue_.erase({hold.at_micros, due[i]});
+      hold.state = HoldRecord::STATE_EXPIRED;
+      hold.at_micros = now_micros;
+      ApplyToCharges(hold, -estimate, estimate, estimate);
+      retention_queue_.emplace(now_micros, due[i]);
+    }
+    for (const HoldId& id : pruned) {
+      auto it = holds_.find(id);
+      if (it != holds_.end()) {
+        retention_queue_.erase({it->second.at_micros, id});
+      }
+      Forget(id);
+    }
+  }
+  // The views go out even if the fsync fails: memory has expired the holds,
+  // and the caller gives their slots back.
   absl::Status durable = AwaitDurable(ticket);
-  mu_.Lock();
+  if (expired_holds != nullptr) {
+    HoldRecord record;
+    for (size_t i : expired) {
+      Hold hold;
+      if (!record.ParseFromString(stored[i])) continue;  // checked at load
+      hold.amount_nanos = record.cost_nanos();
+      hold.state = HoldRecord::STATE_EXPIRED;
+      expired_holds->push_back(ViewOf(record.reservation_id(), hold, record));
+    }
+  }
   if (!durable.ok()) return durable;
-  return static_cast<int>(expired_ids.size());
+  return static_cast<int>(expired.size());
 }
 
 }  // namespace

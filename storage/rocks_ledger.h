@@ -29,6 +29,10 @@ struct RocksLedgerOptions {
   // FaultInjectionFs (storage/fault_injection_fs.h); null for the default.
   // Must outlive the ledger.
   rocksdb::Env* env = nullptr;
+  // Test only: how many bits of a request_id's hash the ledger keys its
+  // request_id index by (1..64). Fewer bits make different request_ids
+  // collide, which the ledger must resolve exactly (decision 019).
+  int request_id_hash_bits = 64;
 };
 
 // Opens (creating if needed) the database at options.path and rebuilds

@@ -3,8 +3,10 @@
 #include <stdlib.h>
 
 #include <atomic>
+#include <cctype>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <initializer_list>
 #include <memory>
 #include <set>
@@ -15,6 +17,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
@@ -24,7 +27,11 @@
 #include "gtest/gtest.h"
 #include "rocksdb/db.h"
 #include "rocksdb/options.h"
+#include "storage/counter_set.h"
+#include "storage/int64_add_operator.h"
 #include "storage/ledger.h"
+#include "storage/records.pb.h"
+#include "storage/rocks_database.h"
 #include "tests/support/temp_dir.h"
 
 namespace bursar::storage {
@@ -34,6 +41,7 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::SizeIs;
+using ::testing::UnorderedElementsAre;
 
 // Wednesday 2026-03-18 12:00:00 UTC.
 const absl::Time kT0 = absl::FromCivil(absl::CivilSecond(2026, 3, 18, 12, 0, 0),
@@ -103,6 +111,7 @@ class RocksLedgerTest : public ::testing::Test {
     options.path = dir_.path();
     options.sync = sync_;
     options.settled_retention = retention_;
+    options.request_id_hash_bits = request_id_hash_bits_;
     absl::StatusOr<std::unique_ptr<Ledger>> ledger = OpenRocksLedger(options);
     ASSERT_TRUE(ledger.ok()) << ledger.status();
     ledger_ = *std::move(ledger);
@@ -161,6 +170,7 @@ class RocksLedgerTest : public ::testing::Test {
   TempDir dir_;
   SyncMode sync_ = SyncMode::kGroup;
   absl::Duration retention_ = absl::Hours(1);
+  int request_id_hash_bits_ = 64;
   std::unique_ptr<Ledger> ledger_;
 };
 
@@ -1079,6 +1089,328 @@ TEST_F(RocksLedgerTest, ConcurrentRetriesOfOneRequestIdHoldOnce) {
   }
   EXPECT_EQ(ledger_->open_holds(), static_cast<size_t>(kRequests));
   EXPECT_EQ(StandingOf("b").held_nanos, kRequests * 10);
+}
+
+// --- Compact holds in memory (docs/decisions/019-compact-holds.md) --------
+
+// Runs `body` on the closed database at `path` opened raw, with its holds
+// column family. With the ledger's merge operators: RocksDB stops
+// recovering the log at the first merge it cannot apply.
+void WithRawHolds(
+    const std::string& path,
+    const std::function<void(rocksdb::DB&, rocksdb::ColumnFamilyHandle*)>& body,
+    bool read_only = true) {
+  std::vector<std::string> names;
+  ASSERT_TRUE(
+      rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), path, &names).ok());
+  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+  for (const std::string& name : names) {
+    rocksdb::ColumnFamilyOptions options;
+    if (name == "counters") options.merge_operator = NewInt64AddOperator();
+    if (name == "usage") {
+      options.merge_operator =
+          NewCounterMergeOperator(RocksDatabase::kUsageCounterSetKind);
+    }
+    descriptors.emplace_back(name, options);
+  }
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::DB* raw = nullptr;
+  const rocksdb::Status opened =
+      read_only ? rocksdb::DB::OpenForReadOnly(rocksdb::DBOptions(), path,
+                                               descriptors, &handles, &raw)
+                : rocksdb::DB::Open(rocksdb::DBOptions(), path, descriptors,
+                                    &handles, &raw);
+  ASSERT_TRUE(opened.ok()) << opened.ToString();
+  std::unique_ptr<rocksdb::DB> db(raw);
+  rocksdb::ColumnFamilyHandle* holds = nullptr;
+  for (size_t i = 0; i < names.size(); ++i) {
+    if (names[i] == "holds") holds = handles[i];
+  }
+  ASSERT_NE(holds, nullptr);
+  body(*db, holds);
+  for (rocksdb::ColumnFamilyHandle* h : handles) {
+    ASSERT_TRUE(db->DestroyColumnFamilyHandle(h).ok());
+  }
+}
+
+HoldRecord StoredHold(const std::string& path, const std::string& id) {
+  HoldRecord record;
+  WithRawHolds(path, [&](rocksdb::DB& db, rocksdb::ColumnFamilyHandle* holds) {
+    std::string bytes;
+    ASSERT_TRUE(db.Get(rocksdb::ReadOptions(), holds, id, &bytes).ok()) << id;
+    ASSERT_TRUE(record.ParseFromString(bytes)) << id;
+  });
+  return record;
+}
+
+TEST_F(RocksLedgerTest, StateChangesLeaveRecordsAnyReaderParses) {
+  Set(Budget("team-a", 10'000, {{"team", "a"}}));
+  const LabelSet labels = Labels({{"team", "a"}});
+  const ReserveResult settled = Reserve(labels, 1000, kT0, "q1", "terms-1");
+  const ReserveResult late =
+      Reserve(labels, 500, kT0, "q2", "terms-2", absl::Minutes(1));
+  Settle(settled.reservation_id, 0);  // a zero cost must read back as zero
+  ASSERT_EQ(*ledger_->ExpireHolds(kT0 + absl::Minutes(2), nullptr), 1);
+  const HoldRecord expired_record = [&] {
+    ledger_.reset();
+    HoldRecord r = StoredHold(dir_.path(), late.reservation_id);
+    Open();
+    return r;
+  }();
+  EXPECT_EQ(expired_record.state(), HoldRecord::STATE_EXPIRED);
+  EXPECT_EQ(expired_record.cost_nanos(), 500);
+  Settle(late.reservation_id, 123, kT0 + absl::Minutes(3));
+  ledger_.reset();
+
+  const HoldRecord first = StoredHold(dir_.path(), settled.reservation_id);
+  EXPECT_EQ(first.state(), HoldRecord::STATE_SETTLED);
+  EXPECT_EQ(first.cost_nanos(), 0);
+  EXPECT_EQ(first.settled_at_micros(), absl::ToUnixMicros(kT0));
+  EXPECT_FALSE(first.reported_after_expiry());
+  EXPECT_EQ(first.terms(), "terms-1");
+  EXPECT_EQ(first.request_id(), "q1");
+  ASSERT_EQ(first.charges_size(), 1);
+  EXPECT_EQ(first.charges(0).budget(), "team-a");
+
+  const HoldRecord second = StoredHold(dir_.path(), late.reservation_id);
+  EXPECT_EQ(second.state(), HoldRecord::STATE_SETTLED);
+  EXPECT_EQ(second.cost_nanos(), 123);
+  EXPECT_EQ(second.settled_at_micros(),
+            absl::ToUnixMicros(kT0 + absl::Minutes(3)));
+  EXPECT_TRUE(second.reported_after_expiry());
+  EXPECT_EQ(second.terms(), "terms-2");
+  EXPECT_EQ(second.estimate_nanos(), 500);
+}
+
+TEST_F(RocksLedgerTest, HoldsWrittenWholeByEarlierVersionsLoad) {
+  // Earlier versions rewrote the whole record on every state change; this
+  // writes records the way they did, then opens them.
+  Set(Budget("team-a", 10'000, {{"team", "a"}}));
+  ledger_.reset();
+  auto record = [](const std::string& id, const std::string& request_id,
+                   HoldRecord::State state, int64_t estimate, int64_t cost,
+                   const std::string& terms) {
+    HoldRecord r;
+    r.set_reservation_id(id);
+    r.set_request_id(request_id);
+    r.set_estimate_nanos(estimate);
+    r.set_created_at_micros(absl::ToUnixMicros(kT0));
+    r.set_expires_at_micros(absl::ToUnixMicros(kT0 + absl::Minutes(10)));
+    r.set_state(state);
+    r.set_cost_nanos(cost);
+    if (state != HoldRecord::STATE_OPEN) {
+      r.set_settled_at_micros(absl::ToUnixMicros(kT0));
+    }
+    r.set_terms(terms);
+    ChargeRecord* charge = r.add_charges();
+    charge->set_budget("team-a");
+    charge->set_instance("");
+    charge->set_period_start(absl::ToUnixSeconds(kT0 - absl::Hours(12)));
+    return r.SerializeAsString();
+  };
+  const std::string open_id = "r-0000000000000001000000000000000a";
+  const std::string settled_id = "r-ffffffffffffffff0123456789abcdef";
+  const std::string expired_id = "r-7fffffffffffffff8000000000000000";
+  WithRawHolds(
+      dir_.path(),
+      [&](rocksdb::DB& db, rocksdb::ColumnFamilyHandle* holds) {
+        rocksdb::WriteOptions w;
+        ASSERT_TRUE(db.Put(w, holds, open_id,
+                           record(open_id, "old-open", HoldRecord::STATE_OPEN,
+                                  300, 0, "t-open"))
+                        .ok());
+        ASSERT_TRUE(
+            db.Put(w, holds, settled_id,
+                   record(settled_id, "old-settled", HoldRecord::STATE_SETTLED,
+                          200, 150, "t-settled"))
+                .ok());
+        ASSERT_TRUE(db.Put(w, holds, expired_id,
+                           record(expired_id, "", HoldRecord::STATE_EXPIRED,
+                                  100, 100, "t-expired"))
+                        .ok());
+      },
+      /*read_only=*/false);
+  Open();
+  EXPECT_EQ(ledger_->open_holds(), 1u);
+  EXPECT_EQ(StandingOf("team-a", "", kT0).held_nanos, 300);
+
+  const LabelSet labels = Labels({{"team", "a"}});
+  const ReserveResult replay_open = Reserve(labels, 1, kT0, "old-open");
+  EXPECT_EQ(replay_open.kind, ReserveResult::Kind::kReplayed);
+  EXPECT_EQ(replay_open.reservation_id, open_id);
+  EXPECT_EQ(replay_open.terms, "t-open");
+  const ReserveResult replay_settled = Reserve(labels, 1, kT0, "old-settled");
+  EXPECT_EQ(replay_settled.kind, ReserveResult::Kind::kReplayed);
+  EXPECT_EQ(replay_settled.reservation_id, settled_id);
+  EXPECT_EQ(replay_settled.terms, "t-settled");
+
+  const SettleResult again = Settle(settled_id, 999);
+  EXPECT_TRUE(again.already_reported);
+  EXPECT_EQ(again.cost_nanos, 150);
+  absl::StatusOr<HoldView> expired = ledger_->GetHold(expired_id);
+  ASSERT_TRUE(expired.ok()) << expired.status();
+  EXPECT_EQ(expired->state, HoldState::kExpired);
+  EXPECT_EQ(expired->terms, "t-expired");
+  EXPECT_THAT(expired->charges, ElementsAre(std::make_pair(
+                                    std::string("team-a"), std::string(""))));
+  EXPECT_TRUE(Settle(expired_id, 40).after_expiry);
+  EXPECT_EQ(Settle(open_id, 250).cost_nanos, 250);
+  const Standing after = StandingOf("team-a", "", kT0);
+  EXPECT_EQ(after.held_nanos, 0);
+  EXPECT_EQ(after.spent_nanos, 250 + 40 - 100);  // no counters were stored
+}
+
+TEST_F(RocksLedgerTest, KeysThatAreNotReservationIdsAreDataLoss) {
+  ledger_.reset();
+  WithRawHolds(
+      dir_.path(),
+      [&](rocksdb::DB& db, rocksdb::ColumnFamilyHandle* holds) {
+        ASSERT_TRUE(
+            db.Put(rocksdb::WriteOptions(), holds, "r-ABC", "garbage").ok());
+      },
+      /*read_only=*/false);
+  RocksLedgerOptions options;
+  options.path = dir_.path();
+  const absl::StatusOr<std::unique_ptr<Ledger>> reopened =
+      OpenRocksLedger(options);
+  EXPECT_EQ(reopened.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(reopened.status().message(), HasSubstr("r-ABC"));
+}
+
+TEST_F(RocksLedgerTest, MalformedReservationIdsAreUnknown) {
+  Set(Budget("b", 1000));
+  const ReserveResult r = Reserve(Labels({}), 10);
+  std::string upper = r.reservation_id;
+  for (char& c : upper) c = static_cast<char>(std::toupper(c));
+  for (const std::string& bad :
+       {upper, r.reservation_id.substr(1), r.reservation_id + "0",
+        std::string("r-") + std::string(32, 'g')}) {
+    EXPECT_EQ(ledger_->GetHold(bad).status().code(),
+              absl::StatusCode::kNotFound)
+        << bad;
+    EXPECT_EQ(
+        ledger_->Settle(bad, 1, kT0, nullptr, {}, nullptr).status().code(),
+        absl::StatusCode::kNotFound)
+        << bad;
+  }
+}
+
+TEST_F(RocksLedgerTest, SettledHoldsStillShowTheirTermsAndCharges) {
+  Set(Budget("org", 10'000));
+  Set(Budget("per-user", 10'000, {}, "user"));
+  const ReserveResult r =
+      Reserve(Labels({{"user", "u1"}}), 100, kT0, "q", "the terms");
+  Settle(r.reservation_id, 60);
+  for (int pass = 0; pass < 2; ++pass) {
+    absl::StatusOr<HoldView> view = ledger_->GetHold(r.reservation_id);
+    ASSERT_TRUE(view.ok()) << view.status();
+    EXPECT_EQ(view->state, HoldState::kSettled);
+    EXPECT_EQ(view->cost_nanos, 60);
+    EXPECT_EQ(view->estimate_nanos, 100);
+    EXPECT_EQ(view->terms, "the terms");
+    EXPECT_THAT(
+        view->charges,
+        UnorderedElementsAre(
+            std::make_pair(std::string("org"), std::string("")),
+            std::make_pair(std::string("per-user"), std::string("u1"))));
+    Reopen();
+  }
+}
+
+TEST_F(RocksLedgerTest, ForEachOpenHoldVisitsOpenHoldsWithTheirTerms) {
+  Set(Budget("b", 10'000));
+  const ReserveResult a = Reserve(Labels({}), 10, kT0, "", "terms-a");
+  const ReserveResult b = Reserve(Labels({}), 20, kT0, "", "terms-b");
+  const ReserveResult c =
+      Reserve(Labels({}), 30, kT0, "", "terms-c", absl::Minutes(1));
+  Settle(a.reservation_id, 5);
+  ASSERT_EQ(*ledger_->ExpireHolds(kT0 + absl::Minutes(2), nullptr), 1);
+  for (int pass = 0; pass < 2; ++pass) {
+    std::vector<std::string> seen;
+    ledger_->ForEachOpenHold([&](const HoldView& h) {
+      seen.push_back(
+          absl::StrCat(h.reservation_id, " ", h.terms, " ", h.estimate_nanos));
+    });
+    EXPECT_THAT(seen,
+                ElementsAre(absl::StrCat(b.reservation_id, " terms-b 20")));
+    Reopen();
+  }
+  (void)c;
+}
+
+TEST_F(RocksLedgerTest, ExpiredHoldsComeBackWithTheirTerms) {
+  Set(Budget("b", 10'000));
+  const ReserveResult r =
+      Reserve(Labels({}), 30, kT0, "q", "terms", absl::Minutes(1));
+  std::vector<HoldView> expired;
+  ASSERT_EQ(*ledger_->ExpireHolds(kT0 + absl::Minutes(2), &expired), 1);
+  ASSERT_THAT(expired, SizeIs(1));
+  EXPECT_EQ(expired[0].reservation_id, r.reservation_id);
+  EXPECT_EQ(expired[0].state, HoldState::kExpired);
+  EXPECT_EQ(expired[0].cost_nanos, 30);
+  EXPECT_EQ(expired[0].terms, "terms");
+  EXPECT_THAT(expired[0].charges,
+              ElementsAre(std::make_pair(std::string("b"), std::string(""))));
+}
+
+// With 2 bits of hash, 40 request_ids share 4 hash values: every replay must
+// still find its own hold, before and after a reopen and across pruning.
+TEST_F(RocksLedgerTest, RequestIdsWhoseHashesCollideReplayExactly) {
+  request_id_hash_bits_ = 2;
+  Reopen();
+  Set(Budget("b", 1'000'000));
+  constexpr int kRequests = 40;
+  std::vector<ReserveResult> first;
+  for (int i = 0; i < kRequests; ++i) {
+    first.push_back(Reserve(Labels({}), 10, kT0, absl::StrCat("req-", i),
+                            absl::StrCat("terms-", i),
+                            i % 2 == 0 ? absl::Minutes(1) : absl::Hours(5)));
+    ASSERT_EQ(first.back().kind, ReserveResult::Kind::kReserved);
+  }
+  auto expect_replays = [&](absl::Time now, int from) {
+    for (int i = from; i < kRequests; ++i) {
+      const ReserveResult again =
+          Reserve(Labels({}), 10, now, absl::StrCat("req-", i));
+      EXPECT_EQ(again.kind, ReserveResult::Kind::kReplayed) << i;
+      EXPECT_EQ(again.reservation_id, first[i].reservation_id) << i;
+      EXPECT_EQ(again.terms, absl::StrCat("terms-", i)) << i;
+    }
+  };
+  expect_replays(kT0, 0);
+  EXPECT_EQ(ledger_->open_holds(), static_cast<size_t>(kRequests));
+  Reopen();
+  expect_replays(kT0, 0);
+  EXPECT_EQ(ledger_->open_holds(), static_cast<size_t>(kRequests));
+
+  // Settle the first ten; expire the even ones; prune what is finished.
+  for (int i = 0; i < 10; ++i) Settle(first[i].reservation_id, 1);
+  const absl::Time later = kT0 + absl::Hours(2);
+  ASSERT_TRUE(ledger_->ExpireHolds(later, nullptr).ok());  // expires
+  ASSERT_TRUE(
+      ledger_->ExpireHolds(later + absl::Hours(1) + absl::Seconds(1),
+                           nullptr)
+          .ok());  // prunes settled and expired
+  // The odd ones from 11 on are still open and replay; the pruned ones are
+  // forgotten: their request_id reserves anew.
+  const absl::Time now = later + absl::Hours(1) + absl::Seconds(2);
+  for (int i = 11; i < kRequests; i += 2) {
+    const ReserveResult again =
+        Reserve(Labels({}), 10, now, absl::StrCat("req-", i));
+    EXPECT_EQ(again.kind, ReserveResult::Kind::kReplayed) << i;
+    EXPECT_EQ(again.reservation_id, first[i].reservation_id) << i;
+  }
+  const ReserveResult fresh = Reserve(Labels({}), 10, now, "req-0", "new");
+  EXPECT_EQ(fresh.kind, ReserveResult::Kind::kReserved);
+  EXPECT_NE(fresh.reservation_id, first[0].reservation_id);
+  Reopen();
+  EXPECT_EQ(Reserve(Labels({}), 10, now, "req-0").reservation_id,
+            fresh.reservation_id);
+  for (int i = 11; i < kRequests; i += 2) {
+    EXPECT_EQ(
+        Reserve(Labels({}), 10, now, absl::StrCat("req-", i)).reservation_id,
+        first[i].reservation_id)
+        << i;
+  }
 }
 
 // --- Sync modes ----------------------------------------------------------

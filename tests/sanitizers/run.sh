@@ -15,9 +15,9 @@
 #       targets are built.
 #   tests/sanitizers/run.sh all SOURCE_DIR ASAN_BUILD_DIR TSAN_BUILD_DIR [JOBS]
 #       Both, as CI runs them: the ASan build, then the ASan suite while the
-#       TSan targets build beside it (with one job: most of the suite waits
-#       on processes and sockets, not on the CPU), then the TSan tests. Fails
-#       if either fails; runs both either way.
+#       TSan targets build beside it at the lowest priority (most of the
+#       suite waits on processes and sockets, not on the CPU), then the TSan
+#       tests. Fails if either fails; runs both either way.
 #
 # Every sanitizer report goes to a log file of this run as well; any report
 # fails the run, also one from a bursard whose test did not notice.
@@ -139,7 +139,11 @@ case "$mode" in
     mkdir -p "$tsan_dir"
     tsan_dir=$(cd "$tsan_dir" && pwd)
     tsan_log="$tsan_dir/tsan-build.log"
-    tsan_build "$tsan_dir" 1 >"$tsan_log" 2>&1 &
+    # At the lowest priority (inherited by ninja and the compilers), so
+    # that it takes only the CPU the suite leaves idle while its tests wait
+    # on processes and sockets, and every core once the suite is done.
+    ( renice -n 19 -p "$BASHPID" >/dev/null
+      tsan_build "$tsan_dir" "$jobs" ) >"$tsan_log" 2>&1 &
     tsan_pid=$!
     failed=0
     t=$SECONDS

@@ -151,6 +151,9 @@ class CountingUsage final : public storage::UsageStore {
     ++scans;
     return inner_->KpiRows(budget, instance, start, end);
   }
+  absl::Status DeleteBefore(absl::Time cutoff) override {
+    return inner_->DeleteBefore(cutoff);
+  }
   absl::Status PutSignal(const storage::Signal& signal) override {
     return inner_->PutSignal(signal);
   }

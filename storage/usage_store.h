@@ -130,10 +130,8 @@ class UsageStore {
 
   // Deletes every row (attribution and KPI) whose hour started before the
   // hour containing `cutoff` (range deletes; the retention of the rollups).
-  // Signals are kept. The default answers Unimplemented.
-  virtual absl::Status DeleteBefore(absl::Time cutoff) {
-    return absl::UnimplementedError("this usage store keeps every row");
-  }
+  // Signals are kept.
+  virtual absl::Status DeleteBefore(absl::Time cutoff) = 0;
 
   // Signals: the last value per name, kept until overwritten.
   virtual absl::Status PutSignal(const Signal& signal) = 0;

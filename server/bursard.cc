@@ -7,6 +7,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <fstream>
 #include <memory>
 #include <sstream>
@@ -664,10 +665,19 @@ int Run() {
     reply.body = metrics.Render();
     return reply;
   });
-  http_server.SetGate([&authenticator](const http::HttpRequest& request)
+  // Set when the drain begins: from then on the HTTP port, which stays up
+  // for the probes until gRPC has drained, refuses new decision calls as
+  // gRPC does, so that a gateway retries them on another instance.
+  std::atomic<bool> draining{false};
+  http_server.SetGate([&authenticator, &draining](
+                          const http::HttpRequest& request)
                           -> std::optional<http::HttpReply> {
     if (request.path == "/metrics" || http::IsProbePath(request.path)) {
       return std::nullopt;
+    }
+    if (draining.load(std::memory_order_relaxed)) {
+      return http::StatusReply(absl::UnavailableError(
+          "bursard is shutting down; retry on another instance"));
     }
     const absl::string_view method = request.path == "/v1/report"
                                          ? "/bursar.v1.Decision/Report"
@@ -782,6 +792,7 @@ int Run() {
   // /readyz) answers NOT_SERVING. Before server->Shutdown(): /readyz stops
   // calling into the server.
   readiness.Drain();
+  draining.store(true, std::memory_order_relaxed);
   // No new alerts; watchers end their streams with OK.
   alert_engine.Stop();
   alert_hub.Close();

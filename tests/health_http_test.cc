@@ -183,6 +183,12 @@ TEST_F(HealthHttpTest, DrainingAnswers503UntilTheLastCallEnds) {
   httplib::Result alive = client_->Get("/healthz");
   ASSERT_TRUE(alive) << httplib::to_string(alive.error());
   EXPECT_EQ(alive->status, 200) << alive->body;
+  // New decision calls are refused, as gRPC refuses them, so that the
+  // gateway retries elsewhere.
+  httplib::Result check = client_->Post("/v1/check", "{}", "application/json");
+  ASSERT_TRUE(check) << httplib::to_string(check.error());
+  EXPECT_EQ(check->status, 503) << check->body;
+  EXPECT_THAT(check->body, HasSubstr("UNAVAILABLE"));
 
   // The last call ends: the drain completes and bursard exits cleanly.
   watch_context.TryCancel();

@@ -6,6 +6,7 @@
 
 #include <stdlib.h>
 
+#include <chrono>
 #include <future>
 #include <map>
 #include <set>
@@ -68,11 +69,15 @@ std::unique_ptr<grpc::ClientContext> CallWith(const std::string& token) {
 }
 
 // A unary call of any method with an empty request message (valid for
-// every request type).
+// every request type). Its deadline is short: a streaming method that
+// admits the caller (WatchAlerts) never ends a unary call, and only its
+// DEADLINE_EXCEEDED tells it was admitted; a refusal comes at once.
 grpc::Status CallEmpty(const std::shared_ptr<grpc::Channel>& channel,
                        const std::string& method, const std::string& token) {
   grpc::GenericStub stub(channel);
   std::unique_ptr<grpc::ClientContext> context = CallWith(token);
+  context->set_deadline(std::chrono::system_clock::now() +
+                        std::chrono::seconds(3));
   grpc::Slice empty("");
   grpc::ByteBuffer request(&empty, 1);
   grpc::ByteBuffer response;

@@ -34,6 +34,8 @@
 //
 // The database lives under $TMPDIR (else /tmp) and is deleted at the end.
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -48,8 +50,6 @@
 #include <system_error>
 #include <utility>
 #include <vector>
-
-#include <unistd.h>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -323,9 +323,9 @@ void BM_ReserveSettle(benchmark::State& state) {
     const auto end = std::chrono::steady_clock::now();
     reserve_allocs += allocs_reserved - allocs_before;
     settle_allocs += thread_allocations - allocs_reserved;
-    const int64_t r = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                          reserved - start)
-                          .count();
+    const int64_t r =
+        std::chrono::duration_cast<std::chrono::nanoseconds>(reserved - start)
+            .count();
     const int64_t s =
         std::chrono::duration_cast<std::chrono::nanoseconds>(end - reserved)
             .count();
@@ -336,7 +336,8 @@ void BM_ReserveSettle(benchmark::State& state) {
   if (pair_nanos.empty()) return;
   const double iterations =
       static_cast<double>(std::max<int64_t>(1, state.iterations()));
-  state.counters["reserve_ns"] = static_cast<double>(reserve_nanos) / iterations;
+  state.counters["reserve_ns"] =
+      static_cast<double>(reserve_nanos) / iterations;
   state.counters["settle_ns"] = static_cast<double>(settle_nanos) / iterations;
   state.counters["allocs_per_op"] =
       static_cast<double>(reserve_allocs + settle_allocs) / iterations;
@@ -404,7 +405,7 @@ void BM_ReserveSettleGroupDeferred(benchmark::State& state) {
   std::string reservation_id;
   reservation_id.reserve(64);
   absl::Mutex mu;
-  int64_t pending = 0;  // guarded by mu
+  int64_t pending = 0;   // guarded by mu
   absl::Status failure;  // guarded by mu
   const int64_t allocs_before = thread_allocations;
   for (auto _ : state) {

@@ -4,6 +4,17 @@
 // that fires a route and a spend SLO, and one that a deny rule refuses; and
 // CompilePolicy of that policy, which runs once per policy load.
 //
+// The whole in-process decision with 100k rate keys (BM_Decision*): PlanCall
+// plus what server/decider.cc does around it before the ledger: MatchLimits,
+// taking a place in every matching rate limit and a slot in every matching
+// concurrency pool, with 100,000 users live in the rate limiter (300,000
+// counters: three per-user rules); then giving both back, as the Decider
+// does for a plan that goes no further. The ledger's Reserve + Settle is in
+// bench/ledger_benchmark.cc.
+//
+// Cost computation (BM_CostNanos*): CostNanos (policy/pricing.h) of a call's
+// usage, alone and with the catalog lookup of the model's price.
+//
 // The global allocation functions are replaced by counting ones, so every
 // PlanCall benchmark also reports `allocs_per_call`. BM_PlanCallPercentiles
 // times single calls of a mix of the three requests and reports p50 and p99
@@ -28,13 +39,18 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/civil_time.h"
 #include "absl/time/time.h"
 #include "benchmark/benchmark.h"
+#include "limits/concurrency_pools.h"
+#include "limits/rate_limiter.h"
 #include "policy/call_plan.h"
 #include "policy/compiled_policy.h"
+#include "policy/limit_asks.h"
 #include "policy/loader.h"
+#include "policy/pricing.h"
 #include "policy/usage_view.h"
 
 namespace {
@@ -96,7 +112,8 @@ constexpr const char* kModels[] = {"gpt-4.1",
                                    "llama-3.3-70b"};
 
 // 50 rules: 10 routes, 15 spend SLOs over 15 budgets, 15 deny rules, an
-// on_exhausted chain of 3 steps, 4 alerts and 3 rate limits; 15 models.
+// on_exhausted chain of 3 steps, 3 alerts, 3 per-user rate limits (one
+// also limits tokens) and a concurrency pool with a reserve; 15 models.
 std::string FiftyRulePolicy() {
   std::string yaml =
       "apiVersion: bursar.dev/v1\n"
@@ -152,16 +169,24 @@ std::string FiftyRulePolicy() {
       "  - cap_to_fit: { min_output_tokens: 256 }\n"
       "  - deny: { message: \"the budget is spent\" }\n";
   yaml += "alerts:\n";
-  for (int i = 0; i < 4; ++i) {
+  for (int i = 0; i < 3; ++i) {
     absl::StrAppend(&yaml, "  - { name: alert-", i, ", budget: team-", i,
                     ", when: budget.used_ratio >= 85%, severity: warning }\n");
   }
   yaml += "rate_limits:\n";
   for (int i = 0; i < 3; ++i) {
-    absl::StrAppend(&yaml, "  - { name: rate-", i,
-                    ", key: request.labels.user, requests_per_minute: ",
-                    60 * (i + 1), " }\n");
+    absl::StrAppend(
+        &yaml, "  - { name: rate-", i,
+        ", key: request.labels.user, requests_per_minute: ", 60 * (i + 1),
+        i == 0 ? ", tokens_per_minute: 100000" : "", " }\n");
   }
+  // One pool for the most expensive of the three models the rules use.
+  yaml +=
+      "concurrency:\n"
+      "  - name: gpt41-pool\n"
+      "    when: request.model == \"gpt-4.1\"\n"
+      "    max_in_flight: 200\n"
+      "    reserve: { critical: 60 }\n";
   return yaml;
 }
 
@@ -358,6 +383,283 @@ void BM_PlanCallPercentiles(benchmark::State& state) {
   state.counters["p99_ns"] = percentile(0.99);
 }
 BENCHMARK(BM_PlanCallPercentiles);
+
+// The rate limiter and the pools a Decider holds, with 100,000 users live:
+// every user has taken one request (and its tokens) from each of the three
+// per-user rules in the current minute, so 300,000 counters exist.
+constexpr int kRateUsers = 100'000;
+
+struct LimitsFixture {
+  LimitsFixture() {
+    const Fixture& f = TheFixture();
+    users.reserve(kRateUsers);
+    for (int u = 0; u < kRateUsers; ++u) {
+      users.push_back(absl::StrFormat("user-%05d", u));
+    }
+    Scenario s = f.NothingFires();
+    Labels labels = f.chat_labels;
+    std::vector<limits::RateCharge> charges;
+    LimitAsks asks;
+    absl::StatusOr<CallPlan> plan =
+        PlanCall(*f.policy, s.request, DecisionContext{s.usage, f.now});
+    if (!plan.ok()) std::abort();
+    for (const std::string& user : users) {
+      labels[2].second = user;
+      s.request.labels = labels;
+      MatchLimits(*f.policy, s.request, *plan, f.now, &asks);
+      charges.clear();
+      if (asks.rates.size() != 3 ||
+          rates.Acquire(asks.rates, asks.tokens, f.now, false, &charges)) {
+        std::fprintf(stderr, "filling the rate limiter failed\n");
+        std::abort();
+      }
+    }
+  }
+
+  std::vector<std::string> users;
+  limits::RateLimiter rates;
+  limits::ConcurrencyPools pools;
+};
+
+LimitsFixture& TheLimits() {
+  static LimitsFixture* const fixture = new LimitsFixture();
+  return *fixture;
+}
+
+// What one decision came to.
+struct Decided {
+  bool allowed = false;
+  size_t rate_charges = 0;
+  size_t pools = 0;
+};
+
+// Decider::Decide up to the ledger (server/decider.cc): plan the call; a
+// plan the policy denies ends there. Otherwise match its limits, take a
+// place in every rate limit and a slot in every pool (all or none); then
+// give them back, as the Decider does for a plan that goes no further.
+// (Report gives the pool slot back the same way and corrects the rate
+// charges' tokens with one lookup per charge instead of releasing them.)
+Decided DecideWithLimits(const CompiledPolicy& policy, const CallRequest& call,
+                         const DecisionContext& context,
+                         LimitsFixture& limits) {
+  Decided decided;
+  absl::StatusOr<CallPlan> plan = PlanCall(policy, call, context);
+  if (!plan.ok() || !plan->allowed) return decided;
+  LimitAsks asks;
+  std::vector<limits::RateCharge> rate_charges;
+  MatchLimits(policy, call, *plan, context.now, &asks);
+  if (limits.rates.Acquire(asks.rates, asks.tokens, context.now,
+                           /*dry_run=*/false, &rate_charges)) {
+    return decided;
+  }
+  if (limits.pools.Acquire(asks.pools, call.priority, /*dry_run=*/false)) {
+    limits.rates.Release(rate_charges);
+    return decided;
+  }
+  decided.allowed = true;
+  decided.rate_charges = rate_charges.size();
+  decided.pools = asks.pools.size();
+  benchmark::DoNotOptimize(plan);
+  // (Decider::Decide reserves in the ledger here.)
+  limits.rates.Release(rate_charges);
+  for (const limits::PoolAsk& pool : asks.pools) {
+    limits.pools.Release(pool.pool, call.priority);
+  }
+  return decided;
+}
+
+// A scenario whose user label cycles through the 100k users.
+struct UserCycle {
+  UserCycle(const Scenario& s, const Labels& base) : scenario(s), labels(base) {
+    scenario.request.labels = labels;
+  }
+  // The request points into `labels`: never copied or moved.
+  UserCycle(const UserCycle&) = delete;
+  UserCycle& operator=(const UserCycle&) = delete;
+  // Points the request at user `n % kRateUsers`.
+  const Scenario& For(uint64_t n, const LimitsFixture& limits) {
+    labels[2].second = limits.users[n % kRateUsers];
+    return scenario;
+  }
+  Scenario scenario;
+  Labels labels;
+};
+
+// Checks the scenario with limits decides as intended (charges: one per
+// rate rule, plus the pool for gpt-4.1); false with an error if not.
+bool VerifyWithLimits(benchmark::State& state, const Fixture& f,
+                      LimitsFixture& limits, const Scenario& s) {
+  const Decided d = DecideWithLimits(*f.policy, s.request,
+                                     DecisionContext{s.usage, f.now}, limits);
+  const size_t want_pools = s.model == "gpt-4.1" ? 1 : 0;
+  if (d.allowed != s.allowed ||
+      (s.allowed && (d.rate_charges != 3 || d.pools != want_pools))) {
+    state.SkipWithError(absl::StrCat("unexpected decision: allowed=", d.allowed,
+                                     " rate_charges=", d.rate_charges,
+                                     " pools=", d.pools)
+                            .c_str());
+    return false;
+  }
+  if (limits.pools.in_flight("gpt41-pool") != 0) {
+    state.SkipWithError("a pool slot was not given back");
+    return false;
+  }
+  return true;
+}
+
+void RunDecision(benchmark::State& state, const Scenario& scenario,
+                 const Labels& labels) {
+  const Fixture& f = TheFixture();
+  LimitsFixture& limits = TheLimits();
+  UserCycle cycle(scenario, labels);
+  if (!VerifyWithLimits(state, f, limits, cycle.For(0, limits))) return;
+  const size_t live_before = limits.rates.size();
+  uint64_t n = 0;
+  const int64_t before = allocations.load(std::memory_order_relaxed);
+  for (auto _ : state) {
+    const Scenario& s = cycle.For(n++, limits);
+    Decided d = DecideWithLimits(*f.policy, s.request,
+                                 DecisionContext{s.usage, f.now}, limits);
+    benchmark::DoNotOptimize(d);
+  }
+  const int64_t after = allocations.load(std::memory_order_relaxed);
+  state.counters["allocs_per_op"] =
+      static_cast<double>(after - before) /
+      static_cast<double>(std::max<int64_t>(1, state.iterations()));
+  state.counters["rate_counters"] = static_cast<double>(limits.rates.size());
+  if (limits.rates.size() != live_before) {
+    state.SkipWithError("the number of live rate counters changed");
+  }
+}
+
+// gpt-4.1, nothing fires: 3 rate places and a pool slot.
+void BM_DecisionNothingFires(benchmark::State& state) {
+  RunDecision(state, TheFixture().NothingFires(), TheFixture().chat_labels);
+}
+BENCHMARK(BM_DecisionNothingFires);
+
+// Routed and downgraded to gpt-4.1-nano: 3 rate places, no pool.
+void BM_DecisionRouteAndSloFire(benchmark::State& state) {
+  RunDecision(state, TheFixture().RouteAndSloFire(),
+              TheFixture().triage_labels);
+}
+BENCHMARK(BM_DecisionRouteAndSloFire);
+
+// Denied by the last deny rule: no limits are taken.
+void BM_DecisionDenied(benchmark::State& state) {
+  RunDecision(state, TheFixture().Denied(), TheFixture().marketing_labels);
+}
+BENCHMARK(BM_DecisionDenied);
+
+// The three in turn, each for the next user, each decision timed alone;
+// p50 and p99 in nanoseconds (each sample includes ~20 ns of clock reads).
+void BM_DecisionPercentiles(benchmark::State& state) {
+  const Fixture& f = TheFixture();
+  LimitsFixture& limits = TheLimits();
+  UserCycle cycles[] = {UserCycle(f.NothingFires(), f.chat_labels),
+                        UserCycle(f.RouteAndSloFire(), f.triage_labels),
+                        UserCycle(f.Denied(), f.marketing_labels)};
+  for (UserCycle& c : cycles) {
+    if (!VerifyWithLimits(state, f, limits, c.For(0, limits))) return;
+  }
+  std::vector<int64_t> samples_nanos;
+  samples_nanos.reserve(1 << 20);
+  uint64_t n = 0;
+  const int64_t before = allocations.load(std::memory_order_relaxed);
+  for (auto _ : state) {
+    const Scenario& s = cycles[n % std::size(cycles)].For(n, limits);
+    ++n;
+    const auto start = std::chrono::steady_clock::now();
+    Decided d = DecideWithLimits(*f.policy, s.request,
+                                 DecisionContext{s.usage, f.now}, limits);
+    benchmark::DoNotOptimize(d);
+    const auto end = std::chrono::steady_clock::now();
+    if (samples_nanos.size() < samples_nanos.capacity()) {
+      samples_nanos.push_back(
+          std::chrono::duration_cast<std::chrono::nanoseconds>(end - start)
+              .count());
+    }
+  }
+  const int64_t after = allocations.load(std::memory_order_relaxed);
+  if (samples_nanos.empty()) return;
+  state.counters["allocs_per_op"] =
+      static_cast<double>(after - before) /
+      static_cast<double>(std::max<int64_t>(1, state.iterations()));
+  std::sort(samples_nanos.begin(), samples_nanos.end());
+  auto percentile = [&](double p) {
+    const size_t index = std::min(
+        samples_nanos.size() - 1,
+        static_cast<size_t>(p * static_cast<double>(samples_nanos.size())));
+    return static_cast<double>(samples_nanos[index]);
+  };
+  state.counters["p50_ns"] = percentile(0.50);
+  state.counters["p99_ns"] = percentile(0.99);
+}
+BENCHMARK(BM_DecisionPercentiles);
+
+// 64 usages of different sizes, some with cached input tokens.
+std::vector<TokenCounts> SomeUsages() {
+  std::vector<TokenCounts> usages;
+  for (int i = 0; i < 64; ++i) {
+    TokenCounts t;
+    t.input_tokens = 300 + 977 * i;
+    t.cached_input_tokens = i % 3 == 0 ? 0 : t.input_tokens / (2 + i % 5);
+    t.output_tokens = 17 + 331 * i;
+    usages.push_back(t);
+  }
+  return usages;
+}
+
+// The exact cost of a call's usage at a known price (what Report computes
+// from the prices stored with the reservation).
+void BM_CostNanos(benchmark::State& state) {
+  const ModelPrice* price = TheFixture().policy->FindPrice("gpt-4.1");
+  const std::vector<TokenCounts> usages = SomeUsages();
+  if (price == nullptr || !CostNanos(*price, usages[5]).ok()) {
+    state.SkipWithError("no price for gpt-4.1");
+    return;
+  }
+  size_t next = 0;
+  const int64_t before = allocations.load(std::memory_order_relaxed);
+  for (auto _ : state) {
+    absl::StatusOr<int64_t> cost = CostNanos(*price, usages[next]);
+    next = (next + 1) % usages.size();
+    benchmark::DoNotOptimize(cost);
+  }
+  const int64_t after = allocations.load(std::memory_order_relaxed);
+  state.counters["allocs_per_op"] =
+      static_cast<double>(after - before) /
+      static_cast<double>(std::max<int64_t>(1, state.iterations()));
+}
+BENCHMARK(BM_CostNanos);
+
+// As above, with the model's price looked up in the 15-model catalog first
+// (what PlanCall does for its estimate), cycling through the models.
+void BM_CostNanosWithLookup(benchmark::State& state) {
+  const CompiledPolicy& policy = *TheFixture().policy;
+  const std::vector<TokenCounts> usages = SomeUsages();
+  for (const char* model : kModels) {
+    if (policy.FindPrice(model) == nullptr) {
+      state.SkipWithError(absl::StrCat("no price for ", model).c_str());
+      return;
+    }
+  }
+  size_t next = 0;
+  const int64_t before = allocations.load(std::memory_order_relaxed);
+  for (auto _ : state) {
+    const ModelPrice* price =
+        policy.FindPrice(kModels[next % std::size(kModels)]);
+    absl::StatusOr<int64_t> cost =
+        CostNanos(*price, usages[next % usages.size()]);
+    ++next;
+    benchmark::DoNotOptimize(cost);
+  }
+  const int64_t after = allocations.load(std::memory_order_relaxed);
+  state.counters["allocs_per_op"] =
+      static_cast<double>(after - before) /
+      static_cast<double>(std::max<int64_t>(1, state.iterations()));
+}
+BENCHMARK(BM_CostNanosWithLookup);
 
 void BM_CompilePolicy(benchmark::State& state) {
   const std::vector<SourceFile> files = {

@@ -46,8 +46,11 @@ elseif(BURSAR_SANITIZE STREQUAL "thread")
   # Headers must lay classes out as the uninstrumented libraries do:
   # protobuf's MapFieldBase grows two fields under __SANITIZE_THREAD__
   # (map_field.h), which makes our code and libprotobuf disagree and crash.
+  # BURSAR_TSAN stands in for the __SANITIZE_THREAD__ this takes away
+  # (storage/rocks_database.h).
   add_compile_options(-fsanitize=thread -fno-omit-frame-pointer
                       -U__SANITIZE_THREAD__ -O1 -g1)
+  add_compile_definitions(BURSAR_TSAN=1)
   add_link_options(-fsanitize=thread)
   add_library(bursar_tsan_absl_mutex SHARED
               ${CMAKE_CURRENT_LIST_DIR}/tsan/absl_mutex_annotations.cc)

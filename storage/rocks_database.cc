@@ -255,6 +255,9 @@ absl::Status RocksDatabase::Write(rocksdb::WriteBatch& batch,
   if (absl::Status s = RecoverIfNeeded(); !s.ok()) return s;
   rocksdb::WriteOptions write_options;
   write_options.sync = options_.sync == SyncMode::kAlways;
+#if defined(BURSAR_TSAN)
+  absl::MutexLock one_writer(&tsan_write_mu_);
+#endif
   const rocksdb::Status status = db_->Write(write_options, &batch);
   if (!status.ok()) {
     needs_recovery_.store(true);

@@ -142,6 +142,16 @@ class RocksDatabase {
   std::atomic<bool> needs_recovery_{false};
   // One recovery at a time.
   absl::Mutex recovery_mu_;
+#if defined(BURSAR_TSAN)
+  // TSan builds only (cmake/sanitizers.cmake): one DB::Write at a time. A
+  // RocksDB write group's leader copies the batches of the writers queued
+  // behind it, inside the uninstrumented librocksdb, and TSan cannot see the
+  // hand-off that orders that copy after the follower built its batch (a
+  // false report naming whichever of our callers led the group). Without
+  // groups there is nothing to copy; our own code's concurrency is checked
+  // as before.
+  absl::Mutex tsan_write_mu_;
+#endif
 };
 
 // The database part of the ledger's options.

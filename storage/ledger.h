@@ -222,7 +222,8 @@ class Ledger {
                                           std::vector<HoldView>* expired) = 0;
   // Calls `visit` with every open hold (under the ledger's lock: `visit`
   // must not call the ledger). Meant for start-up: RocksLedger reads the
-  // terms with one scan of every stored hold.
+  // terms from disk, by point reads when few stored holds are open and by
+  // one scan of every stored hold otherwise.
   virtual void ForEachOpenHold(
       absl::FunctionRef<void(const HoldView&)> visit) const = 0;
   // Every side counter with from <= key < to, in key order, with its value

@@ -1478,26 +1478,61 @@ absl::StatusOr<HoldView> RocksLedger::GetHold(
 void RocksLedger::ForEachOpenHold(
     absl::FunctionRef<void(const HoldView&)> visit) const {
   absl::MutexLock lock(&mu_);
-  // The terms are on disk: one scan of the holds (start-up only), reusing
-  // one record and one view.
+  // The terms are on disk (start-up only; one record and one view reused).
+  // When few of the stored holds are open (the usual restart: the calls in
+  // flight among a day of settled ones), point reads of the open ones in key
+  // order; otherwise one scan of every stored hold.
   HoldRecord record;
   HoldView view;
-  std::unique_ptr<rocksdb::Iterator> it(
-      db_->NewIterator(ScanOptions(), cfs_[kHoldsCf]));
-  for (it->SeekToFirst(); it->Valid(); it->Next()) {
-    const absl::string_view key(it->key().data(), it->key().size());
-    HoldId id;
-    if (!ParseHoldId(key, &id)) continue;
-    auto found = holds_.find(id);
-    if (found == holds_.end() || !found->second.open()) {
-      continue;
-    }
-    if (!record.ParseFromArray(it->value().data(),
-                               static_cast<int>(it->value().size()))) {
+  auto visit_record = [&](absl::string_view key, const Hold& hold,
+                          const rocksdb::Slice& value) {
+    if (!record.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
       record.Clear();  // the caller finds no terms and says so
     }
-    FillView(key, found->second, record, view);
+    FillView(key, hold, record, view);
     visit(view);
+  };
+  constexpr size_t kScanWhenOpenAtLeastOneIn = 8;
+  if (expiry_queue_.size() * kScanWhenOpenAtLeastOneIn >= holds_.size()) {
+    std::unique_ptr<rocksdb::Iterator> it(
+        db_->NewIterator(ScanOptions(), cfs_[kHoldsCf]));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      const absl::string_view key(it->key().data(), it->key().size());
+      HoldId id;
+      if (!ParseHoldId(key, &id)) continue;
+      auto found = holds_.find(id);
+      if (found == holds_.end() || !found->second.open()) continue;
+      visit_record(key, found->second, it->value());
+    }
+    return;
+  }
+  std::vector<HoldId> open;
+  open.reserve(expiry_queue_.size());
+  for (const auto& [expires_at, id] : expiry_queue_) open.push_back(id);
+  std::sort(open.begin(), open.end());  // the order of their keys
+  constexpr size_t kBatch = 256;
+  struct KeyText {
+    char text[kHoldIdChars];
+  };
+  std::vector<KeyText> key_text(kBatch);
+  std::vector<rocksdb::Slice> keys(kBatch);
+  std::vector<rocksdb::PinnableSlice> values(kBatch);
+  std::vector<rocksdb::Status> statuses(kBatch);
+  for (size_t first = 0; first < open.size(); first += kBatch) {
+    const size_t n = std::min(kBatch, open.size() - first);
+    for (size_t i = 0; i < n; ++i) {
+      keys[i] = ToSlice(FormatHoldId(open[first + i], key_text[i].text));
+      values[i].Reset();
+    }
+    db_->MultiGet(rocksdb::ReadOptions(), cfs_[kHoldsCf], n, keys.data(),
+                  values.data(), statuses.data(), /*sorted_input=*/true);
+    for (size_t i = 0; i < n; ++i) {
+      const rocksdb::Slice& value =
+          statuses[i].ok() ? static_cast<const rocksdb::Slice&>(values[i])
+                           : rocksdb::Slice();
+      visit_record(absl::string_view(keys[i].data(), keys[i].size()),
+                   holds_.at(open[first + i]), value);
+    }
   }
 }
 

@@ -1338,6 +1338,32 @@ TEST_F(RocksLedgerTest, ForEachOpenHoldVisitsOpenHoldsWithTheirTerms) {
   (void)c;
 }
 
+// Few open holds among many settled ones (a restart's usual case): the
+// open ones are read by point reads and come back in key order.
+TEST_F(RocksLedgerTest, ForEachOpenHoldFindsFewOpenHoldsAmongManySettled) {
+  Set(Budget("b", 1'000'000));
+  std::vector<std::string> expected;
+  for (int i = 0; i < 600; ++i) {
+    const std::string terms = absl::StrCat("terms-", i);
+    const ReserveResult r = Reserve(Labels({}), 10, kT0, "", terms);
+    if (i % 20 == 0) {
+      expected.push_back(absl::StrCat(r.reservation_id, " ", terms));
+    } else {
+      Settle(r.reservation_id, 5);
+    }
+  }
+  std::sort(expected.begin(), expected.end());
+  for (int pass = 0; pass < 2; ++pass) {
+    std::vector<std::string> seen;
+    ledger_->ForEachOpenHold([&](const HoldView& h) {
+      EXPECT_EQ(h.state, HoldState::kOpen);
+      seen.push_back(absl::StrCat(h.reservation_id, " ", h.terms));
+    });
+    EXPECT_EQ(seen, expected);
+    Reopen();
+  }
+}
+
 TEST_F(RocksLedgerTest, ExpiredHoldsComeBackWithTheirTerms) {
   Set(Budget("b", 10'000));
   const ReserveResult r =

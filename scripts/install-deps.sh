@@ -18,6 +18,8 @@ packages=(
   python3 python3-grpcio python3-protobuf python3-yaml unzip
   # the HTTP/JSON side port (server/http/)
   libcpp-httplib-dev
+  # the allocator of bursard (cmake/allocator.cmake)
+  libjemalloc-dev
 )
 # Node.js and npm (the Node client example, fetching helm): Debian's only
 # when no node/npm is on PATH (a NodeSource nodejs bundles npm and conflicts

@@ -106,6 +106,12 @@ ABSL_FLAG(int32_t, usage_retention_days, 400,
 ABSL_FLAG(absl::Duration, settled_retention, absl::Hours(1),
           "How long settled reservations are remembered for idempotent "
           "retries of Check (same request_id) and Report.");
+ABSL_FLAG(int32_t, rocksdb_memtable_mb, 64,
+          "Memory for RocksDB's memtables, all column families together "
+          "(MiB, at least 1); past it the largest is flushed.");
+ABSL_FLAG(int32_t, rocksdb_block_cache_mb, 16,
+          "RocksDB's block cache, shared by all column families (MiB, at "
+          "least 1).");
 ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(10),
           "On SIGTERM/SIGINT: how long in-flight calls may take to finish.");
 ABSL_FLAG(std::string, ready_file, "",
@@ -239,6 +245,18 @@ int Run() {
     Log(LogLevel::kError, "bad flag",
         {LF{"flag", "--reservation_ttl"}, LF{"error", "must be positive"}});
     return 2;
+  }
+  for (const auto& [flag, mib] :
+       {std::make_pair("--rocksdb_memtable_mb",
+                       absl::GetFlag(FLAGS_rocksdb_memtable_mb)),
+        std::make_pair("--rocksdb_block_cache_mb",
+                       absl::GetFlag(FLAGS_rocksdb_block_cache_mb))}) {
+    if (mib < 1) {
+      Log(LogLevel::kError, "bad flag",
+          {LF{"flag", flag},
+           LF{"error", absl::StrCat("is ", mib, " MiB; give at least 1")}});
+      return 2;
+    }
   }
 
   // Who may connect and call: checked before anything is opened.
@@ -435,6 +453,10 @@ int Run() {
   ledger_options.path = absl::GetFlag(FLAGS_data_dir);
   ledger_options.sync = *sync;
   ledger_options.settled_retention = absl::GetFlag(FLAGS_settled_retention);
+  ledger_options.memtable_budget_bytes =
+      static_cast<size_t>(absl::GetFlag(FLAGS_rocksdb_memtable_mb)) << 20;
+  ledger_options.block_cache_bytes =
+      static_cast<size_t>(absl::GetFlag(FLAGS_rocksdb_block_cache_mb)) << 20;
   const absl::Time open_started = absl::Now();
   absl::StatusOr<storage::RocksStorage> storage =
       storage::OpenRocksStorage(ledger_options);

@@ -5,7 +5,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "rocksdb/cache.h"
 #include "rocksdb/listener.h"
+#include "rocksdb/table.h"
 #include "rocksdb/options.h"
 #include "rocksdb/utilities/checkpoint.h"
 #include "storage/counter_set.h"
@@ -77,6 +79,8 @@ RocksDatabaseOptions DatabaseOptions(const RocksLedgerOptions& options) {
   database.path = options.path;
   database.sync = options.sync;
   database.group_window = options.group_window;
+  database.memtable_budget_bytes = options.memtable_budget_bytes;
+  database.block_cache_bytes = options.block_cache_bytes;
   database.env = options.env;
   return database;
 }
@@ -116,8 +120,18 @@ absl::Status RocksDatabase::OpenDb() {
   // out the costly per-mutex timers.
   statistics_ = rocksdb::CreateDBStatistics();
   db_options.statistics = statistics_;
+  // RocksDB's defaults bound memory per column family (two 64 MiB
+  // memtables and a 32 MiB block cache each, for nine families); one budget
+  // for all of them keeps bursard's footprint what the operator set.
+  db_options.db_write_buffer_size = options_.memtable_budget_bytes;
+  rocksdb::BlockBasedTableOptions table_options;
+  table_options.block_cache = rocksdb::NewLRUCache(options_.block_cache_bytes);
+  const std::shared_ptr<rocksdb::TableFactory> tables(
+      rocksdb::NewBlockBasedTableFactory(table_options));
   rocksdb::ColumnFamilyOptions cf_options;
+  cf_options.table_factory = tables;
   rocksdb::ColumnFamilyOptions counter_options;
+  counter_options.table_factory = tables;
   counter_options.merge_operator = NewInt64AddOperator();
   // Every call merges into the same few hot keys (its budgets' counters and
   // usage rows). Bounding successive merges (max_successive_merges) costs a

@@ -42,6 +42,10 @@ struct RocksDatabaseOptions {
   SyncMode sync = SyncMode::kGroup;
   // kGroup: at most one fsync per window; writes in between share it.
   absl::Duration group_window = absl::Milliseconds(1);
+  // Memory RocksDB may take: the memtables of every column family together
+  // (flushed, largest first, when over), and one block cache shared by all.
+  size_t memtable_budget_bytes = size_t{64} << 20;
+  size_t block_cache_bytes = size_t{16} << 20;
   // Test only: the Env RocksDB does its file I/O through (fault injection,
   // storage/fault_injection_fs.h); null for the default.
   rocksdb::Env* env = nullptr;

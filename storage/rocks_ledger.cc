@@ -1678,7 +1678,9 @@ absl::Status RocksLedger::ForEachSideCounter(
     absl::FunctionRef<void(absl::string_view key, int64_t value)> visit) const {
   const std::string upper = SideCounterKey(to);
   const rocksdb::Slice upper_slice(upper);
-  rocksdb::ReadOptions options;
+  // A range read once (start-up, restoring rate windows): kept out of the
+  // block cache like the other start-up scans.
+  rocksdb::ReadOptions options = ScanOptions();
   options.iterate_upper_bound = &upper_slice;
   std::unique_ptr<rocksdb::Iterator> it(
       db_->NewIterator(options, cfs_[kCountersCf]));

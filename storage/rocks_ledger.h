@@ -25,6 +25,10 @@ struct RocksLedgerOptions {
   // How long a settled or expired hold is kept: Check retries with its
   // request_id replay it, and late Reports still find it.
   absl::Duration settled_retention = absl::Hours(1);
+  // Memory RocksDB may take: the memtables of every column family together
+  // (flushed, largest first, when over), and one block cache shared by all.
+  size_t memtable_budget_bytes = size_t{64} << 20;
+  size_t block_cache_bytes = size_t{16} << 20;
   // Test only: the Env RocksDB does its file I/O through, e.g. a
   // FaultInjectionFs (storage/fault_injection_fs.h); null for the default.
   // Must outlive the ledger.

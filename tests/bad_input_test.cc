@@ -2,6 +2,7 @@
 // field, and changes nothing already recorded. Retries are idempotent.
 
 #include <cstdint>
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <utility>
@@ -313,6 +314,34 @@ TEST_F(BadInputTest, CheckIsIdempotentByRequestId) {
   EXPECT_EQ(Org().held_nanos(), before.held_nanos() +
                                     first.estimated_cost_nanos() +
                                     other.estimated_cost_nanos());
+}
+
+// RocksDB's memory flags take at least 1 MiB; anything less stops start-up
+// with the flag named, before the data directory is touched.
+TEST_F(BadInputTest, BadRocksDbMemoryFlagsStopStartUp) {
+  for (const std::string flag :
+       {"--rocksdb_memtable_mb=0", "--rocksdb_block_cache_mb=-4"}) {
+    BursardOptions options;
+    options.data_dir = dir_.Sub("memory-data");
+    options.extra_flags = {flag};
+    const std::string run_dir = dir_.Sub(flag.substr(2, 10));
+    std::filesystem::create_directories(run_dir);
+    BursardProcess refused(options, run_dir);
+    EXPECT_EQ(refused.RunExpectingFailure(), 2) << flag;
+    EXPECT_THAT(refused.Log(), HasSubstr(flag.substr(0, flag.find('='))));
+    EXPECT_THAT(refused.Log(), HasSubstr("give at least 1"));
+    EXPECT_FALSE(std::filesystem::exists(options.data_dir)) << flag;
+  }
+  BursardOptions small;
+  small.data_dir = dir_.Sub("memory-data");
+  small.extra_flags = {"--rocksdb_memtable_mb=1", "--rocksdb_block_cache_mb=1"};
+  const std::string run_dir = dir_.Sub("small-memory");
+  std::filesystem::create_directories(run_dir);
+  BursardProcess started(small, run_dir);
+  ASSERT_TRUE(started.Start());
+  v1::CheckResponse check;
+  BURSAR_EXPECT_OK(started.Check(MakeCheck("gpt-4.1", 1'000, 500), &check));
+  EXPECT_EQ(check.verdict(), v1::VERDICT_ALLOW);
 }
 
 }  // namespace

@@ -438,6 +438,12 @@ class RocksUsageStore final : public UsageStore {
         return s;
       }
     }
+    // Numbers are not reused across restarts either (a record is Put once
+    // and SingleDeleted once): they resume after the largest one stored,
+    // and not below the open's time in microseconds.
+    next = std::max<uint64_t>(
+        next, static_cast<uint64_t>(std::max<int64_t>(
+                  0, absl::ToUnixMicros(absl::Now()))));
     floor_.store(first);
     database_->usage_log().Attach(next);
     attached_ = true;
@@ -767,9 +773,11 @@ class RocksUsageStore final : public UsageStore {
 
   // Folds the records from the floor up to the log's SettledBelow() (at
   // most kMaxRecordsPerFold; *done when it got there) in one batch: one
-  // Merge per row they touch and one DeleteRange of their keys. No record
-  // can appear in that range any more, so the range deletes exactly the
-  // records folded.
+  // Merge per row they touch and a SingleDelete of each record folded. No
+  // record can appear below SettledBelow() any more, so the new floor
+  // leaves none behind. (Not a DeleteRange: RocksDB 7.8 fragments every
+  // range tombstone of a memtable again for each new iterator, and reads
+  // and folds make one on this family each time; decision 022.)
   absl::Status FoldSomeLocked(bool* done) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(fold_mu_) {
     *done = true;
@@ -792,6 +800,7 @@ class RocksUsageStore final : public UsageStore {
       bool kpi = false;
     };
     absl::flat_hash_map<std::string, Folded> rows;
+    rocksdb::WriteBatch batch;
     UsageUpdate update;
     int64_t records = 0;
     for (it->Seek(lower); it->Valid(); it->Next()) {
@@ -802,6 +811,9 @@ class RocksUsageStore final : public UsageStore {
         return Corrupt("record", it->key());
       }
       ++records;
+      // Each record is Put once and deleted once: a SingleDelete, which a
+      // flush drops together with the Put.
+      batch.SingleDelete(database_->cf(kUsageLogCf), it->key());
       ForEachRow(update, [&](std::string row, bool kpi) {
         Folded& folded = rows[std::move(row)];
         folded.kpi = kpi;
@@ -813,12 +825,10 @@ class RocksUsageStore final : public UsageStore {
       return s;
     }
     if (records > 0) {
-      rocksdb::WriteBatch batch;
       for (auto& [row, folded] : rows) {
         // MergeCounts leaves the KPI-only counters out of attribution rows.
         MergeCounts(*database_, batch, row, folded.counts, folded.kpi);
       }
-      batch.DeleteRange(database_->cf(kUsageLogCf), lower, upper);
       // Not awaited: the fold's batch follows its records in the WAL, so a
       // crash that loses it loses nothing that it folded.
       uint64_t ticket = 0;

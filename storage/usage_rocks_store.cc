@@ -417,6 +417,7 @@ class RocksUsageStore final : public UsageStore {
   // Finds the records left in the usage log, resumes its numbering after
   // them, folds them all, and starts the folder.
   absl::Status OpenLog() {
+    bool first_found = false;
     uint64_t first = 0;
     uint64_t next = 0;
     {
@@ -425,6 +426,7 @@ class RocksUsageStore final : public UsageStore {
       it->SeekToFirst();
       if (it->Valid()) {
         if (!ReadLogKey(it->key(), &first)) return Corrupt("log key", it->key());
+        first_found = true;
         it->SeekToLast();
         uint64_t last = 0;
         if (!it->Valid() || !ReadLogKey(it->key(), &last)) {
@@ -444,7 +446,7 @@ class RocksUsageStore final : public UsageStore {
     next = std::max<uint64_t>(
         next, static_cast<uint64_t>(std::max<int64_t>(
                   0, absl::ToUnixMicros(absl::Now()))));
-    floor_.store(first);
+    floor_.store(first_found ? first : next);
     database_->usage_log().Attach(next);
     attached_ = true;
     if (absl::Status s = FoldPending(); !s.ok()) return s;
@@ -772,7 +774,7 @@ class RocksUsageStore final : public UsageStore {
   }
 
   // Folds the records from the floor up to the log's SettledBelow() (at
-  // most kMaxRecordsPerFold; *done when it got there) in one batch: one
+  // most kMaxRecordsPerFold records; *done when it got there) in one batch: one
   // Merge per row they touch and a SingleDelete of each record folded. No
   // record can appear below SettledBelow() any more, so the new floor
   // leaves none behind. (Not a DeleteRange: RocksDB 7.8 fragments every
@@ -784,10 +786,6 @@ class RocksUsageStore final : public UsageStore {
     const uint64_t floor = floor_.load();
     uint64_t end = database_->usage_log().SettledBelow();
     if (end <= floor) return absl::OkStatus();
-    if (end - floor > kMaxRecordsPerFold) {
-      end = floor + kMaxRecordsPerFold;
-      *done = false;
-    }
     const std::string lower = LogKey(floor);
     const std::string upper = LogKey(end);
     rocksdb::ReadOptions options;
@@ -802,13 +800,19 @@ class RocksUsageStore final : public UsageStore {
     absl::flat_hash_map<std::string, Folded> rows;
     rocksdb::WriteBatch batch;
     UsageUpdate update;
-    int64_t records = 0;
+    uint64_t records = 0;
     for (it->Seek(lower); it->Valid(); it->Next()) {
       if (it->key().size() != 8 ||
           !DecodeUsageRecord(
               absl::string_view(it->value().data(), it->value().size()),
               &update)) {
         return Corrupt("record", it->key());
+      }
+      if (records == kMaxRecordsPerFold) {
+        // The rest in the next batch, from this record on.
+        if (!ReadLogKey(it->key(), &end)) return Corrupt("record", it->key());
+        *done = false;
+        break;
       }
       ++records;
       // Each record is Put once and deleted once: a SingleDelete, which a

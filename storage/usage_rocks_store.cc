@@ -425,7 +425,8 @@ class RocksUsageStore final : public UsageStore {
           rocksdb::ReadOptions(), database_->cf(kUsageLogCf)));
       it->SeekToFirst();
       if (it->Valid()) {
-        if (!ReadLogKey(it->key(), &first)) return Corrupt("log key", it->key());
+        if (!ReadLogKey(it->key(), &first))
+          return Corrupt("log key", it->key());
         first_found = true;
         it->SeekToLast();
         uint64_t last = 0;
@@ -443,9 +444,8 @@ class RocksUsageStore final : public UsageStore {
     // Numbers are not reused across restarts either (a record is Put once
     // and SingleDeleted once): they resume after the largest one stored,
     // and not below the open's time in microseconds.
-    next = std::max<uint64_t>(
-        next, static_cast<uint64_t>(std::max<int64_t>(
-                  0, absl::ToUnixMicros(absl::Now()))));
+    next = std::max<uint64_t>(next, static_cast<uint64_t>(std::max<int64_t>(
+                                        0, absl::ToUnixMicros(absl::Now()))));
     floor_.store(first_found ? first : next);
     database_->usage_log().Attach(next);
     attached_ = true;
@@ -618,9 +618,8 @@ class RocksUsageStore final : public UsageStore {
       }
     }
     for (auto& [hour, counts] : pending) rows.emplace_back(hour, counts);
-    std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) {
-      return a.first < b.first;
-    });
+    std::sort(rows.begin(), rows.end(),
+              [](const auto& a, const auto& b) { return a.first < b.first; });
     return rows;
   }
 
@@ -920,15 +919,13 @@ UsageDeltaLog::Guard AddUsageToBatch(const RocksDatabase& database,
   for (int i = 0; i < 8; ++i) {
     key[i] = static_cast<char>((guard.sequence() >> (56 - 8 * i)) & 0xff);
   }
-  batch.Put(database.cf(kUsageLogCf), rocksdb::Slice(key, sizeof(key)),
-            record);
+  batch.Put(database.cf(kUsageLogCf), rocksdb::Slice(key, sizeof(key)), record);
   return guard;
 }
 
 absl::StatusOr<std::unique_ptr<UsageStore>> NewRocksUsageStore(
     std::shared_ptr<RocksDatabase> database, const UsageStoreOptions& options) {
-  auto store =
-      std::make_unique<RocksUsageStore>(std::move(database), options);
+  auto store = std::make_unique<RocksUsageStore>(std::move(database), options);
   if (absl::Status s = store->LoadSignals(); !s.ok()) return s;
   if (absl::Status s = store->OpenLog(); !s.ok()) return s;
   return store;

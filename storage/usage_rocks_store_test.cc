@@ -11,9 +11,9 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/time/civil_time.h"
 #include "absl/time/time.h"
-#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "rocksdb/db.h"
@@ -82,7 +82,9 @@ class UsageStoreTest : public ::testing::Test {
     update.counts.latency_reports = 1;
     update.counts.latency_histogram[LatencyBucket(absl::Milliseconds(300))] = 1;
     EXPECT_TRUE(
-        storage_.ledger->Settle(hold->reservation_id, cost, now, &update, {}, nullptr).ok());
+        storage_.ledger
+            ->Settle(hold->reservation_id, cost, now, &update, {}, nullptr)
+            .ok());
     return *hold;
   }
 
@@ -217,8 +219,8 @@ TEST_F(UsageStoreTest, RepeatedSettleAddsNothing) {
   UsageUpdate update = UpdateFor(hold, "gpt-4.1", "alice", kT0);
   update.counts.cost_nanos = 500;
   update.counts.requests = 1;
-  absl::StatusOr<SettleResult> again =
-      storage_.ledger->Settle(hold.reservation_id, 500, kT0, &update, {}, nullptr);
+  absl::StatusOr<SettleResult> again = storage_.ledger->Settle(
+      hold.reservation_id, 500, kT0, &update, {}, nullptr);
   ASSERT_TRUE(again.ok());
   EXPECT_TRUE(again->already_reported);
   EXPECT_EQ(Total("", kT0, kT0 + absl::Hours(1)).cost_nanos, 500);
@@ -301,10 +303,9 @@ TEST_F(UsageStoreTest, RowsStoredOneCounterPerKeyAreStillRead) {
   storage_ = RocksStorage();
   {
     std::vector<std::string> names;
-    ASSERT_TRUE(
-        rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), dir_.path(),
-                                        &names)
-            .ok());
+    ASSERT_TRUE(rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(),
+                                                dir_.path(), &names)
+                    .ok());
     std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
     size_t usage = names.size();
     for (size_t i = 0; i < names.size(); ++i) {
@@ -443,7 +444,8 @@ TEST_F(UsageLogTest, ReadRightAfterReportSeesItBeforeAndAfterTheFold) {
   EXPECT_EQ(KpiTotal("per-user", "alice", kT0, end).cost_nanos, 110);
   EXPECT_EQ(KpiTotal("per-user", "bob", kT0, end).cost_nanos, 40);
 
-  absl::StatusOr<std::vector<UsageRow>> pending = storage_.usage->Rows(kT0, end);
+  absl::StatusOr<std::vector<UsageRow>> pending =
+      storage_.usage->Rows(kT0, end);
   ASSERT_TRUE(pending.ok()) << pending.status();
   absl::StatusOr<std::vector<std::pair<absl::Time, UsageCounts>>> kpi_pending =
       storage_.usage->KpiRows("per-user", "alice", kT0, end);
@@ -661,10 +663,10 @@ TEST(UsageLogAloneTest, LedgerWithoutUsageStoreWritesRowsDirectly) {
     update.budgets = {{"org", ""}};
     update.counts.cost_nanos = 7;
     update.counts.requests = 1;
-    ASSERT_TRUE((*ledger)
-                    ->Settle(reserved->reservation_id, 7, kT0, &update, {},
-                             nullptr)
-                    .ok());
+    ASSERT_TRUE(
+        (*ledger)
+            ->Settle(reserved->reservation_id, 7, kT0, &update, {}, nullptr)
+            .ok());
   }
   UsageStoreOptions usage_options;
   usage_options.fold_interval = absl::InfiniteDuration();

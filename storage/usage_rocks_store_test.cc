@@ -23,6 +23,7 @@
 #include "storage/int64_add_operator.h"
 #include "storage/ledger.h"
 #include "storage/rocks_storage.h"
+#include "storage/usage_delta_log.h"
 #include "storage/usage_store.h"
 #include "tests/support/temp_dir.h"
 
@@ -726,6 +727,28 @@ TEST_F(UsageLogTest, DatabaseWithoutUsageLogFamilyOpens) {
   EXPECT_EQ(Total("org", kT0, kT0 + absl::Hours(1)).cost_nanos, 10);
   Call("bob", 5, kT0);
   EXPECT_EQ(Total("", kT0, kT0 + absl::Hours(1)).cost_nanos, 15);
+}
+
+// The fold may take only numbers below the smallest one in flight: a batch
+// that got a number earlier may be written later.
+TEST(UsageDeltaLogTest, SettledBelowWaitsForTheOldestNumberInFlight) {
+  UsageDeltaLog log;
+  EXPECT_FALSE(log.Begin().held());  // no usage store attached
+  log.Attach(10);
+  UsageDeltaLog::Guard first = log.Begin();
+  UsageDeltaLog::Guard second = log.Begin();
+  ASSERT_TRUE(first.held());
+  EXPECT_EQ(first.sequence(), 10u);
+  EXPECT_EQ(second.sequence(), 11u);
+  EXPECT_EQ(log.SettledBelow(), 10u);
+  second = UsageDeltaLog::Guard();  // the later one was written first
+  EXPECT_EQ(log.SettledBelow(), 10u);
+  first = UsageDeltaLog::Guard();
+  EXPECT_EQ(log.SettledBelow(), 12u);
+  log.Detach();
+  EXPECT_FALSE(log.Begin().held());
+  log.Attach(5);  // numbering never goes back
+  EXPECT_EQ(log.Begin().sequence(), 12u);
 }
 
 TEST(LatencyBucketTest, LogBuckets) {

@@ -103,6 +103,10 @@ ABSL_FLAG(int32_t, usage_retention_days, 400,
           "Usage rollups (GetUsage, kpi.*) older than this many days are "
           "deleted, checked hourly (docs/usage-and-kpis.md). At least 8: KPI "
           "windows reach back a week.");
+ABSL_FLAG(absl::Duration, usage_fold_interval, absl::Milliseconds(100),
+          "How often the usage records of settled Reports are folded into "
+          "the usage rollups in the background (decision 022); reads see "
+          "every Report either way. 0 or inf: only reads and retention fold.");
 ABSL_FLAG(absl::Duration, settled_retention, absl::Hours(1),
           "How long settled reservations are remembered for idempotent "
           "retries of Check (same request_id) and Report.");
@@ -458,8 +462,10 @@ int Run() {
   ledger_options.block_cache_bytes =
       static_cast<size_t>(absl::GetFlag(FLAGS_rocksdb_block_cache_mb)) << 20;
   const absl::Time open_started = absl::Now();
+  storage::UsageStoreOptions usage_options;
+  usage_options.fold_interval = absl::GetFlag(FLAGS_usage_fold_interval);
   absl::StatusOr<storage::RocksStorage> storage =
-      storage::OpenRocksStorage(ledger_options);
+      storage::OpenRocksStorage(ledger_options, usage_options);
   if (!storage.ok()) {
     Log(LogLevel::kError, "cannot open the ledger",
         {LF{"data_dir", ledger_options.path},

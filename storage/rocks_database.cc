@@ -21,7 +21,7 @@ constexpr char kSchemaVersionKey[] = "schema_version";
 
 constexpr const char* kCfNames[] = {"default", "meta",  "budgets",  "counters",
                                     "holds",   "audit", "policies", "alerts",
-                                    "usage"};
+                                    "usage",   "usage_log"};
 static_assert(sizeof(kCfNames) / sizeof(kCfNames[0]) == RocksDatabase::kNumCfs);
 
 void AppendBigEndian64(std::string& out, uint64_t v) {

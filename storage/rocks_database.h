@@ -33,6 +33,7 @@
 #include "storage/policy_version_store.h"
 #include "storage/records.pb.h"
 #include "storage/rocks_ledger.h"
+#include "storage/usage_delta_log.h"
 #include "storage/wal_syncer.h"
 
 namespace bursar::storage {
@@ -64,6 +65,7 @@ class RocksDatabase {
     kPoliciesCf,
     kAlertsCf,
     kUsageCf,
+    kUsageLogCf,  // usage records not folded yet (decision 022)
     kNumCfs,
   };
   // The last key byte of a `usage` row that holds a CounterSet
@@ -83,6 +85,8 @@ class RocksDatabase {
   rocksdb::DB* db() const { return db_.get(); }
   rocksdb::ColumnFamilyHandle* cf(Cf which) const { return cfs_[which]; }
   const RocksDatabaseOptions& options() const { return options_; }
+  // The sequence numbers of the `usage_log` family (usage_delta_log.h).
+  UsageDeltaLog& usage_log() const { return usage_log_; }
 
   // Writes `batch` with the WAL on (fsynced first with kAlways). The write is
   // durable per the sync mode only after AwaitDurable(*ticket); callers that
@@ -142,6 +146,7 @@ class RocksDatabase {
   std::shared_ptr<rocksdb::Statistics> statistics_;
   // The largest audit sequence handed out.
   std::atomic<uint64_t> audit_seq_{0};
+  mutable UsageDeltaLog usage_log_;
   // Set by a failed write or fsync; cleared by a successful recovery.
   std::atomic<bool> needs_recovery_{false};
   // One recovery at a time.

@@ -1630,7 +1630,8 @@ absl::StatusOr<SettleResult> RocksLedger::Settle(
   rocksdb::WriteBatch batch;
   MergeCounters(batch, hold, spent_delta, unreported_delta);
   MergeSideCounters(batch, side_counters);
-  if (usage != nullptr) AddUsageToBatch(*database_, batch, *usage);
+  const UsageDeltaLog::Guard usage_logged =  // kept until the Write returned
+      AddUsageToBatch(*database_, batch, usage);
   batch.Put(cfs_[kHoldsCf], ToSlice(reservation_id), scratch_value_);
   uint64_t ticket = 0;
   if (absl::Status s = WriteLocked(batch, &ticket); !s.ok()) return s;

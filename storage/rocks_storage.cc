@@ -8,7 +8,7 @@
 namespace bursar::storage {
 
 absl::StatusOr<RocksStorage> OpenRocksStorage(
-    const RocksLedgerOptions& options) {
+    const RocksLedgerOptions& options, const UsageStoreOptions& usage_options) {
   absl::StatusOr<std::shared_ptr<RocksDatabase>> database =
       RocksDatabase::Open(DatabaseOptions(options));
   if (!database.ok()) return database.status();
@@ -34,7 +34,7 @@ absl::StatusOr<RocksStorage> OpenRocksStorage(
   if (!alerts.ok()) return alerts.status();
   storage.alerts = *std::move(alerts);
   absl::StatusOr<std::unique_ptr<UsageStore>> usage =
-      NewRocksUsageStore(*database);
+      NewRocksUsageStore(*database, usage_options);
   if (!usage.ok()) return usage.status();
   storage.usage = *std::move(usage);
   absl::StatusOr<std::unique_ptr<PolicyVersionStore>> policy_versions =

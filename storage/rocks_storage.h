@@ -38,10 +38,13 @@ struct RocksStorage {
   std::function<absl::Status(const std::string& dir)> create_checkpoint;
 };
 
-// Opens (creating if needed) the database at options.path and loads both
-// stores. Errors as OpenRocksLedger.
+// Opens (creating if needed) the database at options.path and loads every
+// store; the usage store folds the usage records a crash left unfolded
+// before it returns (usage_options: how it folds later). Errors as
+// OpenRocksLedger.
 absl::StatusOr<RocksStorage> OpenRocksStorage(
-    const RocksLedgerOptions& options);
+    const RocksLedgerOptions& options,
+    const UsageStoreOptions& usage_options = UsageStoreOptions());
 
 }  // namespace bursar::storage
 

@@ -1,14 +1,19 @@
 #include "storage/usage_rocks_store.h"
 
 #include <algorithm>
+#include <atomic>
+#include <map>
 #include <string>
+#include <thread>
 #include <utility>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/functional/function_ref.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "rocksdb/db.h"
 #include "storage/counter_set.h"
 #include "storage/int64_add_operator.h"
@@ -19,6 +24,7 @@ namespace bursar::storage {
 namespace {
 
 constexpr RocksDatabase::Cf kUsageCf = RocksDatabase::kUsageCf;
+constexpr RocksDatabase::Cf kUsageLogCf = RocksDatabase::kUsageLogCf;
 constexpr unsigned char kCounterSetKind = RocksDatabase::kUsageCounterSetKind;
 
 // Key prefixes of the `usage` CF.
@@ -104,26 +110,42 @@ absl::Time HourOf(absl::Time t) {
   return absl::FromUnixSeconds(start);
 }
 
-// Strings are length-prefixed (varint), so any byte may appear in them.
-void AppendString(std::string& out, absl::string_view s) {
-  uint64_t n = s.size();
+void AppendVarint(std::string& out, uint64_t n) {
   while (n >= 0x80) {
     out.push_back(static_cast<char>((n & 0x7f) | 0x80));
     n >>= 7;
   }
   out.push_back(static_cast<char>(n));
+}
+
+// At most `max_bits` significant bits (10 bytes for 64).
+bool ReadVarint(absl::string_view& in, uint64_t* n, int max_bits = 64) {
+  *n = 0;
+  for (int shift = 0;; shift += 7) {
+    if (in.empty() || shift >= max_bits) return false;
+    const auto byte = static_cast<unsigned char>(in[0]);
+    in.remove_prefix(1);
+    *n |= static_cast<uint64_t>(byte & 0x7f) << shift;
+    if ((byte & 0x80) == 0) return true;
+  }
+}
+
+uint64_t ZigZag(int64_t v) {
+  return (static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63);
+}
+int64_t UnZigZag(uint64_t v) {
+  return static_cast<int64_t>(v >> 1) ^ -static_cast<int64_t>(v & 1);
+}
+
+// Strings are length-prefixed (varint), so any byte may appear in them.
+void AppendString(std::string& out, absl::string_view s) {
+  AppendVarint(out, s.size());
   out.append(s.data(), s.size());
 }
 
 bool ReadString(absl::string_view& in, std::string* s) {
   uint64_t n = 0;
-  for (int shift = 0;; shift += 7) {
-    if (in.empty() || shift > 28) return false;
-    const auto byte = static_cast<unsigned char>(in[0]);
-    in.remove_prefix(1);
-    n |= static_cast<uint64_t>(byte & 0x7f) << shift;
-    if ((byte & 0x80) == 0) break;
-  }
+  if (!ReadVarint(in, &n, /*max_bits=*/35)) return false;
   if (in.size() < n) return false;
   s->assign(in.data(), n);
   in.remove_prefix(n);
@@ -222,10 +244,152 @@ absl::Status Corrupt(absl::string_view what, const rocksdb::Slice& key) {
                    "\" is unreadable"));
 }
 
+// The attribution part of a KPI-carrying update: without the KPI-only
+// counters and the histogram (what MergeCounts writes to an attribution
+// row).
+UsageCounts AttributionPart(const UsageCounts& counts) {
+  UsageCounts out;
+  for (const ScalarField& f : kScalars) {
+    if (!f.kpi_only) out.*(f.field) = counts.*(f.field);
+  }
+  return out;
+}
+
+// Calls visit(row key without its kind byte, kpi) for every row `update`
+// adds to: the call's own attribution row, then per budget instance its
+// attribution row and its KPI row.
+void ForEachRow(const UsageUpdate& update,
+                absl::FunctionRef<void(std::string row, bool kpi)> visit) {
+  const absl::Time hour = HourOf(update.time);
+  visit(AttributionRowKey(hour, "", "", update), /*kpi=*/false);
+  for (const auto& [budget, instance] : update.budgets) {
+    visit(AttributionRowKey(hour, budget, instance, update), /*kpi=*/false);
+    std::string kpi = KpiPrefix(budget, instance);
+    AppendHour(kpi, hour);
+    visit(std::move(kpi), /*kpi=*/true);
+  }
+}
+
+// Parses an attribution row key without its kind byte ('a' hour budget
+// instance model provider dimensions).
+bool ParseAttributionRow(absl::string_view row, UsageRowKey* parsed) {
+  if (row.empty() || row[0] != kAttributionPrefix) return false;
+  absl::string_view in = row.substr(1);
+  if (!ReadHour(in, &parsed->hour) || !ReadString(in, &parsed->budget) ||
+      !ReadString(in, &parsed->instance) || !ReadString(in, &parsed->model) ||
+      !ReadString(in, &parsed->provider) || in.empty()) {
+    return false;
+  }
+  const int dims = static_cast<unsigned char>(in[0]);
+  in.remove_prefix(1);
+  for (int i = 0; i < dims; ++i) {
+    std::string k, v;
+    if (!ReadString(in, &k) || !ReadString(in, &v)) return false;
+    parsed->dimensions.emplace_back(std::move(k), std::move(v));
+  }
+  return in.empty();
+}
+
+// Usage log keys: the sequence number, 8 bytes big-endian (keys sort by
+// it, and a run of sequence numbers is one key range).
+std::string LogKey(uint64_t sequence) {
+  std::string key;
+  AppendBigEndian64(key, sequence);
+  return key;
+}
+
+bool ReadLogKey(const rocksdb::Slice& key, uint64_t* sequence) {
+  absl::string_view in(key.data(), key.size());
+  return in.size() == 8 && ReadBigEndian64(in, sequence);
+}
+
+// A usage record (storage/README.md, "usage log"): a format byte (1), the
+// hour as a zigzag varint count of hours since 1970, model, provider, the
+// dimensions and the budget instances (a varint count, then string pairs),
+// then (kind byte, zigzag varint) for every non-zero counter, to the end.
+constexpr char kUsageRecordFormat = 1;
+
+void EncodeUsageRecord(const UsageUpdate& update, std::string& out) {
+  out.push_back(kUsageRecordFormat);
+  AppendVarint(out, ZigZag(absl::ToUnixSeconds(HourOf(update.time)) / 3600));
+  AppendString(out, update.model);
+  AppendString(out, update.provider);
+  AppendVarint(out, update.dimensions.size());
+  for (const auto& [k, v] : update.dimensions) {
+    AppendString(out, k);
+    AppendString(out, v);
+  }
+  AppendVarint(out, update.budgets.size());
+  for (const auto& [budget, instance] : update.budgets) {
+    AppendString(out, budget);
+    AppendString(out, instance);
+  }
+  for (const ScalarField& f : kScalars) {
+    const int64_t value = update.counts.*(f.field);
+    if (value == 0) continue;
+    out.push_back(f.kind);
+    AppendVarint(out, ZigZag(value));
+  }
+  for (int b = 0; b < kLatencyBuckets; ++b) {
+    const int64_t value = update.counts.latency_histogram[b];
+    if (value == 0) continue;
+    out.push_back(static_cast<char>(kLatencyKind + b));
+    AppendVarint(out, ZigZag(value));
+  }
+}
+
+// Decodes a usage record into *update (its time is the hour's start).
+// False if it is unreadable.
+bool DecodeUsageRecord(absl::string_view in, UsageUpdate* update) {
+  if (in.empty() || in[0] != kUsageRecordFormat) return false;
+  in.remove_prefix(1);
+  uint64_t v = 0;
+  if (!ReadVarint(in, &v)) return false;
+  update->time = absl::FromUnixSeconds(UnZigZag(v) * 3600);
+  if (!ReadString(in, &update->model) || !ReadString(in, &update->provider)) {
+    return false;
+  }
+  for (auto* pairs : {&update->dimensions, &update->budgets}) {
+    if (!ReadVarint(in, &v) || v > in.size()) return false;
+    pairs->resize(v);
+    for (auto& [first, second] : *pairs) {
+      if (!ReadString(in, &first) || !ReadString(in, &second)) return false;
+    }
+  }
+  update->counts = UsageCounts();
+  while (!in.empty()) {
+    const char kind = in[0];
+    in.remove_prefix(1);
+    if (!ReadVarint(in, &v) || !AddCounter(kind, UnZigZag(v), update->counts)) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// Records one fold takes at most (a folder that fell behind catches up in
+// several batches of bounded size).
+constexpr uint64_t kMaxRecordsPerFold = 65536;
+// A read folds first when more records than this wait (else it adds them
+// in memory): reads then decode at most this many records plus those in
+// flight.
+constexpr uint64_t kFoldOnReadAbove = 64;
+
 class RocksUsageStore final : public UsageStore {
  public:
-  explicit RocksUsageStore(std::shared_ptr<RocksDatabase> database)
-      : database_(std::move(database)) {}
+  RocksUsageStore(std::shared_ptr<RocksDatabase> database,
+                  const UsageStoreOptions& options)
+      : database_(std::move(database)), options_(options) {}
+
+  ~RocksUsageStore() override {
+    if (folder_.joinable()) {
+      stop_.Notify();
+      folder_.join();
+    }
+    // Settlements from now on write their rows directly; records still in
+    // the log are folded by the next open.
+    if (attached_) database_->usage_log().Detach();
+  }
 
   absl::Status LoadSignals() {
     std::unique_ptr<rocksdb::Iterator> it(database_->db()->NewIterator(
@@ -250,29 +414,104 @@ class RocksUsageStore final : public UsageStore {
     return FromRocks(it->status(), "reading signals");
   }
 
+  // Finds the records left in the usage log, resumes its numbering after
+  // them, folds them all, and starts the folder.
+  absl::Status OpenLog() {
+    bool first_found = false;
+    uint64_t first = 0;
+    uint64_t next = 0;
+    {
+      std::unique_ptr<rocksdb::Iterator> it(database_->db()->NewIterator(
+          rocksdb::ReadOptions(), database_->cf(kUsageLogCf)));
+      it->SeekToFirst();
+      if (it->Valid()) {
+        if (!ReadLogKey(it->key(), &first))
+          return Corrupt("log key", it->key());
+        first_found = true;
+        it->SeekToLast();
+        uint64_t last = 0;
+        if (!it->Valid() || !ReadLogKey(it->key(), &last)) {
+          return it->Valid() ? Corrupt("log key", it->key())
+                             : FromRocks(it->status(), "reading the usage log");
+        }
+        next = last + 1;
+      }
+      if (absl::Status s = FromRocks(it->status(), "reading the usage log");
+          !s.ok()) {
+        return s;
+      }
+    }
+    // Numbers are not reused across restarts either (a record is Put once
+    // and SingleDeleted once): they resume after the largest one stored,
+    // and not below the open's time in microseconds.
+    next = std::max<uint64_t>(next, static_cast<uint64_t>(std::max<int64_t>(
+                                        0, absl::ToUnixMicros(absl::Now()))));
+    floor_.store(first_found ? first : next);
+    database_->usage_log().Attach(next);
+    attached_ = true;
+    if (absl::Status s = FoldPending(); !s.ok()) return s;
+    if (options_.fold_interval > absl::ZeroDuration() &&
+        options_.fold_interval < absl::InfiniteDuration()) {
+      folder_ = std::thread([this] {
+        while (!stop_.WaitForNotificationWithTimeout(options_.fold_interval)) {
+          // A failed fold leaves its records in the log; the next one (or
+          // a read) takes them.
+          FoldPending().IgnoreError();
+        }
+      });
+    }
+    return absl::OkStatus();
+  }
+
   absl::Status Record(const UsageUpdate& update) override {
     rocksdb::WriteBatch batch;
-    AddUsageToBatch(*database_, batch, update);
     uint64_t ticket = 0;
-    if (absl::Status s = database_->Write(batch, &ticket); !s.ok()) return s;
+    {
+      const UsageDeltaLog::Guard logged =
+          AddUsageToBatch(*database_, batch, &update);
+      if (absl::Status s = database_->Write(batch, &ticket); !s.ok()) return s;
+    }
     return database_->AwaitDurable(ticket);
+  }
+
+  absl::Status FoldPending() override {
+    absl::MutexLock lock(&fold_mu_);
+    return FoldAllLocked();
   }
 
   absl::StatusOr<std::vector<UsageRow>> Rows(absl::Time start,
                                              absl::Time end) const override {
     std::vector<UsageRow> rows;
     if (end <= start) return rows;
+    const absl::Time lower_hour =
+        HourOf(start) < start ? HourOf(start) + absl::Hours(1) : HourOf(start);
+    const absl::Time upper_hour =
+        HourOf(end) < end ? HourOf(end) + absl::Hours(1) : HourOf(end);
+    const ReadView view = BeginRead();
+    // The records not folded yet, by row key (without the kind byte).
+    absl::flat_hash_map<std::string, UsageCounts> pending;
+    absl::Status read = ForEachPending(view, [&](const UsageUpdate& update) {
+      const absl::Time hour = HourOf(update.time);
+      if (hour < lower_hour || hour >= upper_hour) return;
+      const UsageCounts counts = AttributionPart(update.counts);
+      ForEachRow(update, [&](std::string row, bool kpi) {
+        if (!kpi) pending[std::move(row)].Add(counts);
+      });
+    });
+    if (!read.ok()) return read;
+
     std::string lower(1, kAttributionPrefix);
-    AppendHour(lower, HourOf(start) < start ? HourOf(start) + absl::Hours(1)
-                                            : HourOf(start));
+    AppendHour(lower, lower_hour);
     std::string upper(1, kAttributionPrefix);
-    AppendHour(upper,
-               HourOf(end) < end ? HourOf(end) + absl::Hours(1) : HourOf(end));
+    AppendHour(upper, upper_hour);
     rocksdb::ReadOptions options;
+    options.snapshot = view.snapshot->snapshot();
     const rocksdb::Slice upper_slice(upper);
     options.iterate_upper_bound = &upper_slice;
     std::unique_ptr<rocksdb::Iterator> it(
         database_->db()->NewIterator(options, database_->cf(kUsageCf)));
+    // With records pending, the stored rows' keys, to merge them in order.
+    std::vector<std::string> row_keys;
     std::string current_row;
     for (it->Seek(lower); it->Valid(); it->Next()) {
       const rocksdb::Slice key = it->key();
@@ -280,29 +519,18 @@ class RocksUsageStore final : public UsageStore {
       const absl::string_view row(key.data(), key.size() - 1);
       if (rows.empty() || row != current_row) {
         UsageRow parsed;
-        absl::string_view in = row.substr(1);
-        int dims = 0;
-        if (!ReadHour(in, &parsed.key.hour) ||
-            !ReadString(in, &parsed.key.budget) ||
-            !ReadString(in, &parsed.key.instance) ||
-            !ReadString(in, &parsed.key.model) ||
-            !ReadString(in, &parsed.key.provider) || in.empty()) {
-          return Corrupt("row", key);
-        }
-        dims = static_cast<unsigned char>(in[0]);
-        in.remove_prefix(1);
-        for (int i = 0; i < dims; ++i) {
-          std::string k, v;
-          if (!ReadString(in, &k) || !ReadString(in, &v)) {
-            return Corrupt("row", key);
-          }
-          parsed.key.dimensions.emplace_back(std::move(k), std::move(v));
-        }
-        if (!in.empty()) return Corrupt("row", key);
+        if (!ParseAttributionRow(row, &parsed.key)) return Corrupt("row", key);
         // Hours before `start` share no key with it; hours inside the range
         // that start after `end` are cut by the upper bound.
         rows.push_back(std::move(parsed));
         current_row.assign(row.data(), row.size());
+        if (!pending.empty()) {
+          row_keys.push_back(current_row);
+          if (auto p = pending.find(current_row); p != pending.end()) {
+            rows.back().counts.Add(p->second);
+            pending.erase(p);
+          }
+        }
       }
       if (!AddStored(key, it->value(), rows.back().counts)) {
         return Corrupt("counter", key);
@@ -311,6 +539,25 @@ class RocksUsageStore final : public UsageStore {
     if (absl::Status s = FromRocks(it->status(), "reading usage"); !s.ok()) {
       return s;
     }
+    if (pending.empty()) return rows;
+    // Rows that only pending records have: merged in, in key order.
+    std::vector<std::pair<std::string, UsageRow>> keyed;
+    keyed.reserve(rows.size() + pending.size());
+    for (size_t i = 0; i < row_keys.size(); ++i) {
+      keyed.emplace_back(std::move(row_keys[i]), std::move(rows[i]));
+    }
+    for (auto& [row, counts] : pending) {
+      UsageRow parsed;
+      if (!ParseAttributionRow(row, &parsed.key)) {
+        return absl::InternalError("a usage record made an unreadable row key");
+      }
+      parsed.counts = counts;
+      keyed.emplace_back(row, std::move(parsed));
+    }
+    std::sort(keyed.begin(), keyed.end(),
+              [](const auto& a, const auto& b) { return a.first < b.first; });
+    rows.clear();
+    for (auto& [row, parsed] : keyed) rows.push_back(std::move(parsed));
     return rows;
   }
 
@@ -319,14 +566,28 @@ class RocksUsageStore final : public UsageStore {
       absl::Time end) const override {
     std::vector<std::pair<absl::Time, UsageCounts>> rows;
     if (end <= start) return rows;
+    const absl::Time lower_hour =
+        HourOf(start) < start ? HourOf(start) + absl::Hours(1) : HourOf(start);
+    const absl::Time upper_hour =
+        HourOf(end) < end ? HourOf(end) + absl::Hours(1) : HourOf(end);
+    const ReadView view = BeginRead();
+    std::map<absl::Time, UsageCounts> pending;
+    absl::Status read = ForEachPending(view, [&](const UsageUpdate& update) {
+      const absl::Time hour = HourOf(update.time);
+      if (hour < lower_hour || hour >= upper_hour) return;
+      for (const auto& [b, i] : update.budgets) {
+        if (b == budget && i == instance) pending[hour].Add(update.counts);
+      }
+    });
+    if (!read.ok()) return read;
+
     const std::string prefix = KpiPrefix(budget, instance);
     std::string lower = prefix;
-    AppendHour(lower, HourOf(start) < start ? HourOf(start) + absl::Hours(1)
-                                            : HourOf(start));
+    AppendHour(lower, lower_hour);
     std::string upper = prefix;
-    AppendHour(upper,
-               HourOf(end) < end ? HourOf(end) + absl::Hours(1) : HourOf(end));
+    AppendHour(upper, upper_hour);
     rocksdb::ReadOptions options;
+    options.snapshot = view.snapshot->snapshot();
     const rocksdb::Slice upper_slice(upper);
     options.iterate_upper_bound = &upper_slice;
     std::unique_ptr<rocksdb::Iterator> it(
@@ -349,10 +610,24 @@ class RocksUsageStore final : public UsageStore {
     if (absl::Status s = FromRocks(it->status(), "reading KPIs"); !s.ok()) {
       return s;
     }
+    if (pending.empty()) return rows;
+    for (auto& [hour, counts] : rows) {
+      if (auto p = pending.find(hour); p != pending.end()) {
+        counts.Add(p->second);
+        pending.erase(p);
+      }
+    }
+    for (auto& [hour, counts] : pending) rows.emplace_back(hour, counts);
+    std::sort(rows.begin(), rows.end(),
+              [](const auto& a, const auto& b) { return a.first < b.first; });
     return rows;
   }
 
   absl::Status DeleteBefore(absl::Time cutoff) override {
+    // Records of the deleted hours must not bring their rows back when
+    // they are folded later: fold them first.
+    absl::MutexLock fold_lock(&fold_mu_);
+    if (absl::Status s = FoldAllLocked(); !s.ok()) return s;
     const absl::Time hour = HourOf(cutoff);
     rocksdb::ColumnFamilyHandle* const cf = database_->cf(kUsageCf);
     rocksdb::WriteBatch batch;
@@ -429,7 +704,154 @@ class RocksUsageStore final : public UsageStore {
   }
 
  private:
+  // Releases a RocksDB snapshot.
+  class Snapshot {
+   public:
+    Snapshot(rocksdb::DB* db) : db_(db), snapshot_(db->GetSnapshot()) {}
+    ~Snapshot() { db_->ReleaseSnapshot(snapshot_); }
+    Snapshot(const Snapshot&) = delete;
+    Snapshot& operator=(const Snapshot&) = delete;
+    const rocksdb::Snapshot* snapshot() const { return snapshot_; }
+
+   private:
+    rocksdb::DB* const db_;
+    const rocksdb::Snapshot* const snapshot_;
+  };
+
+  // What a read sees: the rows and the log at one snapshot, and the first
+  // log record not folded into those rows.
+  struct ReadView {
+    uint64_t floor = 0;
+    std::unique_ptr<Snapshot> snapshot;
+  };
+
+  // Folds first when many records wait (best effort: a failed fold leaves
+  // them for the read to add), then takes the floor and only then the
+  // snapshot. The floor moves up only after a fold's batch is applied, so
+  // every record below the floor read here is folded into the snapshot's
+  // rows, and every record from it on is either in the snapshot's log or
+  // (folded after the floor was read) deleted from it and in its rows.
+  ReadView BeginRead() const {
+    if (attached_ && database_->usage_log().SettledBelow() >
+                         floor_.load() + kFoldOnReadAbove) {
+      absl::MutexLock lock(&fold_mu_);
+      FoldAllLocked().IgnoreError();
+    }
+    ReadView view;
+    view.floor = floor_.load();
+    view.snapshot = std::make_unique<Snapshot>(database_->db());
+    return view;
+  }
+
+  // Calls visit for every record of the log from view.floor on.
+  absl::Status ForEachPending(
+      const ReadView& view,
+      absl::FunctionRef<void(const UsageUpdate&)> visit) const {
+    rocksdb::ReadOptions options;
+    options.snapshot = view.snapshot->snapshot();
+    std::unique_ptr<rocksdb::Iterator> it(
+        database_->db()->NewIterator(options, database_->cf(kUsageLogCf)));
+    UsageUpdate update;
+    for (it->Seek(LogKey(view.floor)); it->Valid(); it->Next()) {
+      if (it->key().size() != 8 ||
+          !DecodeUsageRecord(
+              absl::string_view(it->value().data(), it->value().size()),
+              &update)) {
+        return Corrupt("record", it->key());
+      }
+      visit(update);
+    }
+    return FromRocks(it->status(), "reading the usage log");
+  }
+
+  absl::Status FoldAllLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(fold_mu_) {
+    bool done = false;
+    while (!done) {
+      if (absl::Status s = FoldSomeLocked(&done); !s.ok()) return s;
+    }
+    return absl::OkStatus();
+  }
+
+  // Folds the records from the floor up to the log's SettledBelow() (at
+  // most kMaxRecordsPerFold records; *done when it got there) in one batch: one
+  // Merge per row they touch and a SingleDelete of each record folded. No
+  // record can appear below SettledBelow() any more, so the new floor
+  // leaves none behind. (Not a DeleteRange: RocksDB 7.8 fragments every
+  // range tombstone of a memtable again for each new iterator, and reads
+  // and folds make one on this family each time; decision 022.)
+  absl::Status FoldSomeLocked(bool* done) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(fold_mu_) {
+    *done = true;
+    const uint64_t floor = floor_.load();
+    uint64_t end = database_->usage_log().SettledBelow();
+    if (end <= floor) return absl::OkStatus();
+    const std::string lower = LogKey(floor);
+    const std::string upper = LogKey(end);
+    rocksdb::ReadOptions options;
+    const rocksdb::Slice upper_slice(upper);
+    options.iterate_upper_bound = &upper_slice;
+    std::unique_ptr<rocksdb::Iterator> it(
+        database_->db()->NewIterator(options, database_->cf(kUsageLogCf)));
+    struct Folded {
+      UsageCounts counts;
+      bool kpi = false;
+    };
+    absl::flat_hash_map<std::string, Folded> rows;
+    rocksdb::WriteBatch batch;
+    UsageUpdate update;
+    uint64_t records = 0;
+    for (it->Seek(lower); it->Valid(); it->Next()) {
+      if (it->key().size() != 8 ||
+          !DecodeUsageRecord(
+              absl::string_view(it->value().data(), it->value().size()),
+              &update)) {
+        return Corrupt("record", it->key());
+      }
+      if (records == kMaxRecordsPerFold) {
+        // The rest in the next batch, from this record on.
+        if (!ReadLogKey(it->key(), &end)) return Corrupt("record", it->key());
+        *done = false;
+        break;
+      }
+      ++records;
+      // Each record is Put once and deleted once: a SingleDelete, which a
+      // flush drops together with the Put.
+      batch.SingleDelete(database_->cf(kUsageLogCf), it->key());
+      ForEachRow(update, [&](std::string row, bool kpi) {
+        Folded& folded = rows[std::move(row)];
+        folded.kpi = kpi;
+        folded.counts.Add(update.counts);
+      });
+    }
+    if (absl::Status s = FromRocks(it->status(), "reading the usage log");
+        !s.ok()) {
+      return s;
+    }
+    if (records > 0) {
+      for (auto& [row, folded] : rows) {
+        // MergeCounts leaves the KPI-only counters out of attribution rows.
+        MergeCounts(*database_, batch, row, folded.counts, folded.kpi);
+      }
+      // Not awaited: the fold's batch follows its records in the WAL, so a
+      // crash that loses it loses nothing that it folded.
+      uint64_t ticket = 0;
+      if (absl::Status s = database_->Write(batch, &ticket); !s.ok()) return s;
+    }
+    floor_.store(end);
+    return absl::OkStatus();
+  }
+
   const std::shared_ptr<RocksDatabase> database_;
+  const UsageStoreOptions options_;
+  // Set once OpenLog attached the store to the database's usage log.
+  bool attached_ = false;
+  // One fold at a time.
+  mutable absl::Mutex fold_mu_;
+  // Every log record below it is folded into the rows (or was never
+  // written); written under fold_mu_, read by readers without it.
+  mutable std::atomic<uint64_t> floor_{0};
+  absl::Notification stop_;
+  std::thread folder_;
   mutable absl::Mutex mu_;
   absl::flat_hash_map<std::string, Signal> signals_ ABSL_GUARDED_BY(mu_);
 };
@@ -478,25 +900,34 @@ bool UsageCounts::operator==(const UsageCounts& other) const {
   return latency_histogram == other.latency_histogram;
 }
 
-void AddUsageToBatch(const RocksDatabase& database, rocksdb::WriteBatch& batch,
-                     const UsageUpdate& update) {
-  const absl::Time hour = HourOf(update.time);
-  MergeCounts(database, batch, AttributionRowKey(hour, "", "", update),
-              update.counts, /*kpi=*/false);
-  for (const auto& [budget, instance] : update.budgets) {
-    MergeCounts(database, batch,
-                AttributionRowKey(hour, budget, instance, update),
-                update.counts, /*kpi=*/false);
-    std::string kpi = KpiPrefix(budget, instance);
-    AppendHour(kpi, hour);
-    MergeCounts(database, batch, std::move(kpi), update.counts, /*kpi=*/true);
+UsageDeltaLog::Guard AddUsageToBatch(const RocksDatabase& database,
+                                     rocksdb::WriteBatch& batch,
+                                     const UsageUpdate* update) {
+  if (update == nullptr) return UsageDeltaLog::Guard();
+  UsageDeltaLog::Guard guard = database.usage_log().Begin();
+  if (!guard.held()) {
+    ForEachRow(*update, [&](std::string row, bool kpi) {
+      MergeCounts(database, batch, std::move(row), update->counts, kpi);
+    });
+    return guard;
   }
+  // Reused per thread: a settlement allocates nothing for its record.
+  thread_local std::string record;
+  record.clear();
+  EncodeUsageRecord(*update, record);
+  char key[8];
+  for (int i = 0; i < 8; ++i) {
+    key[i] = static_cast<char>((guard.sequence() >> (56 - 8 * i)) & 0xff);
+  }
+  batch.Put(database.cf(kUsageLogCf), rocksdb::Slice(key, sizeof(key)), record);
+  return guard;
 }
 
 absl::StatusOr<std::unique_ptr<UsageStore>> NewRocksUsageStore(
-    std::shared_ptr<RocksDatabase> database) {
-  auto store = std::make_unique<RocksUsageStore>(std::move(database));
+    std::shared_ptr<RocksDatabase> database, const UsageStoreOptions& options) {
+  auto store = std::make_unique<RocksUsageStore>(std::move(database), options);
   if (absl::Status s = store->LoadSignals(); !s.ok()) return s;
+  if (absl::Status s = store->OpenLog(); !s.ok()) return s;
   return store;
 }
 

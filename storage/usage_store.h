@@ -6,7 +6,10 @@
 // the ledger (which decides) but written in the ledger's settlement batch:
 // Ledger::Settle takes a UsageUpdate and applies it atomically with the
 // charge, so rollup totals equal the settled costs to the nano, also across
-// a crash. Key layout and encodings: storage/README.md ("usage").
+// a crash. The RocksDB store writes one compact record per update there and
+// folds the records into the rows in the background (decision 022); every
+// read still sees every update applied before it started. Key layout and
+// encodings: storage/README.md ("usage").
 //
 // Two kinds of rows, both per UTC hour:
 // - attribution rows: (budget, instance, model, provider, dimensions). A
@@ -109,6 +112,14 @@ struct Signal {
   std::string reported_by;
 };
 
+// How a usage store that buffers writes folds them (decision 022).
+struct UsageStoreOptions {
+  // How often the background folder folds the usage log into the rows;
+  // InfiniteDuration (or zero) runs no folder thread: then only reads,
+  // DeleteBefore and FoldPending fold (tests).
+  absl::Duration fold_interval = absl::Milliseconds(100);
+};
+
 class UsageStore {
  public:
   virtual ~UsageStore() = default;
@@ -116,6 +127,13 @@ class UsageStore {
   // Applies an update that no settlement carries (an expired reservation)
   // in its own write, durable per the sync mode when this returns.
   virtual absl::Status Record(const UsageUpdate& update) = 0;
+
+  // Folds what was written but not folded into the rows yet. Reads see
+  // every applied update whether or not it was folded, so this is never
+  // needed for correctness; a store that does not buffer does nothing.
+  // Unavailable when the fold cannot be written (nothing is lost: the
+  // records stay and the next fold takes them).
+  virtual absl::Status FoldPending() { return absl::OkStatus(); }
 
   // Every attribution row whose hour lies in [start, end) (hours that
   // start before `start` are left out), in key order.

@@ -20,6 +20,8 @@
 //   BM_ReserveSettleGroupDeferred  --sync=group, writes deferred as
 //                                  bursard's handlers do (WhenDurable), so
 //                                  consecutive calls share fsyncs
+//   BM_ReserveSettleThreads/threads:N  Reserve + Settle, --sync=none, from
+//                                  N threads at once on one ledger
 //
 // The global allocation functions are replaced by counting ones that count
 // per thread: `allocs_per_op` is what the calling thread allocated per
@@ -445,6 +447,31 @@ void BM_ReserveSettleGroupDeferred(benchmark::State& state) {
       static_cast<double>(std::max<int64_t>(1, state.iterations()));
 }
 BENCHMARK(BM_ReserveSettleGroupDeferred)->UseRealTime();
+
+// Reserve + Settle from several threads at once on one ledger, --sync=none,
+// without usage rollups: what gRPC's handler threads do. Every call matches
+// the org budget, so all threads change the same counters. Real time per
+// pair over all threads (items_per_second is pairs per second in total).
+void BM_ReserveSettleThreads(benchmark::State& state) {
+  static absl::Mutex fixture_mu;
+  LedgerFixture* fixture;
+  {
+    absl::MutexLock lock(&fixture_mu);
+    fixture = &TheFixture(SyncMode::kNone);
+  }
+  LedgerFixture& f = *fixture;
+  // Call numbers far above NextCall's, so request_ids never repeat.
+  static std::atomic<uint64_t> next_call{uint64_t{1} << 40};
+  std::string reservation_id;
+  reservation_id.reserve(64);
+  for (auto _ : state) {
+    const uint64_t n = next_call.fetch_add(1, std::memory_order_relaxed);
+    if (!ReserveOne(state, f, n, &reservation_id, nullptr)) break;
+    if (!SettleOne(state, f, reservation_id, nullptr, nullptr)) break;
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_ReserveSettleThreads)->ThreadRange(1, 4)->UseRealTime();
 
 }  // namespace
 }  // namespace bursar::storage

@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <deque>
 #include <functional>
+#include <limits>
 #include <new>
 #include <tuple>
 #include <utility>
@@ -454,6 +455,13 @@ class RocksLedger final : public Ledger {
                          int64_t key, absl::Status* error) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status ReadCounter(const std::string& key, int64_t* value) const;
+  // Drops from `periods` (of budget, instance) those older than below_key
+  // that have nothing held and no pinned write in flight (PinCounters: its
+  // failure would put a hold back).
+  void DropIdlePeriods(absl::string_view budget, absl::string_view instance,
+                       int64_t below_key,
+                       absl::InlinedVector<PeriodState, 2>& periods) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   absl::Status CollectMatches(const LabelSet& labels, absl::Time now,
                               absl::InlinedVector<Match, 8>& matches)
@@ -808,15 +816,8 @@ RocksLedger::PeriodState* RocksLedger::PeriodFor(BudgetEntry& entry,
   *error = ReadCounter(CounterKey(name, instance, key, kUnreportedCounter),
                        &loaded.unreported_nanos);
   if (!error->ok()) return nullptr;
-  // Periods other than the newest are kept only while they have holds (or
-  // a write in flight whose failure would put a hold back).
-  periods.erase(std::remove_if(periods.begin(), periods.end(),
-                               [&](const PeriodState& p) {
-                                 return p.held_nanos == 0 && p.key < key &&
-                                        !CounterWriteInFlight(name, instance,
-                                                              p.key);
-                               }),
-                periods.end());
+  // Periods other than the newest are kept only while they have holds.
+  DropIdlePeriods(name, instance, key, periods);
   periods.push_back(loaded);
   return &periods.back();
 }
@@ -824,6 +825,19 @@ RocksLedger::PeriodState* RocksLedger::PeriodFor(BudgetEntry& entry,
 absl::Status RocksLedger::WriteLocked(rocksdb::WriteBatch& batch,
                                       uint64_t* ticket) {
   return database_->Write(batch, ticket);
+}
+
+void RocksLedger::DropIdlePeriods(
+    absl::string_view budget, absl::string_view instance, int64_t below_key,
+    absl::InlinedVector<PeriodState, 2>& periods) const {
+  size_t kept = 0;
+  for (size_t i = 0; i < periods.size(); ++i) {
+    const PeriodState& p = periods[i];
+    const bool idle = p.held_nanos == 0 && p.key < below_key &&
+                      !CounterWriteInFlight(budget, instance, p.key);
+    if (!idle) periods[kept++] = p;
+  }
+  periods.resize(kept);
 }
 
 absl::Status RocksLedger::WriteUnlocked(rocksdb::WriteBatch& batch,
@@ -972,14 +986,8 @@ absl::StatusOr<std::pair<BudgetSpec, bool>> RocksLedger::SetBudget(
     // Instances and periods are keyed differently now; reload lazily, but
     // keep the periods that open holds still count on.
     for (auto& [instance, state] : entry.instances) {
-      auto& periods = state.periods;
-      periods.erase(std::remove_if(periods.begin(), periods.end(),
-                                   [&](const PeriodState& p) {
-                                     return p.held_nanos == 0 &&
-                                            !CounterWriteInFlight(
-                                                spec.name, instance, p.key);
-                                   }),
-                    periods.end());
+      DropIdlePeriods(spec.name, instance, std::numeric_limits<int64_t>::max(),
+                      state.periods);
     }
   }
   if (!created) Unindex(&entry);

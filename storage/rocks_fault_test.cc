@@ -621,20 +621,27 @@ TEST_P(RocksFaultTest, AFailedExpiryUndoesOnlyItsOwnDeltas) {
 }
 
 // Counters that a Settle in flight merges into are not loaded from disk
-// until the write is over (the read could miss it): here the budget was
-// deleted and created again meanwhile, so memory has no such counters.
+// until the write is over (the read could miss it). Here a hold of
+// yesterday expired, memory dropped yesterday's counters when today's were
+// loaded, and the late Report's write is in flight when yesterday is asked
+// for again.
 TEST_P(RocksFaultTest, CountersAreNotLoadedWhileAWriteToThemIsInFlight) {
-  absl::StatusOr<ReserveResult> reserved = Reserve("q1");
+  const absl::Time tomorrow = kT0 + absl::Hours(24);
+  absl::StatusOr<ReserveResult> reserved = Reserve("q1", 100, absl::Minutes(1));
   ASSERT_TRUE(reserved.ok()) << reserved.status();
+  absl::StatusOr<int> expired =
+      ledger().ExpireHolds(kT0 + absl::Minutes(2), nullptr);
+  ASSERT_TRUE(expired.ok() && *expired == 1) << expired.status();
+  EXPECT_EQ(Figures().unreported_nanos, 100);
+  ASSERT_TRUE(ledger().Peek("org", labels_, tomorrow).ok());  // drops today
+
   gate_.Arm();
   absl::StatusOr<SettleResult> settled;
   std::thread settling([&] {
-    settled = ledger().Settle(reserved->reservation_id, 40, kT0, nullptr, {},
-                              nullptr);
+    settled = ledger().Settle(reserved->reservation_id, 40, tomorrow, nullptr,
+                              {}, nullptr);
   });
   gate_.AwaitHeld();
-  ASSERT_TRUE(ledger().DeleteBudget("org", kFinance, kT0).ok());
-  ASSERT_TRUE(ledger().SetBudget(Budget("org", 1000), kFinance, kT0).ok());
   absl::StatusOr<std::optional<BudgetFigures>> figures;
   bool peek_done = false;
   std::thread peeking([&] {
@@ -646,10 +653,51 @@ TEST_P(RocksFaultTest, CountersAreNotLoadedWhileAWriteToThemIsInFlight) {
   settling.join();
   peeking.join();
   ASSERT_TRUE(settled.ok()) << settled.status();
+  EXPECT_TRUE(settled->after_expiry);
   ASSERT_TRUE(figures.ok() && figures->has_value()) << figures.status();
   EXPECT_EQ((*figures)->spent_nanos, 40);
+  EXPECT_EQ((*figures)->unreported_nanos, 0);
   EXPECT_EQ(Figures().spent_nanos, 40);
-  EXPECT_EQ(Figures().held_nanos, 0);
+  EXPECT_EQ(Figures().unreported_nanos, 0);
+  Reopen();
+  EXPECT_EQ(Figures().spent_nanos, 40);
+  EXPECT_EQ(Figures().unreported_nanos, 0);
+}
+
+// A budget deleted and set again while a Report of a hold charged to it is
+// being written: setting it waits for that write, because if the write
+// fails the hold is open again and the new budget must count it as held.
+TEST_P(RocksFaultTest, ABudgetSetAgainCountsAHoldWhoseSettleFailed) {
+  absl::StatusOr<ReserveResult> reserved = Reserve("q1");
+  ASSERT_TRUE(reserved.ok()) << reserved.status();
+  gate_.Arm();
+  absl::StatusOr<SettleResult> settled;
+  std::thread settling([&] {
+    settled = ledger().Settle(reserved->reservation_id, 40, kT0, nullptr, {},
+                              nullptr);
+  });
+  gate_.AwaitHeld();
+  ASSERT_TRUE(ledger().DeleteBudget("org", kFinance, kT0).ok());
+  absl::StatusOr<std::pair<BudgetSpec, bool>> set;
+  bool set_done = false;
+  std::thread setting([&] {
+    set = ledger().SetBudget(Budget("org", 1000), kFinance, kT0);
+    gate_.SetDone(&set_done);
+  });
+  gate_.AwaitWaitersOrDone(1, &set_done);
+  gate_.Release(/*fail=*/true);
+  settling.join();
+  setting.join();
+  fs_.FailWrites(false);  // only the held write was to fail
+  EXPECT_EQ(settled.status().code(), absl::StatusCode::kUnavailable)
+      << settled.status();
+  ASSERT_TRUE(set.ok()) << set.status();
+  EXPECT_EQ(Figures().held_nanos, 100);
+  EXPECT_EQ(Figures().spent_nanos, 0);
+  EXPECT_EQ(ledger().open_holds(), 1u);
+  Reopen();
+  EXPECT_EQ(Figures().held_nanos, 100);
+  EXPECT_EQ(Figures().spent_nanos, 0);
 }
 
 INSTANTIATE_TEST_SUITE_P(SyncModes, RocksFaultTest,

@@ -824,6 +824,7 @@ RocksLedger::PeriodState* RocksLedger::PeriodFor(BudgetEntry& entry,
 
 absl::Status RocksLedger::WriteLocked(rocksdb::WriteBatch& batch,
                                       uint64_t* ticket) {
+  if (options_.before_write_for_test) options_.before_write_for_test();
   return database_->Write(batch, ticket);
 }
 
@@ -952,8 +953,18 @@ absl::StatusOr<std::pair<BudgetSpec, bool>> RocksLedger::SetBudget(
     fresh = BudgetEntry();
     fresh.spec = spec;
     fresh.tz = tz;
+    // A Settle or expiry in flight on a hold charged to this name has taken
+    // it off the expiry queue; if its write fails the hold is open again,
+    // and must have been counted. Wait until no such write is in flight.
     absl::Status error;
+    for (const auto& [target_period, writes] : counter_writes_in_flight_) {
+      if (targets_[target_period.first].budget == spec.name) {
+        error = CountersBusy();
+        break;
+      }
+    }
     for (const auto& [expires_at, id] : expiry_queue_) {
+      if (!error.ok()) break;
       const Hold& hold = holds_.at(id);
       for (const Charge& charge : ChargesOf(hold)) {
         const ChargeTarget& target = targets_[charge.target];

@@ -34,10 +34,11 @@ struct RocksLedgerOptions {
   // request_id index by (1..64). Fewer bits make different request_ids
   // collide, which the ledger must resolve exactly (decision 019).
   int request_id_hash_bits = 64;
-  // Test only: called without the ledger's lock just before Reserve, Settle
-  // and ExpireHolds write their batch, when memory already shows the change
-  // (docs/decisions/021-ledger-writes-outside-the-lock.md). A test blocks in
-  // it to hold a write in flight, or switches the disk to failing.
+  // Test only: called just before each write of the ledger: without the
+  // ledger's lock in Reserve, Settle and ExpireHolds, when memory already
+  // shows the change (docs/decisions/021-ledger-writes-outside-the-lock.md);
+  // under it in SetBudget and DeleteBudget. A test blocks in it (only in the
+  // former) to hold a write in flight, or switches the disk's failures.
   std::function<void()> before_write_for_test;
   // Test only: called under the ledger's lock when a call starts waiting for
   // another call's write to finish (of the same hold, or to counters it

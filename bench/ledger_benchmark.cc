@@ -20,6 +20,8 @@
 //   BM_ReserveSettleGroupDeferred  --sync=group, writes deferred as
 //                                  bursard's handlers do (WhenDurable), so
 //                                  consecutive calls share fsyncs
+//   BM_ReserveSettleThreads/threads:N  Reserve + Settle, --sync=none, from
+//                                  N threads at once on one ledger
 //
 // The global allocation functions are replaced by counting ones that count
 // per thread: `allocs_per_op` is what the calling thread allocated per
@@ -34,6 +36,7 @@
 //
 // The database lives under $TMPDIR (else /tmp) and is deleted at the end.
 
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -445,6 +448,45 @@ void BM_ReserveSettleGroupDeferred(benchmark::State& state) {
       static_cast<double>(std::max<int64_t>(1, state.iterations()));
 }
 BENCHMARK(BM_ReserveSettleGroupDeferred)->UseRealTime();
+
+// Reserve + Settle from several threads at once on one ledger, --sync=none,
+// without usage rollups: what gRPC's handler threads do. Every call matches
+// the org budget, so all threads change the same counters. Real time per
+// pair over all threads (items_per_second is pairs per second in total);
+// `blocked_per_pair` counts the benchmark threads' voluntary context
+// switches (getrusage RUSAGE_THREAD), a measure of lock hand-offs that the
+// machine's other load disturbs less than the time does.
+void BM_ReserveSettleThreads(benchmark::State& state) {
+  static absl::Mutex fixture_mu;
+  LedgerFixture* fixture;
+  {
+    absl::MutexLock lock(&fixture_mu);
+    fixture = &TheFixture(SyncMode::kNone);
+  }
+  LedgerFixture& f = *fixture;
+  // Call numbers far above NextCall's, so request_ids never repeat.
+  static std::atomic<uint64_t> next_call{uint64_t{1} << 40};
+  std::string reservation_id;
+  reservation_id.reserve(64);
+  rusage before{}, after{};
+  getrusage(RUSAGE_THREAD, &before);
+  for (auto _ : state) {
+    const uint64_t n = next_call.fetch_add(1, std::memory_order_relaxed);
+    if (!ReserveOne(state, f, n, &reservation_id, nullptr)) break;
+    if (!SettleOne(state, f, reservation_id, nullptr, nullptr)) break;
+  }
+  getrusage(RUSAGE_THREAD, &after);
+  state.SetItemsProcessed(state.iterations());
+  // Times the benchmark threads blocked (futex waits: a lock or RocksDB's
+  // write queue) or were preempted, per pair, over all threads.
+  state.counters["blocked_per_pair"] =
+      benchmark::Counter(static_cast<double>(after.ru_nvcsw - before.ru_nvcsw),
+                         benchmark::Counter::kAvgIterations);
+  state.counters["preempted_per_pair"] = benchmark::Counter(
+      static_cast<double>(after.ru_nivcsw - before.ru_nivcsw),
+      benchmark::Counter::kAvgIterations);
+}
+BENCHMARK(BM_ReserveSettleThreads)->ThreadRange(1, 4)->UseRealTime();
 
 }  // namespace
 }  // namespace bursar::storage

@@ -93,9 +93,11 @@ class RocksDatabase {
   // write under a mutex wait after releasing it, so writers share fsyncs.
   //
   // Write failures (a full disk, an I/O error): Write returns Unavailable
-  // and the batch is not applied, so callers update memory only after an OK
-  // Write. A failed fsync makes AwaitDurable return Unavailable; the write
-  // stays applied (memory and RocksDB agree) but is not acknowledged. Either
+  // and the batch is not applied: callers update memory only after an OK
+  // Write, or undo their own change after a failed one (RocksLedger,
+  // decision 021). Thread-safe; callers need not hold any lock. A failed
+  // fsync makes AwaitDurable return Unavailable; the write stays applied
+  // (memory and RocksDB agree) but is not acknowledged. Either
   // failure puts RocksDB into read-only mode; the next Write or AwaitDurable
   // first recovers: DB::Resume(), then a flush of every memtable (so that
   // writes whose WAL fsync failed reach synced table files), and only then

@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <deque>
 #include <functional>
+#include <limits>
 #include <new>
 #include <tuple>
 #include <utility>
@@ -280,6 +281,10 @@ class RocksLedger final : public Ledger {
       absl::string_view budget, absl::string_view instance,
       absl::Time now) const override;
   std::vector<AuditEntry> ListAudit(size_t limit) const override;
+  // Standings under mu_: CountersBusy when PeriodFor is.
+  absl::StatusOr<std::vector<Standing>> StandingsLocked(
+      absl::string_view budget, absl::string_view instance,
+      absl::Time now) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<std::vector<Standing>> LiveStandings(
       absl::string_view budget, absl::string_view instance,
       absl::Time now) const override;
@@ -381,18 +386,55 @@ class RocksLedger final : public Ledger {
     bool reported_after_expiry : 1;
     // Its request_id is in request_overflow_, not by_request_hash_.
     bool request_in_overflow : 1;
+    // A write of its record is in flight (decision 021): Reserve's first
+    // write (not on disk yet), a Settle or expiry (memory already shows the
+    // new state), or its deletion by pruning. Whoever set it owns the hold
+    // until it clears it under mu_; other callers that need the record, or
+    // would change the hold, wait (AwaitHoldWritten).
+    bool writing : 1;
 
-    Hold() : reported_after_expiry(false), request_in_overflow(false) {}
+    Hold()
+        : reported_after_expiry(false),
+          request_in_overflow(false),
+          writing(false) {}
     bool open() const { return state == HoldRecord::STATE_OPEN; }
     bool expired() const { return state == HoldRecord::STATE_EXPIRED; }
     bool settled() const { return state == HoldRecord::STATE_SETTLED; }
   };
   static_assert(sizeof(Hold) == 32);
 
-  // Writes `batch` to RocksDB (durable per the sync mode only after
-  // AwaitDurable(*ticket), which the caller calls without mu_ held).
+  // Writes `batch` to RocksDB under mu_ (durable per the sync mode only
+  // after AwaitDurable(*ticket), which the caller calls without mu_ held).
+  // The admin writers (SetBudget, DeleteBudget) only; the hot path writes
+  // without mu_ (WriteUnlocked).
   absl::Status WriteLocked(rocksdb::WriteBatch& batch, uint64_t* ticket)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Releases mu_, writes `batch`, takes mu_ again (decision 021). The caller
+  // has made its memory change and marked what it changed (Hold::writing,
+  // PinCounters); on an error it undoes its own change by deltas.
+  absl::Status WriteUnlocked(rocksdb::WriteBatch& batch, uint64_t* ticket)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Waits, releasing mu_ meanwhile, until hold `id` is not being written
+  // (Hold::writing) or is gone. The caller looks the hold up again.
+  void AwaitHoldWritten(const HoldId& id) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Counts a write in flight that merges into the counters of every charge
+  // of `hold` (+1 before the write, -1 after it, failed or not). PeriodFor
+  // does not load such counters from disk, and no such period is dropped
+  // from memory, until the write is over.
+  void PinCounters(const Hold& hold, int delta)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool CounterWriteInFlight(absl::string_view budget,
+                            absl::string_view instance,
+                            int64_t period_start) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // PeriodFor's error when the counters it would load have a write in
+  // flight: the caller calls AwaitCounterWrite and starts over (from where
+  // it holds no pointers into budgets_).
+  static absl::Status CountersBusy();
+  static bool IsCountersBusy(const absl::Status& status);
+  // Waits, releasing mu_ meanwhile, until some pinned counter write ends.
+  void AwaitCounterWrite() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status AwaitDurable(uint64_t ticket) ABSL_LOCKS_EXCLUDED(mu_);
   // The ticket that covers every write made so far (0 without a syncer).
   uint64_t LatestTicket() const { return database_->LatestTicket(); }
@@ -407,11 +449,19 @@ class RocksLedger final : public Ledger {
   void Unindex(BudgetEntry* entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // The counters of (entry, instance) for the period `key`, loaded from
-  // RocksDB the first time; null if loading failed (status in *error).
+  // RocksDB the first time; null if loading failed (status in *error;
+  // CountersBusy if a write to them is in flight).
   PeriodState* PeriodFor(BudgetEntry& entry, absl::string_view instance,
                          int64_t key, absl::Status* error) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status ReadCounter(const std::string& key, int64_t* value) const;
+  // Drops from `periods` (of budget, instance) those older than below_key
+  // that have nothing held and no pinned write in flight (PinCounters: its
+  // failure would put a hold back).
+  void DropIdlePeriods(absl::string_view budget, absl::string_view instance,
+                       int64_t below_key,
+                       absl::InlinedVector<PeriodState, 2>& periods) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   absl::Status CollectMatches(const LabelSet& labels, absl::Time now,
                               absl::InlinedVector<Match, 8>& matches)
@@ -464,9 +514,13 @@ class RocksLedger final : public Ledger {
   // The hold that `request_id` reserved, with its record read into
   // *record; nullopt if none. *collided: another request_id has the same
   // hash (the new hold's request_id then goes into request_overflow_).
+  // *in_flight: the candidate hold is being written (its record may not be
+  // on disk yet), so nothing was read and nullopt returned: the caller
+  // waits for it (AwaitHoldWritten) and asks again.
   absl::StatusOr<std::optional<HoldId>> FindRequest(
       absl::string_view request_id, uint64_t hash, HoldRecord* record,
-      bool* collided) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+      bool* collided, std::optional<HoldId>* in_flight) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Remembers that hold `id` (already in holds_) has `request_id`.
   void IndexRequest(const HoldId& id, absl::string_view request_id,
                     uint64_t hash, bool collided)
@@ -494,8 +548,8 @@ class RocksLedger final : public Ledger {
   mutable absl::node_hash_map<std::string, BudgetEntry> budgets_
       ABSL_GUARDED_BY(mu_);
   // selector key -> value -> budgets whose smallest selector entry it is.
-  absl::flat_hash_map<std::string,
-                      absl::flat_hash_map<std::string, std::vector<BudgetEntry*>>>
+  absl::flat_hash_map<
+      std::string, absl::flat_hash_map<std::string, std::vector<BudgetEntry*>>>
       index_ ABSL_GUARDED_BY(mu_);
   std::vector<BudgetEntry*> match_all_ ABSL_GUARDED_BY(mu_);
 
@@ -527,6 +581,12 @@ class RocksLedger final : public Ledger {
   // (settled_at micros, id) of settled and expired holds.
   absl::btree_set<std::pair<int64_t, HoldId>> retention_queue_
       ABSL_GUARDED_BY(mu_);
+  // (charge target, period start) -> Settle and expiry writes in flight
+  // that merge into its counters (PinCounters).
+  absl::flat_hash_map<std::pair<uint32_t, int64_t>, int>
+      counter_writes_in_flight_ ABSL_GUARDED_BY(mu_);
+  // Pinned writes that ended so far (AwaitCounterWrite waits for a change).
+  uint64_t counter_writes_done_ ABSL_GUARDED_BY(mu_) = 0;
   absl::BitGen bitgen_ ABSL_GUARDED_BY(mu_);
   // Reused by Reserve and state changes (no allocation once warm).
   HoldRecord scratch_record_ ABSL_GUARDED_BY(mu_);
@@ -723,9 +783,9 @@ absl::Status RocksLedger::ReadCounter(const std::string& key,
   if (status.IsNotFound()) return absl::OkStatus();
   if (!status.ok()) return FromRocks(status, "reading a counter");
   if (!DecodeInt64(bytes, value)) {
-    return absl::DataLossError(
-        absl::StrCat("counter \"", absl::CHexEscape(key), "\" has ",
-                     bytes.size(), " bytes, not 8"));
+    return absl::DataLossError(absl::StrCat("counter \"", absl::CHexEscape(key),
+                                            "\" has ", bytes.size(),
+                                            " bytes, not 8"));
   }
   return absl::OkStatus();
 }
@@ -742,8 +802,14 @@ RocksLedger::PeriodState* RocksLedger::PeriodFor(BudgetEntry& entry,
   for (PeriodState& p : periods) {
     if (p.key == key) return &p;
   }
-  PeriodState loaded{key, 0, 0, 0};
   const std::string& name = entry.spec.name;
+  // A Settle or expiry writing to these counters now may or may not have
+  // reached RocksDB: what a read gives is unknown until it is over.
+  if (CounterWriteInFlight(name, instance, key)) {
+    *error = CountersBusy();
+    return nullptr;
+  }
+  PeriodState loaded{key, 0, 0, 0};
   *error = ReadCounter(CounterKey(name, instance, key, kSpentCounter),
                        &loaded.spent_nanos);
   if (!error->ok()) return nullptr;
@@ -751,18 +817,99 @@ RocksLedger::PeriodState* RocksLedger::PeriodFor(BudgetEntry& entry,
                        &loaded.unreported_nanos);
   if (!error->ok()) return nullptr;
   // Periods other than the newest are kept only while they have holds.
-  periods.erase(std::remove_if(periods.begin(), periods.end(),
-                               [key](const PeriodState& p) {
-                                 return p.held_nanos == 0 && p.key < key;
-                               }),
-                periods.end());
+  DropIdlePeriods(name, instance, key, periods);
   periods.push_back(loaded);
   return &periods.back();
 }
 
 absl::Status RocksLedger::WriteLocked(rocksdb::WriteBatch& batch,
                                       uint64_t* ticket) {
+  if (options_.before_write_for_test) options_.before_write_for_test();
   return database_->Write(batch, ticket);
+}
+
+void RocksLedger::DropIdlePeriods(
+    absl::string_view budget, absl::string_view instance, int64_t below_key,
+    absl::InlinedVector<PeriodState, 2>& periods) const {
+  size_t kept = 0;
+  for (size_t i = 0; i < periods.size(); ++i) {
+    const PeriodState& p = periods[i];
+    const bool idle = p.held_nanos == 0 && p.key < below_key &&
+                      !CounterWriteInFlight(budget, instance, p.key);
+    if (!idle) periods[kept++] = p;
+  }
+  periods.resize(kept);
+}
+
+absl::Status RocksLedger::WriteUnlocked(rocksdb::WriteBatch& batch,
+                                        uint64_t* ticket) {
+  mu_.Unlock();
+  if (options_.before_write_for_test) options_.before_write_for_test();
+  absl::Status status = database_->Write(batch, ticket);
+  mu_.Lock();
+  return status;
+}
+
+void RocksLedger::AwaitHoldWritten(const HoldId& id) const {
+  if (options_.on_wait_for_write_for_test) {
+    options_.on_wait_for_write_for_test();
+  }
+  struct Waiting {
+    const RocksLedger* ledger;
+    HoldId id;
+    static bool Written(const Waiting* w) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+      auto it = w->ledger->holds_.find(w->id);
+      return it == w->ledger->holds_.end() || !it->second.writing;
+    }
+  };
+  const Waiting waiting{this, id};
+  mu_.Await(absl::Condition(&Waiting::Written, &waiting));
+}
+
+void RocksLedger::PinCounters(const Hold& hold, int delta) {
+  for (const Charge& charge : ChargesOf(hold)) {
+    auto [it, inserted] = counter_writes_in_flight_.try_emplace(
+        std::make_pair(charge.target, charge.period_start), 0);
+    it->second += delta;
+    if (it->second == 0) counter_writes_in_flight_.erase(it);
+  }
+  if (delta < 0) ++counter_writes_done_;
+}
+
+bool RocksLedger::CounterWriteInFlight(absl::string_view budget,
+                                       absl::string_view instance,
+                                       int64_t period_start) const {
+  if (counter_writes_in_flight_.empty()) return false;
+  auto target = target_ids_.find(TargetKey{budget, instance});
+  if (target == target_ids_.end()) return false;  // no hold charges it
+  return counter_writes_in_flight_.contains(
+      std::make_pair(target->second, period_start));
+}
+
+constexpr absl::string_view kCountersBusy =
+    "the counters have a write in flight (internal: retried)";
+
+absl::Status RocksLedger::CountersBusy() {
+  return absl::AbortedError(kCountersBusy);
+}
+
+bool RocksLedger::IsCountersBusy(const absl::Status& status) {
+  return absl::IsAborted(status) && status.message() == kCountersBusy;
+}
+
+void RocksLedger::AwaitCounterWrite() const {
+  struct Waiting {
+    const RocksLedger* ledger;
+    uint64_t done;
+    static bool Changed(const Waiting* w) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+      return w->ledger->counter_writes_done_ != w->done;
+    }
+  };
+  if (options_.on_wait_for_write_for_test) {
+    options_.on_wait_for_write_for_test();
+  }
+  const Waiting waiting{this, counter_writes_done_};
+  mu_.Await(absl::Condition(&Waiting::Changed, &waiting));
 }
 
 absl::Status RocksLedger::AwaitDurable(uint64_t ticket) {
@@ -798,25 +945,42 @@ absl::StatusOr<std::pair<BudgetSpec, bool>> RocksLedger::SetBudget(
 
   absl::MutexLock lock(&mu_);
   auto existing = budgets_.find(spec.name);
-  const bool created = existing == budgets_.end();
+  bool created = existing == budgets_.end();
   BudgetEntry fresh;
-  if (created) {
+  while (created) {
     // Holds still open on an earlier budget of this name settle against
     // this one, so they count as held here (as LoadHolds does at start-up).
+    fresh = BudgetEntry();
     fresh.spec = spec;
     fresh.tz = tz;
+    // A Settle or expiry in flight on a hold charged to this name has taken
+    // it off the expiry queue; if its write fails the hold is open again,
+    // and must have been counted. Wait until no such write is in flight.
+    absl::Status error;
+    for (const auto& [target_period, writes] : counter_writes_in_flight_) {
+      if (targets_[target_period.first].budget == spec.name) {
+        error = CountersBusy();
+        break;
+      }
+    }
     for (const auto& [expires_at, id] : expiry_queue_) {
+      if (!error.ok()) break;
       const Hold& hold = holds_.at(id);
       for (const Charge& charge : ChargesOf(hold)) {
         const ChargeTarget& target = targets_[charge.target];
         if (target.budget != spec.name) continue;
-        absl::Status error;
         PeriodState* state =
             PeriodFor(fresh, target.instance, charge.period_start, &error);
-        if (state == nullptr) return error;
+        if (state == nullptr) break;
         state->held_nanos += hold.amount_nanos;
       }
+      if (!error.ok()) break;
     }
+    if (error.ok()) break;
+    if (!IsCountersBusy(error)) return error;
+    AwaitCounterWrite();  // then start over: the holds may have changed
+    existing = budgets_.find(spec.name);
+    created = existing == budgets_.end();
   }
   rocksdb::WriteBatch batch;
   batch.Put(cfs_[kBudgetsCf], spec.name, ToRecord(spec).SerializeAsString());
@@ -833,12 +997,8 @@ absl::StatusOr<std::pair<BudgetSpec, bool>> RocksLedger::SetBudget(
     // Instances and periods are keyed differently now; reload lazily, but
     // keep the periods that open holds still count on.
     for (auto& [instance, state] : entry.instances) {
-      auto& periods = state.periods;
-      periods.erase(std::remove_if(periods.begin(), periods.end(),
-                                   [](const PeriodState& p) {
-                                     return p.held_nanos == 0;
-                                   }),
-                    periods.end());
+      DropIdlePeriods(spec.name, instance, std::numeric_limits<int64_t>::max(),
+                      state.periods);
     }
   }
   if (!created) Unindex(&entry);
@@ -857,13 +1017,12 @@ absl::Status RocksLedger::DeleteBudget(absl::string_view name,
   absl::MutexLock lock(&mu_);
   auto it = budgets_.find(name);
   if (it == budgets_.end()) {
-    return absl::NotFoundError(absl::StrCat("budget \"", name,
-                                            "\" does not exist"));
+    return absl::NotFoundError(
+        absl::StrCat("budget \"", name, "\" does not exist"));
   }
   rocksdb::WriteBatch batch;
   batch.Delete(cfs_[kBudgetsCf], it->first);
-  AddAudit(batch, now, "budget.delete", name, actor, &it->second.spec,
-           nullptr);
+  AddAudit(batch, now, "budget.delete", name, actor, &it->second.spec, nullptr);
   uint64_t ticket = 0;
   if (absl::Status s = WriteLocked(batch, &ticket); !s.ok()) return s;
   Unindex(&it->second);
@@ -886,10 +1045,9 @@ std::vector<BudgetSpec> RocksLedger::ListBudgets() const {
   std::vector<BudgetSpec> specs;
   specs.reserve(budgets_.size());
   for (const auto& [name, entry] : budgets_) specs.push_back(entry.spec);
-  std::sort(specs.begin(), specs.end(),
-            [](const BudgetSpec& a, const BudgetSpec& b) {
-              return a.name < b.name;
-            });
+  std::sort(
+      specs.begin(), specs.end(),
+      [](const BudgetSpec& a, const BudgetSpec& b) { return a.name < b.name; });
   return specs;
 }
 
@@ -913,12 +1071,15 @@ Standing RocksLedger::MakeStanding(const BudgetEntry& entry,
 absl::StatusOr<std::optional<BudgetFigures>> RocksLedger::Peek(
     absl::string_view budget, const LabelSet& labels, absl::Time now) const {
   absl::MutexLock lock(&mu_);
-  auto it = budgets_.find(budget);
-  if (it == budgets_.end()) return std::nullopt;
   absl::InlinedVector<Match, 8> matches;
-  if (absl::Status s = MatchBudget(&it->second, labels, now, matches);
-      !s.ok()) {
-    return s;
+  for (;;) {
+    auto it = budgets_.find(budget);
+    if (it == budgets_.end()) return std::nullopt;
+    matches.clear();
+    absl::Status s = MatchBudget(&it->second, labels, now, matches);
+    if (s.ok()) break;
+    if (!IsCountersBusy(s)) return s;
+    AwaitCounterWrite();
   }
   if (matches.empty()) return std::nullopt;
   const Match& m = matches.front();
@@ -936,10 +1097,23 @@ absl::StatusOr<std::vector<Standing>> RocksLedger::Standings(
     absl::string_view budget, absl::string_view instance,
     absl::Time now) const {
   absl::MutexLock lock(&mu_);
+  for (;;) {
+    absl::StatusOr<std::vector<Standing>> standings =
+        StandingsLocked(budget, instance, now);
+    if (standings.ok() || !IsCountersBusy(standings.status())) {
+      return standings;
+    }
+    AwaitCounterWrite();
+  }
+}
+
+absl::StatusOr<std::vector<Standing>> RocksLedger::StandingsLocked(
+    absl::string_view budget, absl::string_view instance,
+    absl::Time now) const {
   auto it = budgets_.find(budget);
   if (it == budgets_.end()) {
-    return absl::NotFoundError(absl::StrCat("budget \"", budget,
-                                            "\" does not exist"));
+    return absl::NotFoundError(
+        absl::StrCat("budget \"", budget, "\" does not exist"));
   }
   BudgetEntry& entry = it->second;
   const PeriodBounds bounds = PeriodAt(entry.spec.period, now, entry.tz);
@@ -957,7 +1131,8 @@ absl::StatusOr<std::vector<Standing>> RocksLedger::Standings(
   for (const auto& [name, state] : entry.instances) instances.insert(name);
   std::unique_ptr<rocksdb::Iterator> counters(
       db_->NewIterator(rocksdb::ReadOptions(), cfs_[kCountersCf]));
-  const std::string prefix = absl::StrCat(entry.spec.name, std::string(1, '\0'));
+  const std::string prefix =
+      absl::StrCat(entry.spec.name, std::string(1, '\0'));
   for (counters->Seek(prefix);
        counters->Valid() && counters->key().starts_with(prefix);
        counters->Next()) {
@@ -987,8 +1162,8 @@ absl::StatusOr<std::vector<Standing>> RocksLedger::LiveStandings(
     absl::MutexLock lock(&mu_);
     auto it = budgets_.find(budget);
     if (it == budgets_.end()) {
-      return absl::NotFoundError(absl::StrCat("budget \"", budget,
-                                              "\" does not exist"));
+      return absl::NotFoundError(
+          absl::StrCat("budget \"", budget, "\" does not exist"));
     }
     const BudgetEntry& entry = it->second;
     spec = entry.spec;
@@ -1023,10 +1198,9 @@ absl::StatusOr<std::vector<Standing>> RocksLedger::LiveStandings(
         !e.ok()) {
       return e;
     }
-    if (absl::Status e = ReadCounter(CounterKey(spec.name, name,
-                                                bounds.start_key(),
-                                                kUnreportedCounter),
-                                     &s.unreported_nanos);
+    if (absl::Status e = ReadCounter(
+            CounterKey(spec.name, name, bounds.start_key(), kUnreportedCounter),
+            &s.unreported_nanos);
         !e.ok()) {
       return e;
     }
@@ -1230,8 +1404,9 @@ uint64_t RocksLedger::RequestHash(absl::string_view request_id) const {
 
 absl::StatusOr<std::optional<HoldId>> RocksLedger::FindRequest(
     absl::string_view request_id, uint64_t hash, HoldRecord* record,
-    bool* collided) const {
+    bool* collided, std::optional<HoldId>* in_flight) const {
   *collided = false;
+  in_flight->reset();
   std::optional<HoldId> candidate;
   if (!request_overflow_.empty()) {
     auto exact = request_overflow_.find(request_id);
@@ -1241,6 +1416,10 @@ absl::StatusOr<std::optional<HoldId>> RocksLedger::FindRequest(
     auto seen = by_request_hash_.find(hash);
     if (seen == by_request_hash_.end()) return std::nullopt;
     candidate = seen->second;
+  }
+  if (holds_.at(*candidate).writing) {
+    *in_flight = candidate;
+    return std::nullopt;
   }
   char key[kHoldIdChars];
   if (absl::Status s = ReadHold(FormatHoldId(*candidate, key), record);
@@ -1323,36 +1502,48 @@ absl::StatusOr<ReserveResult> RocksLedger::Reserve(
   absl::MutexLock lock(&mu_);
   uint64_t request_hash = 0;
   bool request_collided = false;
-  if (!request.request_id.empty() && !request.dry_run) {
-    request_hash = RequestHash(request.request_id);
-    // A hit is confirmed, and its terms read, with a point read of the
-    // hold's record under the lock: replays are retries, rare.
-    absl::StatusOr<std::optional<HoldId>> seen = FindRequest(
-        request.request_id, request_hash, &scratch_record_, &request_collided);
-    if (!seen.ok()) return seen.status();
-    if (seen->has_value()) {
-      result.kind = ReserveResult::Kind::kReplayed;
-      result.reservation_id = scratch_record_.reservation_id();
-      result.expires_at =
-          absl::FromUnixMicros(scratch_record_.expires_at_micros());
-      result.terms = scratch_record_.terms();
-      // The first Check may not be durable yet; neither is its replay.
-      const uint64_t ticket = LatestTicket();
-      if (request.defer_durability) {
-        result.durable_ticket = ticket;
+  absl::InlinedVector<Match, 8> matches;
+  // Starts over after waiting for a write in flight (decision 021).
+  for (;;) {
+    if (!request.request_id.empty() && !request.dry_run) {
+      request_hash = RequestHash(request.request_id);
+      // A hit is confirmed, and its terms read, with a point read of the
+      // hold's record under the lock: replays are retries, rare. A hit whose
+      // first write is in flight is waited for: its record is not on disk
+      // yet, and if that write fails this request was never reserved.
+      std::optional<HoldId> in_flight;
+      absl::StatusOr<std::optional<HoldId>> seen =
+          FindRequest(request.request_id, request_hash, &scratch_record_,
+                      &request_collided, &in_flight);
+      if (!seen.ok()) return seen.status();
+      if (in_flight.has_value()) {
+        AwaitHoldWritten(*in_flight);
+        continue;
+      }
+      if (seen->has_value()) {
+        result.kind = ReserveResult::Kind::kReplayed;
+        result.reservation_id = scratch_record_.reservation_id();
+        result.expires_at =
+            absl::FromUnixMicros(scratch_record_.expires_at_micros());
+        result.terms = scratch_record_.terms();
+        // The first Check may not be durable yet; neither is its replay.
+        const uint64_t ticket = LatestTicket();
+        if (request.defer_durability) {
+          result.durable_ticket = ticket;
+          return result;
+        }
+        mu_.Unlock();
+        absl::Status durable = AwaitDurable(ticket);
+        mu_.Lock();
+        if (!durable.ok()) return durable;
         return result;
       }
-      mu_.Unlock();
-      absl::Status durable = AwaitDurable(ticket);
-      mu_.Lock();
-      if (!durable.ok()) return durable;
-      return result;
     }
-  }
-
-  absl::InlinedVector<Match, 8> matches;
-  if (absl::Status s = CollectMatches(*request.labels, now, matches); !s.ok()) {
-    return s;
+    matches.clear();
+    absl::Status collected = CollectMatches(*request.labels, now, matches);
+    if (collected.ok()) break;
+    if (!IsCountersBusy(collected)) return collected;
+    AwaitCounterWrite();
   }
   for (const Match& m : matches) {
     const __int128 after = static_cast<__int128>(m.state->spent_nanos) +
@@ -1406,9 +1597,11 @@ absl::StatusOr<ReserveResult> RocksLedger::Reserve(
     rocksdb::WriteBatch batch;
     batch.Put(cfs_[kHoldsCf], ToSlice(key), scratch_value_);
     MergeSideCounters(batch, request.side_counters);
-    uint64_t ticket = 0;
-    if (absl::Status s = WriteLocked(batch, &ticket); !s.ok()) return s;
 
+    // Memory first, then the write without the lock (decision 021): Checks
+    // meanwhile count this hold as held; a replay, GetHold or Settle of it
+    // waits for the write (Hold::writing).
+    hold.writing = true;
     absl::Span<Charge> charges = AllocateCharges(hold, matches.size());
     for (size_t i = 0; i < matches.size(); ++i) {
       const Match& m = matches[i];
@@ -1427,6 +1620,19 @@ absl::StatusOr<ReserveResult> RocksLedger::Reserve(
     for (const Match& m : matches) {
       result.standings.push_back(
           MakeStanding(*m.entry, m.instance, m.bounds, *m.state));
+    }
+    uint64_t ticket = 0;
+    const absl::Status written = WriteUnlocked(batch, &ticket);
+    // Still in holds_: only this call removes a hold being written.
+    Hold& stored = holds_.at(id);
+    stored.writing = false;
+    if (!written.ok()) {
+      // Undo this hold's own change; other calls may have changed the same
+      // counters meanwhile.
+      ApplyToCharges(stored, -request.estimate_nanos, 0, 0);
+      expiry_queue_.erase({stored.at_micros, id});
+      Forget(id);
+      return written;
     }
     if (request.defer_durability) {
       result.durable_ticket = ticket;
@@ -1455,6 +1661,12 @@ absl::StatusOr<HoldView> RocksLedger::GetHold(
   {
     absl::MutexLock lock(&mu_);
     auto it = holds_.find(id);
+    // A write in flight: its record may not be on disk yet, and its new
+    // state counts only once written.
+    while (it != holds_.end() && it->second.writing) {
+      AwaitHoldWritten(id);
+      it = holds_.find(id);
+    }
     if (it == holds_.end()) {
       return UnknownReservation(reservation_id, options_.settled_retention);
     }
@@ -1575,33 +1787,118 @@ void RocksLedger::MergeCounters(rocksdb::WriteBatch& batch, const Hold& hold,
 
 absl::StatusOr<SettleResult> RocksLedger::Settle(
     absl::string_view reservation_id, int64_t cost_nanos, absl::Time now,
-    const UsageUpdate* usage,
-    absl::Span<const SideCounterDelta> side_counters,
+    const UsageUpdate* usage, absl::Span<const SideCounterDelta> side_counters,
     uint64_t* durable_ticket) {
   HoldId id;
   if (!ParseHoldId(reservation_id, &id)) {
     return UnknownReservation(reservation_id, options_.settled_retention);
   }
-  // The stored record, read before the lock: the settled record is it with
-  // the outcome appended (AppendOutcome), whatever state change came
-  // between.
-  rocksdb::PinnableSlice stored;
-  absl::Status read = ReadHoldBytes(reservation_id, &stored);
-  if (!read.ok() && !absl::IsNotFound(read)) return read;
+  // Starts over after waiting for another write of this hold.
+  for (;;) {
+    // The stored record, read before the lock: the settled record is it with
+    // the outcome appended (AppendOutcome), whatever state change came
+    // between.
+    rocksdb::PinnableSlice stored;
+    absl::Status read = ReadHoldBytes(reservation_id, &stored);
+    if (!read.ok() && !absl::IsNotFound(read)) return read;
 
-  absl::MutexLock lock(&mu_);
-  auto it = holds_.find(id);
-  if (it == holds_.end()) {
-    return UnknownReservation(reservation_id, options_.settled_retention);
-  }
-  Hold& hold = it->second;
-  SettleResult result;
-  if (hold.settled()) {
-    result.cost_nanos = hold.amount_nanos;
-    result.already_reported = true;
-    result.after_expiry = hold.reported_after_expiry;
-    // The first Report may not be durable yet; neither is this answer.
-    const uint64_t ticket = LatestTicket();
+    absl::MutexLock lock(&mu_);
+    auto it = holds_.find(id);
+    if (it == holds_.end()) {
+      return UnknownReservation(reservation_id, options_.settled_retention);
+    }
+    if (it->second.writing) {
+      // Its first write, another Settle or its expiry is in flight: exactly
+      // one state change at a time, and the bytes read above may predate it.
+      AwaitHoldWritten(id);
+      continue;
+    }
+    Hold& hold = it->second;
+    SettleResult result;
+    if (hold.settled()) {
+      result.cost_nanos = hold.amount_nanos;
+      result.already_reported = true;
+      result.after_expiry = hold.reported_after_expiry;
+      // The first Report may not be durable yet; neither is this answer.
+      const uint64_t ticket = LatestTicket();
+      if (durable_ticket != nullptr) {
+        *durable_ticket = ticket;
+        return result;
+      }
+      mu_.Unlock();
+      absl::Status durable = AwaitDurable(ticket);
+      mu_.Lock();
+      if (!durable.ok()) return durable;
+      return result;
+    }
+    if (!read.ok()) {
+      return absl::DataLossError(absl::StrCat(
+          "reservation ", reservation_id,
+          " is open in memory but its record is missing from RocksDB"));
+    }
+    const bool expired = hold.expired();
+    const int64_t estimate = hold.amount_nanos;
+    // An expired hold was charged its estimate as unreported spend.
+    const int64_t spent_delta = expired ? cost_nanos - estimate : cost_nanos;
+    const int64_t unreported_delta = expired ? -estimate : 0;
+    const int64_t settled_at_micros = absl::ToUnixMicros(now);
+
+    scratch_value_.assign(stored.data(), stored.size());
+    AppendOutcome(scratch_value_, HoldRecord::STATE_SETTLED, cost_nanos,
+                  settled_at_micros, expired);
+    rocksdb::WriteBatch batch;
+    MergeCounters(batch, hold, spent_delta, unreported_delta);
+    MergeSideCounters(batch, side_counters);
+    const UsageDeltaLog::Guard usage_logged =  // kept until the Write returned
+        AddUsageToBatch(*database_, batch, usage);
+    batch.Put(cfs_[kHoldsCf], ToSlice(reservation_id), scratch_value_);
+
+    // The state change, in memory before the write (decision 021): a second
+    // Report or the expiry of this hold sees it settled, or waits for the
+    // write. The charges stay until the write is done, for the undo.
+    const int64_t before_at_micros = hold.at_micros;
+    ApplyToCharges(hold, expired ? 0 : -estimate, spent_delta,
+                   unreported_delta);
+    if (expired) {
+      retention_queue_.erase({hold.at_micros, id});
+    } else {
+      expiry_queue_.erase({hold.at_micros, id});
+    }
+    retention_queue_.emplace(settled_at_micros, id);
+    hold.state = HoldRecord::STATE_SETTLED;
+    hold.amount_nanos = cost_nanos;
+    hold.at_micros = settled_at_micros;
+    hold.reported_after_expiry = expired;
+    hold.writing = true;
+    PinCounters(hold, +1);
+    uint64_t ticket = 0;
+    const absl::Status written = WriteUnlocked(batch, &ticket);
+    // Still in holds_: a hold being written is pruned by nobody.
+    Hold& settled = holds_.at(id);
+    settled.writing = false;
+    PinCounters(settled, -1);
+    if (!written.ok()) {
+      // Put the hold back as it was, undoing this call's own deltas (other
+      // calls may have changed the same counters meanwhile).
+      ApplyToCharges(settled, expired ? 0 : estimate, -spent_delta,
+                     -unreported_delta);
+      retention_queue_.erase({settled_at_micros, id});
+      if (expired) {
+        retention_queue_.emplace(before_at_micros, id);
+      } else {
+        expiry_queue_.emplace(before_at_micros, id);
+      }
+      settled.state =
+          expired ? HoldRecord::STATE_EXPIRED : HoldRecord::STATE_OPEN;
+      settled.amount_nanos = estimate;
+      settled.at_micros = before_at_micros;
+      settled.reported_after_expiry = false;
+      return written;
+    }
+    // A settled hold is only remembered (replays, repeated Reports).
+    ReleaseCharges(settled);
+    result.cost_nanos = cost_nanos;
+    result.after_expiry = expired;
     if (durable_ticket != nullptr) {
       *durable_ticket = ticket;
       return result;
@@ -1612,62 +1909,14 @@ absl::StatusOr<SettleResult> RocksLedger::Settle(
     if (!durable.ok()) return durable;
     return result;
   }
-  if (!read.ok()) {
-    return absl::DataLossError(absl::StrCat(
-        "reservation ", reservation_id,
-        " is open in memory but its record is missing from RocksDB"));
-  }
-  const bool expired = hold.expired();
-  const int64_t estimate = hold.amount_nanos;
-  // An expired hold was charged its estimate as unreported spend.
-  const int64_t spent_delta = expired ? cost_nanos - estimate : cost_nanos;
-  const int64_t unreported_delta = expired ? -estimate : 0;
-  const int64_t settled_at_micros = absl::ToUnixMicros(now);
-
-  scratch_value_.assign(stored.data(), stored.size());
-  AppendOutcome(scratch_value_, HoldRecord::STATE_SETTLED, cost_nanos,
-                settled_at_micros, expired);
-  rocksdb::WriteBatch batch;
-  MergeCounters(batch, hold, spent_delta, unreported_delta);
-  MergeSideCounters(batch, side_counters);
-  const UsageDeltaLog::Guard usage_logged =  // kept until the Write returned
-      AddUsageToBatch(*database_, batch, usage);
-  batch.Put(cfs_[kHoldsCf], ToSlice(reservation_id), scratch_value_);
-  uint64_t ticket = 0;
-  if (absl::Status s = WriteLocked(batch, &ticket); !s.ok()) return s;
-
-  ApplyToCharges(hold, expired ? 0 : -estimate, spent_delta, unreported_delta);
-  if (expired) {
-    retention_queue_.erase({hold.at_micros, id});
-  } else {
-    expiry_queue_.erase({hold.at_micros, id});
-  }
-  retention_queue_.emplace(settled_at_micros, id);
-  hold.state = HoldRecord::STATE_SETTLED;
-  hold.amount_nanos = cost_nanos;
-  hold.at_micros = settled_at_micros;
-  hold.reported_after_expiry = expired;
-  // A settled hold is only remembered (replays, repeated Reports).
-  ReleaseCharges(hold);
-  result.cost_nanos = cost_nanos;
-  result.after_expiry = expired;
-  if (durable_ticket != nullptr) {
-    *durable_ticket = ticket;
-    return result;
-  }
-  mu_.Unlock();
-  absl::Status durable = AwaitDurable(ticket);
-  mu_.Lock();
-  if (!durable.ok()) return durable;
-  return result;
 }
 
 std::string SideCounterKey(absl::string_view key) {
   return absl::StrCat(kSideCounterPrefix, key);
 }
 
-void RocksLedger::MergeSideCounters(
-    rocksdb::WriteBatch& batch, absl::Span<const SideCounterDelta> deltas) {
+void RocksLedger::MergeSideCounters(rocksdb::WriteBatch& batch,
+                                    absl::Span<const SideCounterDelta> deltas) {
   for (const SideCounterDelta& d : deltas) {
     if (d.delta == 0) continue;
     batch.Merge(cfs_[kCountersCf], SideCounterKey(d.key), EncodeInt64(d.delta));
@@ -1688,9 +1937,9 @@ absl::Status RocksLedger::ForEachSideCounter(
   for (it->Seek(SideCounterKey(from)); it->Valid(); it->Next()) {
     int64_t value = 0;
     if (!DecodeInt64(it->value(), &value)) {
-      return absl::DataLossError(
-          absl::StrCat("side counter \"", absl::CHexEscape(it->key().ToString()),
-                       "\" is not an 8-byte integer"));
+      return absl::DataLossError(absl::StrCat(
+          "side counter \"", absl::CHexEscape(it->key().ToString()),
+          "\" is not an 8-byte integer"));
     }
     absl::string_view key(it->key().data(), it->key().size());
     key.remove_prefix(kSideCounterPrefix.size());
@@ -1704,11 +1953,9 @@ absl::Status RocksLedger::DeleteSideCounters(absl::string_view from,
   rocksdb::WriteBatch batch;
   batch.DeleteRange(cfs_[kCountersCf], SideCounterKey(from),
                     SideCounterKey(to));
+  // Side counters live on disk only: the write needs no lock.
   uint64_t ticket = 0;
-  {
-    absl::MutexLock lock(&mu_);
-    if (absl::Status s = WriteLocked(batch, &ticket); !s.ok()) return s;
-  }
+  if (absl::Status s = database_->Write(batch, &ticket); !s.ok()) return s;
   return AwaitDurable(ticket);
 }
 
@@ -1743,6 +1990,9 @@ absl::StatusOr<int> RocksLedger::ExpireHolds(
     absl::MutexLock lock(&mu_);
     for (auto it = expiry_queue_.begin();
          it != expiry_queue_.end() && it->first <= now_micros; ++it) {
+      // Its first write is in flight: its record is not on disk yet. The
+      // next round expires it.
+      if (holds_.at(it->second).writing) continue;
       due.push_back(it->second);
     }
   }
@@ -1759,15 +2009,18 @@ absl::StatusOr<int> RocksLedger::ExpireHolds(
     stored[i].assign(bytes.data(), bytes.size());
     found[i] = true;
   }
-  // 3. Under the lock: expire those still open, prune, one batch.
-  std::vector<size_t> expired;  // indexes into `due`
+  // 3. Under the lock: expire those still open, prune, one batch. Memory
+  // changes first; the write goes without the lock (decision 021).
+  std::vector<size_t> expired;             // indexes into `due`
+  std::vector<int64_t> expired_at_micros;  // their expires_at, for the undo
+  std::vector<HoldId> pruned;
   uint64_t ticket = 0;
   {
     absl::MutexLock lock(&mu_);
     rocksdb::WriteBatch batch;
     for (size_t i = 0; i < due.size(); ++i) {
       auto it = holds_.find(due[i]);
-      if (it == holds_.end() || !it->second.open()) {
+      if (it == holds_.end() || !it->second.open() || it->second.writing) {
         continue;
       }
       char key[kHoldIdChars];
@@ -1785,32 +2038,52 @@ absl::StatusOr<int> RocksLedger::ExpireHolds(
     }
     const int64_t retention_cutoff =
         now_micros - absl::ToInt64Microseconds(options_.settled_retention);
-    std::vector<HoldId> pruned;
     for (auto it = retention_queue_.begin();
          it != retention_queue_.end() && it->first <= retention_cutoff; ++it) {
+      Hold& hold = holds_.at(it->second);
+      if (hold.writing) continue;  // a Settle in flight: pruned later
       char key[kHoldIdChars];
       batch.Delete(cfs_[kHoldsCf], ToSlice(FormatHoldId(it->second, key)));
+      hold.writing = true;
       pruned.push_back(it->second);
     }
     if (batch.Count() == 0) return 0;
-    if (absl::Status s = WriteLocked(batch, &ticket); !s.ok()) return s;
 
     for (size_t i : expired) {
       Hold& hold = holds_.at(due[i]);
       const int64_t estimate = hold.amount_nanos;
+      expired_at_micros.push_back(hold.at_micros);
       expiry_queue_.erase({hold.at_micros, due[i]});
       hold.state = HoldRecord::STATE_EXPIRED;
       hold.at_micros = now_micros;
       ApplyToCharges(hold, -estimate, estimate, estimate);
       retention_queue_.emplace(now_micros, due[i]);
+      hold.writing = true;
+      PinCounters(hold, +1);
+    }
+    const absl::Status written = WriteUnlocked(batch, &ticket);
+    for (size_t j = 0; j < expired.size(); ++j) {
+      const HoldId& id = due[expired[j]];
+      Hold& hold = holds_.at(id);
+      hold.writing = false;
+      PinCounters(hold, -1);
+      if (written.ok()) continue;
+      // Open again, undoing this call's own deltas.
+      const int64_t estimate = hold.amount_nanos;
+      retention_queue_.erase({now_micros, id});
+      hold.state = HoldRecord::STATE_OPEN;
+      hold.at_micros = expired_at_micros[j];
+      expiry_queue_.emplace(hold.at_micros, id);
+      ApplyToCharges(hold, estimate, -estimate, -estimate);
     }
     for (const HoldId& id : pruned) {
-      auto it = holds_.find(id);
-      if (it != holds_.end()) {
-        retention_queue_.erase({it->second.at_micros, id});
-      }
+      Hold& hold = holds_.at(id);
+      hold.writing = false;
+      if (!written.ok()) continue;
+      retention_queue_.erase({hold.at_micros, id});
       Forget(id);
     }
+    if (!written.ok()) return written;
   }
   // The views go out even if the fsync fails: memory has expired the holds,
   // and the caller gives their slots back.

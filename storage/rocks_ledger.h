@@ -4,6 +4,7 @@
 // The embedded ledger: memory-authoritative counters made durable in one
 // RocksDB database (column families and keys in storage/README.md).
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -37,12 +38,23 @@ struct RocksLedgerOptions {
   // request_id index by (1..64). Fewer bits make different request_ids
   // collide, which the ledger must resolve exactly (decision 019).
   int request_id_hash_bits = 64;
+  // Test only: called just before each write of the ledger: without the
+  // ledger's lock in Reserve, Settle and ExpireHolds, when memory already
+  // shows the change (docs/decisions/021-ledger-writes-outside-the-lock.md);
+  // under it in SetBudget and DeleteBudget. A test blocks in it (only in the
+  // former) to hold a write in flight, or switches the disk's failures.
+  std::function<void()> before_write_for_test;
+  // Test only: called under the ledger's lock when a call starts waiting for
+  // another call's write to finish (of the same hold, or to counters it
+  // would load). Must not call the ledger.
+  std::function<void()> on_wait_for_write_for_test;
 };
 
 // Opens (creating if needed) the database at options.path and rebuilds
 // memory from it. The ledger alone: bursard opens the ledger and the policy
-// version store on one database with OpenRocksStorage (rocks_storage.h). DataLoss for corrupt records or a schema newer than this
-// binary; Unavailable for I/O errors (e.g. another process holds the lock).
+// version store on one database with OpenRocksStorage (rocks_storage.h).
+// DataLoss for corrupt records or a schema newer than this binary; Unavailable
+// for I/O errors (e.g. another process holds the lock).
 absl::StatusOr<std::unique_ptr<Ledger>> OpenRocksLedger(
     const RocksLedgerOptions& options);
 

@@ -528,8 +528,8 @@ TEST_F(RocksLedgerTest, LiveStandingsEqualStandings) {
 
   auto compare = [&](absl::string_view budget, absl::string_view instance,
                      absl::Time now) {
-    SCOPED_TRACE(absl::StrCat(budget, "/", instance, " at ",
-                              absl::FormatTime(now)));
+    SCOPED_TRACE(
+        absl::StrCat(budget, "/", instance, " at ", absl::FormatTime(now)));
     absl::StatusOr<std::vector<Standing>> live =
         ledger_->LiveStandings(budget, instance, now);
     ASSERT_TRUE(live.ok()) << live.status();
@@ -709,7 +709,8 @@ TEST_F(RocksLedgerTest, ExpiredHoldChargesItsEstimateUntilReportedLate) {
       Reserve(Labels({}), 500, kT0, "", "", absl::Minutes(10));
   ASSERT_EQ(hold.kind, ReserveResult::Kind::kReserved);
 
-  absl::StatusOr<int> expired = ledger_->ExpireHolds(kT0 + absl::Minutes(9), nullptr);
+  absl::StatusOr<int> expired =
+      ledger_->ExpireHolds(kT0 + absl::Minutes(9), nullptr);
   ASSERT_TRUE(expired.ok()) << expired.status();
   EXPECT_EQ(*expired, 0);
   EXPECT_EQ(ledger_->open_holds(), 1u);
@@ -769,13 +770,15 @@ TEST_F(RocksLedgerTest, SettledAndExpiredHoldsArePrunedAfterRetention) {
   EXPECT_TRUE(ledger_->GetHold(unreported.reservation_id).ok());
 
   ASSERT_TRUE(
-      ledger_->ExpireHolds(t1 + absl::Hours(1) + absl::Seconds(1), nullptr).ok());
+      ledger_->ExpireHolds(t1 + absl::Hours(1) + absl::Seconds(1), nullptr)
+          .ok());
   for (const ReserveResult* r : {&settled, &unreported}) {
     const absl::StatusOr<HoldView> view = ledger_->GetHold(r->reservation_id);
     EXPECT_EQ(view.status().code(), absl::StatusCode::kNotFound);
-    EXPECT_EQ(
-        ledger_->Settle(r->reservation_id, 1, t1, nullptr, {}, nullptr).status().code(),
-        absl::StatusCode::kNotFound);
+    EXPECT_EQ(ledger_->Settle(r->reservation_id, 1, t1, nullptr, {}, nullptr)
+                  .status()
+                  .code(),
+              absl::StatusCode::kNotFound);
   }
   // The open hold is untouched; spend stays.
   EXPECT_TRUE(ledger_->GetHold(open.reservation_id).ok());
@@ -1141,6 +1144,120 @@ HoldRecord StoredHold(const std::string& path, const std::string& id) {
     ASSERT_TRUE(record.ParseFromString(bytes)) << id;
   });
   return record;
+}
+
+// Decision 021: Reserve, Settle and expiry write without the ledger's
+// mutex. Checks (with request_id retries), Reports (some twice), expiry and
+// a budget deleted and set again, all at once: whatever the interleaving,
+// every reservation is charged its cost exactly once, nothing stays held,
+// and memory equals what a reopen reads from disk.
+TEST_F(RocksLedgerTest, ConcurrentChecksReportsAndExpiryChargeEachCostOnce) {
+  constexpr int kThreads = 4;
+  constexpr int kPerThread = 120;
+  constexpr int64_t kEstimate = 10;
+  static constexpr const char* kUsers[kThreads] = {"u0", "u1", "u2", "u3"};
+  Set(Budget("org", int64_t{1} << 40));
+  Set(Budget("team", int64_t{1} << 40, {{"team", "a"}}));
+  Set(Budget("per-user", int64_t{1} << 40, {}, "user"));
+
+  std::atomic<int> workers_done{0};
+  std::atomic<int64_t> org_cost{0}, team_cost{0};
+  std::vector<int64_t> user_cost(kThreads, 0);  // each thread its own
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    // A failed ASSERT returns from `work` only: the other threads stop
+    // once every worker is done.
+    auto work = [&, t] {
+      const LabelSet labels = Labels({{"team", "a"}, {"user", kUsers[t]}});
+      for (int i = 0; i < kPerThread; ++i) {
+        const std::string request_id = absl::StrCat("t", t, "-", i);
+        ReserveRequest request;
+        request.labels = &labels;
+        request.estimate_nanos = kEstimate;
+        request.request_id = request_id;
+        request.ttl = absl::Minutes(1);
+        absl::StatusOr<ReserveResult> reserved = ledger_->Reserve(request, kT0);
+        ASSERT_TRUE(reserved.ok()) << reserved.status();
+        ASSERT_EQ(reserved->kind, ReserveResult::Kind::kReserved);
+        bool charged_team = false;
+        for (const Standing& s : reserved->standings) {
+          charged_team |= s.budget == "team";
+        }
+        if (i % 3 == 0) {  // the client retries the Check
+          absl::StatusOr<ReserveResult> replay = ledger_->Reserve(request, kT0);
+          ASSERT_TRUE(replay.ok()) << replay.status();
+          EXPECT_EQ(replay->kind, ReserveResult::Kind::kReplayed);
+          EXPECT_EQ(replay->reservation_id, reserved->reservation_id);
+        }
+        const int64_t cost = 1 + (t * 7 + i) % 13;
+        absl::StatusOr<SettleResult> settled = ledger_->Settle(
+            reserved->reservation_id, cost, kT0, nullptr, {}, nullptr);
+        ASSERT_TRUE(settled.ok()) << settled.status();
+        EXPECT_FALSE(settled->already_reported);
+        if (i % 4 == 0) {  // the client retries the Report
+          absl::StatusOr<SettleResult> again = ledger_->Settle(
+              reserved->reservation_id, cost + 1, kT0, nullptr, {}, nullptr);
+          ASSERT_TRUE(again.ok()) << again.status();
+          EXPECT_TRUE(again->already_reported);
+          EXPECT_EQ(again->cost_nanos, cost);
+        }
+        org_cost += cost;
+        if (charged_team) team_cost += cost;
+        user_cost[t] += cost;
+      }
+    };
+    threads.emplace_back([&, work] {
+      work();
+      workers_done.fetch_add(1);
+    });
+  }
+  // Holds expire (their ttl is 1 minute) while they are reported.
+  threads.emplace_back([&] {
+    while (workers_done.load() < kThreads) {
+      absl::StatusOr<int> expired =
+          ledger_->ExpireHolds(kT0 + absl::Minutes(2), nullptr);
+      ASSERT_TRUE(expired.ok()) << expired.status();
+    }
+  });
+  // The team budget is deleted and set again: its counters are loaded from
+  // disk again while Reports of holds charged to it are being written.
+  threads.emplace_back([&] {
+    const Actor actor{"alice", "test"};
+    while (workers_done.load() < kThreads) {
+      ASSERT_TRUE(ledger_->DeleteBudget("team", actor, kT0).ok());
+      absl::StatusOr<std::vector<Standing>> none =
+          ledger_->Standings("per-user", "u0", kT0);  // loads counters too
+      ASSERT_TRUE(none.ok()) << none.status();
+      ASSERT_TRUE(
+          ledger_
+              ->SetBudget(Budget("team", int64_t{1} << 40, {{"team", "a"}}),
+                          actor, kT0)
+              .ok());
+      StandingOf("team");
+    }
+  });
+  for (std::thread& thread : threads) thread.join();
+
+  auto check = [&](absl::string_view when) {
+    SCOPED_TRACE(when);
+    EXPECT_EQ(ledger_->open_holds(), 0u);
+    const Standing org = StandingOf("org");
+    EXPECT_EQ(org.spent_nanos, org_cost.load());
+    EXPECT_EQ(org.held_nanos, 0);
+    EXPECT_EQ(org.unreported_nanos, 0);
+    const Standing team = StandingOf("team");
+    EXPECT_EQ(team.spent_nanos, team_cost.load());
+    EXPECT_EQ(team.held_nanos, 0);
+    EXPECT_EQ(team.unreported_nanos, 0);
+    for (int t = 0; t < kThreads; ++t) {
+      const Standing user = StandingOf("per-user", kUsers[t]);
+      EXPECT_EQ(user.spent_nanos, user_cost[t]) << kUsers[t];
+      EXPECT_EQ(user.held_nanos, 0) << kUsers[t];
+    }
+  };
+  check("in memory");
+  Reopen();
+  check("after a reopen");
 }
 
 TEST_F(RocksLedgerTest, StateChangesLeaveRecordsAnyReaderParses) {
@@ -1515,8 +1632,8 @@ namespace {
 
 class SideCounterTest : public RocksLedgerTest {
  protected:
-  std::vector<std::pair<std::string, int64_t>> All(absl::string_view from = "",
-                                                   absl::string_view to = "\xff") {
+  std::vector<std::pair<std::string, int64_t>> All(
+      absl::string_view from = "", absl::string_view to = "\xff") {
     std::vector<std::pair<std::string, int64_t>> all;
     EXPECT_TRUE(ledger_
                     ->ForEachSideCounter(from, to,
@@ -1543,19 +1660,25 @@ TEST_F(SideCounterTest, WrittenWithTheHoldAndTheSettlementOnly) {
   ASSERT_TRUE(ledger_->Reserve(request, kT0).ok());
 
   const SideCounterDelta corrected[] = {{"a/1", -2}};
-  ASSERT_TRUE(
-      ledger_->Settle(reserved->reservation_id, 3, kT0, nullptr, corrected, nullptr).ok());
+  ASSERT_TRUE(ledger_
+                  ->Settle(reserved->reservation_id, 3, kT0, nullptr, corrected,
+                           nullptr)
+                  .ok());
   // Already reported: the counters do not move again.
-  ASSERT_TRUE(
-      ledger_->Settle(reserved->reservation_id, 3, kT0, nullptr, corrected, nullptr).ok());
+  ASSERT_TRUE(ledger_
+                  ->Settle(reserved->reservation_id, 3, kT0, nullptr, corrected,
+                           nullptr)
+                  .ok());
   Reopen();
-  EXPECT_THAT(All(), ::testing::ElementsAre(std::pair<std::string, int64_t>{"a/1", 3},
-                                            std::pair<std::string, int64_t>{"b/1", 7}));
+  EXPECT_THAT(
+      All(), ::testing::ElementsAre(std::pair<std::string, int64_t>{"a/1", 3},
+                                    std::pair<std::string, int64_t>{"b/1", 7}));
   EXPECT_THAT(All("b", "c"), ::testing::SizeIs(1));
 
   ASSERT_TRUE(ledger_->DeleteSideCounters("a", "b").ok());
   Reopen();
-  EXPECT_THAT(All(), ::testing::ElementsAre(std::pair<std::string, int64_t>{"b/1", 7}));
+  EXPECT_THAT(
+      All(), ::testing::ElementsAre(std::pair<std::string, int64_t>{"b/1", 7}));
   // Budget counters are apart from side counters.
   EXPECT_EQ(StandingOf("x").spent_nanos, 3);
 }

@@ -111,10 +111,10 @@ const RateLimiter::Scope& RateLimiter::AddScope(absl::string_view rule,
   return *scope;
 }
 
-int RateLimiter::ShardOf(absl::string_view rule, absl::string_view key) {
-  // The top bits: the maps hash (scope, key) with the same hash family and
+int RateLimiter::ShardOf(absl::string_view key) {
+  // High bits: the maps hash (scope, key) with the same hash family and
   // take their control bytes from the low bits.
-  return static_cast<int>((absl::HashOf(rule, key) >> 40) % kShards);
+  return static_cast<int>((absl::HashOf(key) >> 40) % kShards);
 }
 
 void RateLimiter::DropBucketsBefore(int64_t relative_index, Buckets& buckets) {
@@ -158,8 +158,14 @@ std::optional<RateDenial> RateLimiter::AcquireInto(
     Buckets* buckets;  // the counter, once found
   };
   absl::InlinedVector<Item, 8> items;
+  int shard = 0;
+  const RateAsk* previous = nullptr;
   for (const RateAsk& ask : asks) {
-    const int shard = ShardOf(ask.rule, ask.key);
+    // Rules often share their key (the user): hash it once.
+    if (previous == nullptr || previous->key != ask.key) {
+      shard = ShardOf(ask.key);
+    }
+    previous = &ask;
     for (const WindowLimit& limit : ask.windows) {
       Item item;
       item.ask = &ask;
@@ -306,7 +312,7 @@ void RateLimiter::Release(absl::Span<const RateCharge> charges) {
   for (const RateCharge& charge : charges) {
     items.push_back(
         {&charge, &FindScope(charge.rule, charge.window_seconds, charge.bucket),
-         ShardOf(charge.rule, charge.key)});
+         ShardOf(charge.key)});
   }
   // One lock per shard, whatever the number of windows in it.
   std::sort(items.begin(), items.end(),
@@ -327,7 +333,7 @@ void RateLimiter::Correct(const RateCharge& charge, int64_t actual_tokens) {
   const Scope& scope =
       FindScope(charge.rule, charge.window_seconds, charge.bucket);
   const CounterKeyView key{scope.id, charge.key};
-  Shard& s = shards_[ShardOf(charge.rule, charge.key)];
+  Shard& s = shards_[ShardOf(charge.key)];
   absl::MutexLock lock(&s.mu);
   auto it = s.counters.find(key);
   if (it == s.counters.end()) return;
@@ -342,7 +348,7 @@ void RateLimiter::Correct(const RateCharge& charge, int64_t actual_tokens) {
 void RateLimiter::Restore(const RateCharge& charge, int64_t requests) {
   const Scope& scope =
       FindScope(charge.rule, charge.window_seconds, charge.bucket);
-  Shard& s = shards_[ShardOf(charge.rule, charge.key)];
+  Shard& s = shards_[ShardOf(charge.key)];
   absl::MutexLock lock(&s.mu);
   AddLocked(s.counters, scope, charge.key, charge.bucket, requests,
             charge.tokens);

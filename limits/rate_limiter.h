@@ -19,13 +19,13 @@
 // sub-buckets have all left their window (and as long again, see
 // kRetainedBuckets) is idle: EvictIdle drops it.
 //
-// Thread-safe. Counters are sharded by (rule, key), so every window of one
-// rule's key is in one shard; one Acquire locks the shards it touches in a
-// fixed order, so a call is admitted by every window of every rule or by
-// none. The (rule, window) scopes are found without a lock (an append-only
-// table read with atomic loads), and Acquire allocates nothing for up to
-// kInlineCharges charges once a counter exists
-// (docs/decisions/023-decision-hot-path.md).
+// Thread-safe. Counters are sharded by key value, so the windows of every
+// rule that counts one key (a user) are in one shard; one Acquire locks the
+// shards it touches (usually one) in a fixed order, so a call is admitted
+// by every window of every rule or by none. The (rule, window) scopes are
+// found without a lock (an append-only table read with atomic loads), and
+// Acquire allocates nothing for up to kInlineCharges charges once a counter
+// exists (docs/decisions/023-decision-hot-path.md).
 
 #include <array>
 #include <cstdint>
@@ -217,8 +217,8 @@ class RateLimiter {
   const Scope& AddScope(absl::string_view rule, int64_t window_seconds,
                         size_t hash, int64_t index_now)
       ABSL_LOCKS_EXCLUDED(scopes_mu_);
-  // Every window of one rule's key is in the same shard.
-  static int ShardOf(absl::string_view rule, absl::string_view key);
+  // Every counter of one key value is in the same shard.
+  static int ShardOf(absl::string_view key);
   static void DropBucketsBefore(int64_t relative_index, Buckets& buckets);
   static int64_t Absolute(const Scope& scope, const Bucket& b) {
     return scope.base_index + b.index;

@@ -76,6 +76,24 @@ std::string Percent(double ratio) {
 
 }  // namespace
 
+absl::CivilSecond LocalCivilTime(absl::Time now, absl::TimeZone zone) {
+  struct Memo {
+    absl::TimeZone zone;
+    int64_t unix_seconds = 0;
+    absl::CivilSecond civil;
+    bool valid = false;
+  };
+  thread_local Memo memo;
+  const int64_t unix_seconds = absl::ToUnixSeconds(now);  // floor
+  if (!memo.valid || memo.unix_seconds != unix_seconds || memo.zone != zone) {
+    memo.zone = zone;
+    memo.unix_seconds = unix_seconds;
+    memo.civil = absl::ToCivilSecond(now, zone);
+    memo.valid = true;
+  }
+  return memo.civil;
+}
+
 absl::StatusOr<CallPlan> PlanCall(const CompiledPolicy& policy,
                                   const CallRequest& request,
                                   const DecisionContext& context) {
@@ -93,7 +111,7 @@ absl::StatusOr<CallPlan> PlanCall(const CompiledPolicy& policy,
   }
   const PolicyRules& rules = policy.rules();
   const absl::CivilSecond local_now =
-      absl::ToCivilSecond(context.now, rules.timezone);
+      LocalCivilTime(context.now, rules.timezone);
 
   CallPlan plan;
   plan.model = std::string(request.model);

@@ -21,6 +21,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/civil_time.h"
 #include "absl/time/time.h"
 #include "policy/compiled_policy.h"
 #include "policy/usage_view.h"
@@ -81,6 +82,12 @@ struct CallPlan {
 absl::StatusOr<CallPlan> PlanCall(const CompiledPolicy& policy,
                                   const CallRequest& request,
                                   const DecisionContext& context = {});
+
+// `now` as a civil time in `zone`, what now.* conditions read. A time-zone
+// conversion costs tens of nanoseconds, so each thread remembers the last
+// second it converted: the calls of one second (and a benchmark's fixed
+// clock) convert once.
+absl::CivilSecond LocalCivilTime(absl::Time now, absl::TimeZone zone);
 
 // After the ledger could not fit `plan` (the tightest matching budget has
 // `remaining_nanos` left), applies the next on_exhausted step that changes

@@ -265,7 +265,7 @@ absl::Status Decider::Decide(const v1::CheckRequest& request,
     for (const policy::FiredRule& fired : plan->fired) {
       v1::Reason* reason = response->add_reasons();
       reason->set_rule(fired.rule);
-      reason->set_message(fired.message);
+      reason->set_message(fired.message());
     }
   };
   fill_plan();

@@ -5,7 +5,6 @@
 #include <memory>
 #include <utility>
 
-
 namespace bursar::limits {
 namespace {
 
@@ -23,8 +22,8 @@ int64_t FloorDiv(int64_t a, int64_t b) {
 constexpr int64_t kBaseMargin = 1 << 20;
 
 int32_t SaturatingAdd(int32_t a, int64_t b) {
-  return static_cast<int32_t>(std::clamp<int64_t>(
-      a + b, 0, std::numeric_limits<int32_t>::max()));
+  return static_cast<int32_t>(
+      std::clamp<int64_t>(a + b, 0, std::numeric_limits<int32_t>::max()));
 }
 
 }  // namespace
@@ -129,19 +128,17 @@ std::optional<RateDenial> RateLimiter::Acquire(absl::Span<const RateAsk> asks,
                                                int64_t tokens, absl::Time now,
                                                bool dry_run,
                                                RateCharges* charges) {
-  return AcquireInto(asks, tokens, now, dry_run,
-                     [charges]() -> RateCharge& {
-                       return charges->emplace_back();
-                     });
+  return AcquireInto(asks, tokens, now, dry_run, [charges]() -> RateCharge& {
+    return charges->emplace_back();
+  });
 }
 
 std::optional<RateDenial> RateLimiter::Acquire(
     absl::Span<const RateAsk> asks, int64_t tokens, absl::Time now,
     bool dry_run, std::vector<RateCharge>* charges) {
-  return AcquireInto(asks, tokens, now, dry_run,
-                     [charges]() -> RateCharge& {
-                       return charges->emplace_back();
-                     });
+  return AcquireInto(asks, tokens, now, dry_run, [charges]() -> RateCharge& {
+    return charges->emplace_back();
+  });
 }
 
 std::optional<RateDenial> RateLimiter::AcquireInto(
@@ -214,8 +211,9 @@ std::optional<RateDenial> RateLimiter::AcquireInto(
           std::find_if(buckets.begin(), buckets.end(), [&](const Bucket& b) {
             return static_cast<int64_t>(b.index) >= oldest;
           });
-      live = absl::MakeConstSpan(buckets.data() + (first_live - buckets.begin()),
-                                 buckets.end() - first_live);
+      live =
+          absl::MakeConstSpan(buckets.data() + (first_live - buckets.begin()),
+                              buckets.end() - first_live);
       for (const Bucket& b : live) {
         used_requests += b.requests;
         used_tokens += b.tokens;
@@ -247,11 +245,10 @@ std::optional<RateDenial> RateLimiter::AcquireInto(
           }
         }
       }
-      const bool worse =
-          !denial.has_value() ||
-          (d.never_fits() && !denial->never_fits()) ||
-          (d.never_fits() == denial->never_fits() &&
-           d.retry_after > denial->retry_after);
+      const bool worse = !denial.has_value() ||
+                         (d.never_fits() && !denial->never_fits()) ||
+                         (d.never_fits() == denial->never_fits() &&
+                          d.retry_after > denial->retry_after);
       if (worse) denial = std::move(d);
     };
     check(false, item.limit->max_requests, used_requests, 1);
@@ -268,8 +265,8 @@ std::optional<RateDenial> RateLimiter::AcquireInto(
       s.mu.AssertHeld();
       const size_t before = s.counters.size();
       auto it = s.counters
-                    .try_emplace(CounterKey{item.key.scope,
-                                            std::string(item.key.value)})
+                    .try_emplace(
+                        CounterKey{item.key.scope, std::string(item.key.value)})
                     .first;
       if (s.counters.size() != before) grown[item.shard] = true;
       item.buckets = &it->second;
@@ -365,11 +362,10 @@ void RateLimiter::AddLocked(Counters& counters, const Scope& scope,
     it = counters.try_emplace(CounterKey{scope.id, std::string(key)}).first;
   }
   Buckets& buckets = it->second;
-  auto at = std::lower_bound(
-      buckets.begin(), buckets.end(), relative,
-      [](const Bucket& b, int64_t index) {
-        return static_cast<int64_t>(b.index) < index;
-      });
+  auto at = std::lower_bound(buckets.begin(), buckets.end(), relative,
+                             [](const Bucket& b, int64_t index) {
+                               return static_cast<int64_t>(b.index) < index;
+                             });
   if (at == buckets.end() || at->index != relative) {
     at = buckets.insert(at, Bucket{static_cast<uint32_t>(relative), 0, 0});
   }

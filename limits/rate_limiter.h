@@ -28,13 +28,12 @@
 // exists (docs/decisions/023-decision-hot-path.md).
 
 #include <array>
+#include <atomic>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <atomic>
-#include <memory>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
@@ -226,8 +225,8 @@ class RateLimiter {
   // Adds `requests` and `tokens` (either may be negative; counts stop at
   // zero) to the sub-bucket `bucket` (absolute) of the counter.
   static void AddLocked(Counters& counters, const Scope& scope,
-                        absl::string_view key, int64_t bucket,
-                        int64_t requests, int64_t tokens);
+                        absl::string_view key, int64_t bucket, int64_t requests,
+                        int64_t tokens);
   std::optional<RateDenial> AcquireInto(
       absl::Span<const RateAsk> asks, int64_t tokens, absl::Time now,
       bool dry_run, absl::FunctionRef<RateCharge&()> append_charge)

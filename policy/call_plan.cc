@@ -100,7 +100,8 @@ std::string FiredRule::message() const {
     case Kind::kCapToFit:
       return absl::StrCat("capped output from ", before, " to ", output_tokens,
                           " tokens to fit the $",
-                          FormatUsdNanos(remaining_nanos), " a budget has left");
+                          FormatUsdNanos(remaining_nanos),
+                          " a budget has left");
   }
   return rule;
 }

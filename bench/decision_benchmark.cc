@@ -15,8 +15,10 @@
 // Cost computation (BM_CostNanos*): CostNanos (policy/pricing.h) of a call's
 // usage, alone and with the catalog lookup of the model's price.
 //
-// The global allocation functions are replaced by counting ones, so every
-// PlanCall benchmark also reports `allocs_per_call`. BM_PlanCallPercentiles
+// The global allocation functions are replaced by counting ones
+// (tests/support/alloc_counter.h), so every benchmark also reports its
+// allocations per call (`allocs_per_call` / `allocs_per_op`). As in bursard,
+// abseil's mutex deadlock detection is off (main below). BM_PlanCallPercentiles
 // times single calls of a mix of the three requests and reports p50 and p99
 // in nanoseconds (each sample includes ~20 ns of clock reads).
 //
@@ -24,14 +26,12 @@
 //     --benchmark_report_aggregates_only=true
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
-#include <new>
 #include <optional>
 #include <string>
 #include <utility>
@@ -41,6 +41,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/civil_time.h"
 #include "absl/time/time.h"
 #include "benchmark/benchmark.h"
@@ -52,39 +53,7 @@
 #include "policy/loader.h"
 #include "policy/pricing.h"
 #include "policy/usage_view.h"
-
-namespace {
-
-// Every allocation in the process; the benchmarks are single-threaded.
-std::atomic<int64_t> allocations{0};
-
-void* CountedAllocate(std::size_t size) {
-  allocations.fetch_add(1, std::memory_order_relaxed);
-  void* p = std::malloc(size == 0 ? 1 : size);
-  if (p == nullptr) throw std::bad_alloc();
-  return p;
-}
-
-}  // namespace
-
-void* operator new(std::size_t size) { return CountedAllocate(size); }
-void* operator new[](std::size_t size) { return CountedAllocate(size); }
-void* operator new(std::size_t size, const std::nothrow_t&) noexcept {
-  allocations.fetch_add(1, std::memory_order_relaxed);
-  return std::malloc(size == 0 ? 1 : size);
-}
-void* operator new[](std::size_t size, const std::nothrow_t&) noexcept {
-  allocations.fetch_add(1, std::memory_order_relaxed);
-  return std::malloc(size == 0 ? 1 : size);
-}
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
-void operator delete(void* p, const std::nothrow_t&) noexcept { std::free(p); }
-void operator delete[](void* p, const std::nothrow_t&) noexcept {
-  std::free(p);
-}
+#include "tests/support/alloc_counter.h"
 
 namespace bursar::policy {
 namespace {
@@ -314,20 +283,58 @@ bool Verify(benchmark::State& state, const Fixture& f, const Scenario& s) {
   return true;
 }
 
+// Runs `body` once per iteration and reports the calling thread's
+// allocations per iteration as `counter`.
+template <typename Body>
+void RunCountingAllocations(benchmark::State& state, const char* counter,
+                            Body body) {
+  const int64_t before = testing::ThreadAllocations();
+  for (auto _ : state) body();
+  state.counters[counter] =
+      static_cast<double>(testing::ThreadAllocations() - before) /
+      static_cast<double>(std::max<int64_t>(1, state.iterations()));
+}
+
+// As RunCountingAllocations, timing each call of `body(n)` (n counts the
+// iterations from 0) alone; also reports the p50 and p99 of those samples
+// in nanoseconds (each includes ~20 ns of clock reads).
+template <typename Body>
+void RunTimingEachCall(benchmark::State& state, const char* counter,
+                       Body body) {
+  std::vector<int64_t> samples_nanos;
+  samples_nanos.reserve(1 << 20);
+  uint64_t n = 0;
+  RunCountingAllocations(state, counter, [&] {
+    const auto start = std::chrono::steady_clock::now();
+    body(n++);
+    const auto end = std::chrono::steady_clock::now();
+    if (samples_nanos.size() < samples_nanos.capacity()) {
+      samples_nanos.push_back(
+          std::chrono::duration_cast<std::chrono::nanoseconds>(end - start)
+              .count());
+    }
+  });
+  if (samples_nanos.empty()) return;
+  std::sort(samples_nanos.begin(), samples_nanos.end());
+  auto percentile = [&](double p) {
+    const size_t index = std::min(
+        samples_nanos.size() - 1,
+        static_cast<size_t>(p * static_cast<double>(samples_nanos.size())));
+    return static_cast<double>(samples_nanos[index]);
+  };
+  state.counters["p50_ns"] = percentile(0.50);
+  state.counters["p99_ns"] = percentile(0.99);
+}
+
 void RunPlanCall(benchmark::State& state, const Scenario& scenario) {
   const Fixture& f = TheFixture();
   if (!Verify(state, f, scenario)) return;
   const DecisionContext context{scenario.usage, f.now};
-  const int64_t before = allocations.load(std::memory_order_relaxed);
-  for (auto _ : state) {
+  RunCountingAllocations(state, "allocs_per_call", [&] {
     absl::StatusOr<CallPlan> plan =
         PlanCall(*f.policy, scenario.request, context);
     benchmark::DoNotOptimize(plan);
-  }
-  const int64_t after = allocations.load(std::memory_order_relaxed);
-  state.counters["allocs_per_call"] =
-      static_cast<double>(after - before) /
-      static_cast<double>(std::max<int64_t>(1, state.iterations()));
+  });
 }
 
 void BM_PlanCallNothingFires(benchmark::State& state) {
@@ -354,33 +361,12 @@ void BM_PlanCallPercentiles(benchmark::State& state) {
   for (const Scenario& s : scenarios) {
     if (!Verify(state, f, s)) return;
   }
-  std::vector<int64_t> samples_nanos;
-  samples_nanos.reserve(1 << 20);
-  size_t next = 0;
-  for (auto _ : state) {
-    const Scenario& s = scenarios[next];
-    next = (next + 1) % std::size(scenarios);
-    const auto start = std::chrono::steady_clock::now();
+  RunTimingEachCall(state, "allocs_per_call", [&](uint64_t n) {
+    const Scenario& s = scenarios[n % std::size(scenarios)];
     absl::StatusOr<CallPlan> plan =
         PlanCall(*f.policy, s.request, DecisionContext{s.usage, f.now});
     benchmark::DoNotOptimize(plan);
-    const auto end = std::chrono::steady_clock::now();
-    if (samples_nanos.size() < samples_nanos.capacity()) {
-      samples_nanos.push_back(
-          std::chrono::duration_cast<std::chrono::nanoseconds>(end - start)
-              .count());
-    }
-  }
-  if (samples_nanos.empty()) return;
-  std::sort(samples_nanos.begin(), samples_nanos.end());
-  auto percentile = [&](double p) {
-    const size_t index = std::min(
-        samples_nanos.size() - 1,
-        static_cast<size_t>(p * static_cast<double>(samples_nanos.size())));
-    return static_cast<double>(samples_nanos[index]);
-  };
-  state.counters["p50_ns"] = percentile(0.50);
-  state.counters["p99_ns"] = percentile(0.99);
+  });
 }
 BENCHMARK(BM_PlanCallPercentiles);
 
@@ -398,7 +384,7 @@ struct LimitsFixture {
     }
     Scenario s = f.NothingFires();
     Labels labels = f.chat_labels;
-    std::vector<limits::RateCharge> charges;
+    limits::RateCharges charges;
     LimitAsks asks;
     absl::StatusOr<CallPlan> plan =
         PlanCall(*f.policy, s.request, DecisionContext{s.usage, f.now});
@@ -446,7 +432,7 @@ Decided DecideWithLimits(const CompiledPolicy& policy, const CallRequest& call,
   absl::StatusOr<CallPlan> plan = PlanCall(policy, call, context);
   if (!plan.ok() || !plan->allowed) return decided;
   LimitAsks asks;
-  std::vector<limits::RateCharge> rate_charges;
+  limits::RateCharges rate_charges;
   MatchLimits(policy, call, *plan, context.now, &asks);
   if (limits.rates.Acquire(asks.rates, asks.tokens, context.now,
                            /*dry_run=*/false, &rate_charges)) {
@@ -515,17 +501,12 @@ void RunDecision(benchmark::State& state, const Scenario& scenario,
   if (!VerifyWithLimits(state, f, limits, cycle.For(0, limits))) return;
   const size_t live_before = limits.rates.size();
   uint64_t n = 0;
-  const int64_t before = allocations.load(std::memory_order_relaxed);
-  for (auto _ : state) {
+  RunCountingAllocations(state, "allocs_per_op", [&] {
     const Scenario& s = cycle.For(n++, limits);
     Decided d = DecideWithLimits(*f.policy, s.request,
                                  DecisionContext{s.usage, f.now}, limits);
     benchmark::DoNotOptimize(d);
-  }
-  const int64_t after = allocations.load(std::memory_order_relaxed);
-  state.counters["allocs_per_op"] =
-      static_cast<double>(after - before) /
-      static_cast<double>(std::max<int64_t>(1, state.iterations()));
+  });
   state.counters["rate_counters"] = static_cast<double>(limits.rates.size());
   if (limits.rates.size() != live_before) {
     state.SkipWithError("the number of live rate counters changed");
@@ -562,38 +543,12 @@ void BM_DecisionPercentiles(benchmark::State& state) {
   for (UserCycle& c : cycles) {
     if (!VerifyWithLimits(state, f, limits, c.For(0, limits))) return;
   }
-  std::vector<int64_t> samples_nanos;
-  samples_nanos.reserve(1 << 20);
-  uint64_t n = 0;
-  const int64_t before = allocations.load(std::memory_order_relaxed);
-  for (auto _ : state) {
+  RunTimingEachCall(state, "allocs_per_op", [&](uint64_t n) {
     const Scenario& s = cycles[n % std::size(cycles)].For(n, limits);
-    ++n;
-    const auto start = std::chrono::steady_clock::now();
     Decided d = DecideWithLimits(*f.policy, s.request,
                                  DecisionContext{s.usage, f.now}, limits);
     benchmark::DoNotOptimize(d);
-    const auto end = std::chrono::steady_clock::now();
-    if (samples_nanos.size() < samples_nanos.capacity()) {
-      samples_nanos.push_back(
-          std::chrono::duration_cast<std::chrono::nanoseconds>(end - start)
-              .count());
-    }
-  }
-  const int64_t after = allocations.load(std::memory_order_relaxed);
-  if (samples_nanos.empty()) return;
-  state.counters["allocs_per_op"] =
-      static_cast<double>(after - before) /
-      static_cast<double>(std::max<int64_t>(1, state.iterations()));
-  std::sort(samples_nanos.begin(), samples_nanos.end());
-  auto percentile = [&](double p) {
-    const size_t index = std::min(
-        samples_nanos.size() - 1,
-        static_cast<size_t>(p * static_cast<double>(samples_nanos.size())));
-    return static_cast<double>(samples_nanos[index]);
-  };
-  state.counters["p50_ns"] = percentile(0.50);
-  state.counters["p99_ns"] = percentile(0.99);
+  });
 }
 BENCHMARK(BM_DecisionPercentiles);
 
@@ -620,16 +575,11 @@ void BM_CostNanos(benchmark::State& state) {
     return;
   }
   size_t next = 0;
-  const int64_t before = allocations.load(std::memory_order_relaxed);
-  for (auto _ : state) {
+  RunCountingAllocations(state, "allocs_per_op", [&] {
     absl::StatusOr<int64_t> cost = CostNanos(*price, usages[next]);
     next = (next + 1) % usages.size();
     benchmark::DoNotOptimize(cost);
-  }
-  const int64_t after = allocations.load(std::memory_order_relaxed);
-  state.counters["allocs_per_op"] =
-      static_cast<double>(after - before) /
-      static_cast<double>(std::max<int64_t>(1, state.iterations()));
+  });
 }
 BENCHMARK(BM_CostNanos);
 
@@ -645,19 +595,14 @@ void BM_CostNanosWithLookup(benchmark::State& state) {
     }
   }
   size_t next = 0;
-  const int64_t before = allocations.load(std::memory_order_relaxed);
-  for (auto _ : state) {
+  RunCountingAllocations(state, "allocs_per_op", [&] {
     const ModelPrice* price =
         policy.FindPrice(kModels[next % std::size(kModels)]);
     absl::StatusOr<int64_t> cost =
         CostNanos(*price, usages[next % usages.size()]);
     ++next;
     benchmark::DoNotOptimize(cost);
-  }
-  const int64_t after = allocations.load(std::memory_order_relaxed);
-  state.counters["allocs_per_op"] =
-      static_cast<double>(after - before) /
-      static_cast<double>(std::max<int64_t>(1, state.iterations()));
+  });
 }
 BENCHMARK(BM_CostNanosWithLookup);
 
@@ -677,3 +622,15 @@ BENCHMARK(BM_CompilePolicy);
 
 }  // namespace
 }  // namespace bursar::policy
+
+// As bursard (server/bursard.cc): abseil's mutex deadlock detection, on in
+// Debian's build of abseil, is off; it would add a cycle-graph update to
+// every lock the limits take.
+int main(int argc, char** argv) {
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

@@ -66,40 +66,18 @@
 #include "storage/ledger.h"
 #include "storage/rocks_storage.h"
 #include "storage/usage_store.h"
+#include "tests/support/alloc_counter.h"
 
 namespace {
 
-// Allocations made by this thread (a plain thread_local: no TLS
-// constructor, safe inside operator new).
-thread_local int64_t thread_allocations = 0;
-
-void* CountedAllocate(std::size_t size) {
-  ++thread_allocations;
-  void* p = std::malloc(size == 0 ? 1 : size);
-  if (p == nullptr) throw std::bad_alloc();
-  return p;
-}
+// Reads as the allocations made by the calling thread so far
+// (tests/support/alloc_counter.h replaces the global operator new of this
+// binary with a counting one).
+struct ThreadAllocationCount {
+  operator int64_t() const { return bursar::testing::ThreadAllocations(); }
+} thread_allocations;
 
 }  // namespace
-
-void* operator new(std::size_t size) { return CountedAllocate(size); }
-void* operator new[](std::size_t size) { return CountedAllocate(size); }
-void* operator new(std::size_t size, const std::nothrow_t&) noexcept {
-  ++thread_allocations;
-  return std::malloc(size == 0 ? 1 : size);
-}
-void* operator new[](std::size_t size, const std::nothrow_t&) noexcept {
-  ++thread_allocations;
-  return std::malloc(size == 0 ? 1 : size);
-}
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
-void operator delete(void* p, const std::nothrow_t&) noexcept { std::free(p); }
-void operator delete[](void* p, const std::nothrow_t&) noexcept {
-  std::free(p);
-}
 
 namespace bursar::storage {
 namespace {

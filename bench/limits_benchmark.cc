@@ -8,6 +8,8 @@
 // - BM_OneMillionLiveKeys: a million keys live at once, the memory target's
 //   case (RSS per key).
 //
+// As in bursard, abseil's mutex deadlock detection is off (main below).
+//
 //   build/bench/bursar_limits_benchmark --benchmark_repetitions=3 \
 //     --benchmark_report_aggregates_only=true
 
@@ -17,6 +19,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "benchmark/benchmark.h"
 #include "limits/rate_limiter.h"
@@ -41,7 +44,7 @@ const std::vector<WindowLimit> kWindows = {
 void BM_AcquireRelease(benchmark::State& state) {
   RateLimiter limiter;
   std::vector<std::string> keys;
-  std::vector<RateCharge> charges;
+  RateCharges charges;
   for (int i = 0; i < 100'000; ++i) keys.push_back(absl::StrCat("user-", i));
   for (const std::string& key : keys) {
     RateAsk ask{"per-user", key, kWindows};
@@ -65,7 +68,7 @@ void BM_OneMillionOneOffKeys(benchmark::State& state) {
   const std::vector<WindowLimit> minute = {{absl::Minutes(1), 0, 100'000}};
   for (auto _ : state) {
     RateLimiter limiter;
-    std::vector<RateCharge> charges;
+    RateCharges charges;
     const double rss_start = RssMib();
     double rss_peak = rss_start;
     size_t peak = 0;
@@ -100,7 +103,7 @@ void BM_OneMillionLiveKeys(benchmark::State& state) {
   for (auto _ : state) {
     const double rss_start = RssMib();
     RateLimiter limiter;
-    std::vector<RateCharge> charges;
+    RateCharges charges;
     for (int i = 0; i < 1'000'000; ++i) {
       const std::string key = absl::StrCat("user-", i);
       RateAsk ask{"per-user", key, minute};
@@ -118,3 +121,14 @@ BENCHMARK(BM_OneMillionLiveKeys)->Iterations(1)->Unit(benchmark::kSecond);
 
 }  // namespace
 }  // namespace bursar::limits
+
+// As bursard (server/bursard.cc): abseil's mutex deadlock detection, on in
+// Debian's build of abseil, is off.
+int main(int argc, char** argv) {
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

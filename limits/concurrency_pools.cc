@@ -40,34 +40,47 @@ std::optional<PoolDenial> ConcurrencyPools::Acquire(
   absl::MutexLock lock(&mu_);
   // Decide every pool first (all or nothing), then take.
   enum class Take : char { kShared, kReserved };
-  absl::InlinedVector<Take, 4> takes;
+  struct Decided {
+    Pool* pool;  // null: not in the map yet
+    Take take;
+  };
+  absl::InlinedVector<Decided, 4> decided;
   for (const PoolAsk& ask : pools) {
     const int64_t reserved_total = ReservedTotal(ask);
     const int64_t shared_capacity =
         std::max<int64_t>(0, ask.max_in_flight - reserved_total);
     const int64_t own_reserve = ReservedFor(ask, cls);
     int64_t shared_in_use = 0, own_in_use = 0, in_flight = 0;
+    Pool* pool = nullptr;
     if (auto it = pools_.find(ask.pool); it != pools_.end()) {
-      shared_in_use = it->second.shared_in_use;
-      if (auto own = it->second.reserved_in_use.find(cls);
-          own != it->second.reserved_in_use.end()) {
+      pool = &it->second;
+      shared_in_use = pool->shared_in_use;
+      if (auto own = pool->reserved_in_use.find(cls);
+          own != pool->reserved_in_use.end()) {
         own_in_use = own->second;
       }
-      in_flight = it->second.total();
+      in_flight = pool->total();
     }
     if (in_flight < ask.max_in_flight && shared_in_use < shared_capacity) {
-      takes.push_back(Take::kShared);
+      decided.push_back({pool, Take::kShared});
     } else if (in_flight < ask.max_in_flight && own_in_use < own_reserve) {
-      takes.push_back(Take::kReserved);
+      decided.push_back({pool, Take::kReserved});
     } else {
       return PoolDenial{std::string(ask.pool), in_flight, ask.max_in_flight,
                         reserved_total - own_reserve};
     }
   }
   if (dry_run) return std::nullopt;
+  // Pools new to the map first: an insertion may move the others.
+  bool inserted = false;
   for (size_t i = 0; i < pools.size(); ++i) {
-    Pool& pool = pools_[pools[i].pool];
-    if (takes[i] == Take::kShared) {
+    if (decided[i].pool != nullptr) continue;
+    decided[i].pool = &pools_[pools[i].pool];
+    inserted = true;
+  }
+  for (size_t i = 0; i < pools.size(); ++i) {
+    Pool& pool = inserted ? pools_[pools[i].pool] : *decided[i].pool;
+    if (decided[i].take == Take::kShared) {
       ++pool.shared_in_use;
     } else {
       ++pool.reserved_in_use[cls];
@@ -105,7 +118,6 @@ void ConcurrencyPools::Release(absl::string_view pool_name,
   } else if (pool.shared_in_use > 0) {
     --pool.shared_in_use;
   }
-  if (pool.total() == 0) pools_.erase(it);
 }
 
 int64_t ConcurrencyPools::in_flight(absl::string_view pool) const {

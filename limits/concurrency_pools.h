@@ -13,7 +13,9 @@
 // Release (Report, cancellation, expiry of the reservation).
 //
 // Thread-safe. The counts are memory only: the server rebuilds them at
-// start-up from the open reservations, which are durable.
+// start-up from the open reservations, which are durable. A pool's entry
+// stays once used (one small entry per pool name any policy named), so
+// that a quiet pool's next call finds it instead of inserting it again.
 
 #include <cstdint>
 #include <optional>

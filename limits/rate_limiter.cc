@@ -2,8 +2,8 @@
 
 #include <algorithm>
 #include <limits>
-
-#include "absl/strings/str_cat.h"
+#include <memory>
+#include <utility>
 
 namespace bursar::limits {
 namespace {
@@ -22,8 +22,8 @@ int64_t FloorDiv(int64_t a, int64_t b) {
 constexpr int64_t kBaseMargin = 1 << 20;
 
 int32_t SaturatingAdd(int32_t a, int64_t b) {
-  return static_cast<int32_t>(std::clamp<int64_t>(
-      a + b, 0, std::numeric_limits<int32_t>::max()));
+  return static_cast<int32_t>(
+      std::clamp<int64_t>(a + b, 0, std::numeric_limits<int32_t>::max()));
 }
 
 }  // namespace
@@ -32,30 +32,88 @@ int64_t SubBucketIndex(absl::Duration window, absl::Time t) {
   return FloorDiv(absl::ToUnixNanos(t), SubBucketNanos(window));
 }
 
-uint32_t RateLimiter::ScopeId(absl::string_view rule, int64_t window_seconds,
-                              int64_t index_now) {
-  thread_local std::string name;
-  name.clear();
-  absl::StrAppend(&name, rule, "\x1f", window_seconds);
-  {
-    absl::ReaderMutexLock lock(&scopes_mu_);
-    auto it = scope_ids_.find(name);
-    if (it != scope_ids_.end()) return it->second;
+RateLimiter::ScopeIndex::ScopeIndex(size_t capacity)
+    : mask(capacity - 1),
+      slots(std::make_unique<std::atomic<const Scope*>[]>(capacity)) {
+  for (size_t i = 0; i < capacity; ++i) {
+    slots[i].store(nullptr, std::memory_order_relaxed);
   }
+}
+
+RateLimiter::RateLimiter() {
   absl::MutexLock lock(&scopes_mu_);
-  auto [it, inserted] =
-      scope_ids_.try_emplace(name, static_cast<uint32_t>(scopes_.size()));
-  if (inserted) scopes_.push_back({window_seconds, index_now - kBaseMargin});
-  return it->second;
+  indexes_.push_back(std::make_unique<const ScopeIndex>(16));
+  scope_index_.store(indexes_.back().get(), std::memory_order_release);
 }
 
-RateLimiter::Scope RateLimiter::ScopeOf(uint32_t id) const {
-  absl::ReaderMutexLock lock(&scopes_mu_);
-  return scopes_[id];
+RateLimiter::~RateLimiter() = default;
+
+const RateLimiter::Scope& RateLimiter::FindScope(absl::string_view rule,
+                                                 int64_t window_seconds,
+                                                 int64_t index_now) {
+  const size_t hash = absl::HashOf(rule, window_seconds);
+  const ScopeIndex* index = scope_index_.load(std::memory_order_acquire);
+  for (size_t i = hash & index->mask;; i = (i + 1) & index->mask) {
+    const Scope* scope = index->slots[i].load(std::memory_order_acquire);
+    if (scope == nullptr) break;
+    if (scope->hash == hash && scope->window_seconds == window_seconds &&
+        scope->rule == rule) {
+      return *scope;
+    }
+  }
+  return AddScope(rule, window_seconds, hash, index_now);
 }
 
-int RateLimiter::ShardOf(const CounterKeyView& key) {
-  return static_cast<int>(KeyHash()(key) % kShards);
+const RateLimiter::Scope& RateLimiter::AddScope(absl::string_view rule,
+                                                int64_t window_seconds,
+                                                size_t hash,
+                                                int64_t index_now) {
+  absl::MutexLock lock(&scopes_mu_);
+  const ScopeIndex* index = indexes_.back().get();
+  size_t free_slot = 0;
+  for (size_t i = hash & index->mask;; i = (i + 1) & index->mask) {
+    const Scope* scope = index->slots[i].load(std::memory_order_relaxed);
+    if (scope == nullptr) {
+      free_slot = i;
+      break;
+    }
+    // Registered by another thread since this one looked.
+    if (scope->hash == hash && scope->window_seconds == window_seconds &&
+        scope->rule == rule) {
+      return *scope;
+    }
+  }
+  auto added = std::make_unique<Scope>();
+  added->rule = std::string(rule);
+  added->window_seconds = window_seconds;
+  added->base_index = index_now - kBaseMargin;
+  added->id = static_cast<uint32_t>(scopes_.size());
+  added->hash = hash;
+  const Scope* scope = added.get();
+  scopes_.push_back(std::move(added));
+  const size_t capacity = index->mask + 1;
+  if (2 * scopes_.size() <= capacity) {
+    index->slots[free_slot].store(scope, std::memory_order_release);
+    return *scope;
+  }
+  // Half full: publish a larger index holding every scope.
+  auto larger = std::make_unique<ScopeIndex>(2 * capacity);
+  for (const std::unique_ptr<const Scope>& s : scopes_) {
+    size_t i = s->hash & larger->mask;
+    while (larger->slots[i].load(std::memory_order_relaxed) != nullptr) {
+      i = (i + 1) & larger->mask;
+    }
+    larger->slots[i].store(s.get(), std::memory_order_relaxed);
+  }
+  indexes_.push_back(std::move(larger));
+  scope_index_.store(indexes_.back().get(), std::memory_order_release);
+  return *scope;
+}
+
+int RateLimiter::ShardOf(absl::string_view key) {
+  // High bits: the maps hash (scope, key) with the same hash family and
+  // take their control bytes from the low bits.
+  return static_cast<int>((absl::HashOf(key) >> 40) % kShards);
 }
 
 void RateLimiter::DropBucketsBefore(int64_t relative_index, Buckets& buckets) {
@@ -66,29 +124,56 @@ void RateLimiter::DropBucketsBefore(int64_t relative_index, Buckets& buckets) {
   buckets.erase(buckets.begin(), first_kept);
 }
 
+std::optional<RateDenial> RateLimiter::Acquire(absl::Span<const RateAsk> asks,
+                                               int64_t tokens, absl::Time now,
+                                               bool dry_run,
+                                               RateCharges* charges) {
+  return AcquireInto(asks, tokens, now, dry_run, [charges]() -> RateCharge& {
+    return charges->emplace_back();
+  });
+}
+
 std::optional<RateDenial> RateLimiter::Acquire(
     absl::Span<const RateAsk> asks, int64_t tokens, absl::Time now,
     bool dry_run, std::vector<RateCharge>* charges) {
+  return AcquireInto(asks, tokens, now, dry_run, [charges]() -> RateCharge& {
+    return charges->emplace_back();
+  });
+}
+
+std::optional<RateDenial> RateLimiter::AcquireInto(
+    absl::Span<const RateAsk> asks, int64_t tokens, absl::Time now,
+    bool dry_run, absl::FunctionRef<RateCharge&()> append_charge) {
   struct Item {
     const RateAsk* ask;
     const WindowLimit* limit;
-    Scope scope;
+    const Scope* scope;
     CounterKeyView key;
+    size_t hash;     // of key, as the shard's map hashes it
     int64_t bucket;  // the current sub-bucket, absolute
     int shard;
+    Buckets* buckets;  // the counter, once found
   };
   absl::InlinedVector<Item, 8> items;
+  int shard = 0;
+  const RateAsk* previous = nullptr;
   for (const RateAsk& ask : asks) {
+    // Rules often share their key (the user): hash it once.
+    if (previous == nullptr || previous->key != ask.key) {
+      shard = ShardOf(ask.key);
+    }
+    previous = &ask;
     for (const WindowLimit& limit : ask.windows) {
       Item item;
       item.ask = &ask;
       item.limit = &limit;
       item.bucket = SubBucketIndex(limit.window, now);
-      const uint32_t id =
-          ScopeId(ask.rule, absl::ToInt64Seconds(limit.window), item.bucket);
-      item.scope = ScopeOf(id);
-      item.key = {id, ask.key};
-      item.shard = ShardOf(item.key);
+      item.scope =
+          &FindScope(ask.rule, absl::ToInt64Seconds(limit.window), item.bucket);
+      item.key = {item.scope->id, ask.key};
+      item.hash = KeyHash()(item.key);
+      item.shard = shard;
+      item.buckets = nullptr;
       items.push_back(item);
     }
   }
@@ -100,16 +185,23 @@ std::optional<RateDenial> RateLimiter::Acquire(
     if (locked[i]) shards_[i].mu.Lock();
   }
 
-  std::optional<RateDenial> denial;
+  // Start every counter's cache misses before waiting on the first.
   for (const Item& item : items) {
     Shard& s = shards_[item.shard];
     s.mu.AssertHeld();
-    auto it = s.counters.find(item.key);
+    s.counters.prefetch(item.key);
+  }
+  std::optional<RateDenial> denial;
+  for (Item& item : items) {
+    Shard& s = shards_[item.shard];
+    s.mu.AssertHeld();
+    auto it = s.counters.find(item.key, item.hash);
     int64_t used_requests = 0, used_tokens = 0;
     absl::Span<const Bucket> live;
-    const int64_t current = item.bucket - item.scope.base_index;
+    const int64_t current = item.bucket - item.scope->base_index;
     if (it != s.counters.end()) {
       Buckets& buckets = it->second;
+      item.buckets = &buckets;
       // Callers read the clock before they take the lock, so a call may
       // arrive here with a time a little before one already counted: keep
       // a window's worth of sub-buckets beyond the oldest this call counts.
@@ -119,8 +211,9 @@ std::optional<RateDenial> RateLimiter::Acquire(
           std::find_if(buckets.begin(), buckets.end(), [&](const Bucket& b) {
             return static_cast<int64_t>(b.index) >= oldest;
           });
-      live = absl::MakeConstSpan(buckets.data() + (first_live - buckets.begin()),
-                                 buckets.end() - first_live);
+      live =
+          absl::MakeConstSpan(buckets.data() + (first_live - buckets.begin()),
+                              buckets.end() - first_live);
       for (const Bucket& b : live) {
         used_requests += b.requests;
         used_tokens += b.tokens;
@@ -146,17 +239,16 @@ std::optional<RateDenial> RateLimiter::Acquire(
           left -= is_tokens ? b.tokens : b.requests;
           if (left + wanted <= limit) {
             const absl::Time free_at = absl::FromUnixNanos(
-                (Absolute(item.scope, b) + kSubBuckets + 1) * g);
+                (Absolute(*item.scope, b) + kSubBuckets + 1) * g);
             d.retry_after = std::max(absl::ZeroDuration(), free_at - now);
             break;
           }
         }
       }
-      const bool worse =
-          !denial.has_value() ||
-          (d.never_fits() && !denial->never_fits()) ||
-          (d.never_fits() == denial->never_fits() &&
-           d.retry_after > denial->retry_after);
+      const bool worse = !denial.has_value() ||
+                         (d.never_fits() && !denial->never_fits()) ||
+                         (d.never_fits() == denial->never_fits() &&
+                          d.retry_after > denial->retry_after);
       if (worse) denial = std::move(d);
     };
     check(false, item.limit->max_requests, used_requests, 1);
@@ -164,28 +256,39 @@ std::optional<RateDenial> RateLimiter::Acquire(
   }
 
   if (!denial.has_value() && !dry_run) {
-    for (const Item& item : items) {
+    // New counters first: an insertion may move the shard's other counters,
+    // so those are found again.
+    std::array<bool, kShards> grown{};
+    for (Item& item : items) {
+      if (item.buckets != nullptr) continue;
       Shard& s = shards_[item.shard];
       s.mu.AssertHeld();
-      auto it = s.counters.find(item.key);
-      if (it == s.counters.end()) {
-        it = s.counters
-                 .try_emplace(CounterKey{item.key.scope,
-                                         std::string(item.key.value)})
-                 .first;
+      const size_t before = s.counters.size();
+      auto it = s.counters
+                    .try_emplace(
+                        CounterKey{item.key.scope, std::string(item.key.value)})
+                    .first;
+      if (s.counters.size() != before) grown[item.shard] = true;
+      item.buckets = &it->second;
+    }
+    for (Item& item : items) {
+      Shard& s = shards_[item.shard];
+      s.mu.AssertHeld();
+      if (grown[item.shard]) {
+        item.buckets = &s.counters.find(item.key, item.hash)->second;
       }
-      Buckets& buckets = it->second;
+      Buckets& buckets = *item.buckets;
       const uint32_t current =
-          static_cast<uint32_t>(item.bucket - item.scope.base_index);
+          static_cast<uint32_t>(item.bucket - item.scope->base_index);
       if (buckets.empty() || buckets.back().index != current) {
         buckets.push_back(Bucket{current, 0, 0});
       }
       buckets.back().requests = SaturatingAdd(buckets.back().requests, 1);
       buckets.back().tokens += tokens;
-      RateCharge& charge = charges->emplace_back();
-      charge.rule = std::string(item.ask->rule);
-      charge.key = std::string(item.ask->key);
-      charge.window_seconds = item.scope.window_seconds;
+      RateCharge& charge = append_charge();
+      charge.rule = item.ask->rule;
+      charge.key = item.ask->key;
+      charge.window_seconds = item.scope->window_seconds;
       charge.bucket = item.bucket;
       charge.tokens = tokens;
     }
@@ -197,19 +300,37 @@ std::optional<RateDenial> RateLimiter::Acquire(
 }
 
 void RateLimiter::Release(absl::Span<const RateCharge> charges) {
+  struct Item {
+    const RateCharge* charge;
+    const Scope* scope;
+    int shard;
+  };
+  absl::InlinedVector<Item, 8> items;
   for (const RateCharge& charge : charges) {
-    Restore(RateCharge{charge.rule, charge.key, charge.window_seconds,
-                       charge.bucket, -charge.tokens},
-            -1);
+    items.push_back(
+        {&charge, &FindScope(charge.rule, charge.window_seconds, charge.bucket),
+         ShardOf(charge.key)});
+  }
+  // One lock per shard, whatever the number of windows in it.
+  std::sort(items.begin(), items.end(),
+            [](const Item& a, const Item& b) { return a.shard < b.shard; });
+  for (size_t i = 0; i < items.size();) {
+    Shard& s = shards_[items[i].shard];
+    absl::MutexLock lock(&s.mu);
+    const int shard = items[i].shard;
+    for (; i < items.size() && items[i].shard == shard; ++i) {
+      const RateCharge& charge = *items[i].charge;
+      AddLocked(s.counters, *items[i].scope, charge.key, charge.bucket, -1,
+                -charge.tokens);
+    }
   }
 }
 
 void RateLimiter::Correct(const RateCharge& charge, int64_t actual_tokens) {
-  const uint32_t id =
-      ScopeId(charge.rule, charge.window_seconds, charge.bucket);
-  const Scope scope = ScopeOf(id);
-  const CounterKeyView key{id, charge.key};
-  Shard& s = shards_[ShardOf(key)];
+  const Scope& scope =
+      FindScope(charge.rule, charge.window_seconds, charge.bucket);
+  const CounterKeyView key{scope.id, charge.key};
+  Shard& s = shards_[ShardOf(charge.key)];
   absl::MutexLock lock(&s.mu);
   auto it = s.counters.find(key);
   if (it == s.counters.end()) return;
@@ -222,46 +343,49 @@ void RateLimiter::Correct(const RateCharge& charge, int64_t actual_tokens) {
 }
 
 void RateLimiter::Restore(const RateCharge& charge, int64_t requests) {
-  const uint32_t id =
-      ScopeId(charge.rule, charge.window_seconds, charge.bucket);
-  const Scope scope = ScopeOf(id);
-  const int64_t relative = charge.bucket - scope.base_index;
-  if (relative < 0 || relative > std::numeric_limits<uint32_t>::max()) return;
-  const CounterKeyView key{id, charge.key};
-  Shard& s = shards_[ShardOf(key)];
+  const Scope& scope =
+      FindScope(charge.rule, charge.window_seconds, charge.bucket);
+  Shard& s = shards_[ShardOf(charge.key)];
   absl::MutexLock lock(&s.mu);
-  auto it = s.counters.find(key);
-  if (it == s.counters.end()) {
-    it = s.counters.try_emplace(CounterKey{id, std::string(charge.key)}).first;
+  AddLocked(s.counters, scope, charge.key, charge.bucket, requests,
+            charge.tokens);
+}
+
+void RateLimiter::AddLocked(Counters& counters, const Scope& scope,
+                            absl::string_view key, int64_t bucket,
+                            int64_t requests, int64_t tokens) {
+  const int64_t relative = bucket - scope.base_index;
+  if (relative < 0 || relative > std::numeric_limits<uint32_t>::max()) return;
+  const CounterKeyView view{scope.id, key};
+  auto it = counters.find(view);
+  if (it == counters.end()) {
+    it = counters.try_emplace(CounterKey{scope.id, std::string(key)}).first;
   }
   Buckets& buckets = it->second;
-  auto at = std::lower_bound(
-      buckets.begin(), buckets.end(), relative,
-      [](const Bucket& b, int64_t index) {
-        return static_cast<int64_t>(b.index) < index;
-      });
+  auto at = std::lower_bound(buckets.begin(), buckets.end(), relative,
+                             [](const Bucket& b, int64_t index) {
+                               return static_cast<int64_t>(b.index) < index;
+                             });
   if (at == buckets.end() || at->index != relative) {
     at = buckets.insert(at, Bucket{static_cast<uint32_t>(relative), 0, 0});
   }
   at->requests = SaturatingAdd(at->requests, requests);
-  at->tokens = std::max<int64_t>(0, at->tokens + charge.tokens);
+  at->tokens = std::max<int64_t>(0, at->tokens + tokens);
   if (at->requests == 0 && at->tokens == 0) buckets.erase(at);
-  if (buckets.empty()) s.counters.erase(it);
+  if (buckets.empty()) counters.erase(it);
 }
 
 size_t RateLimiter::EvictIdle(absl::Time now) {
-  std::vector<Scope> scopes;
-  {
-    absl::ReaderMutexLock lock(&scopes_mu_);
-    scopes = scopes_;
-  }
-  // The oldest sub-bucket each scope keeps, relative to its base.
+  // The oldest sub-bucket each scope keeps, relative to its base, by id.
   std::vector<int64_t> keep_from;
-  keep_from.reserve(scopes.size());
-  for (const Scope& scope : scopes) {
-    keep_from.push_back(
-        SubBucketIndex(absl::Seconds(scope.window_seconds), now) -
-        kRetainedBuckets - scope.base_index);
+  {
+    absl::MutexLock lock(&scopes_mu_);
+    keep_from.reserve(scopes_.size());
+    for (const std::unique_ptr<const Scope>& scope : scopes_) {
+      keep_from.push_back(
+          SubBucketIndex(absl::Seconds(scope->window_seconds), now) -
+          kRetainedBuckets - scope->base_index);
+    }
   }
   size_t evicted = 0;
   for (Shard& s : shards_) {

@@ -17,12 +17,20 @@
 // Memory: a counter keeps only its non-empty sub-buckets (one inline), about
 // 100 bytes in all (bench/limits_benchmark.cc), and a counter whose
 // sub-buckets have all left their window (and as long again, see
-// kRetainedBuckets) is idle: EvictIdle drops it. Thread-safe; counters are sharded, and one Acquire locks the
-// shards it touches in a fixed order, so a call is admitted by every window
-// of every rule or by none.
+// kRetainedBuckets) is idle: EvictIdle drops it.
+//
+// Thread-safe. Counters are sharded by key value, so the windows of every
+// rule that counts one key (a user) are in one shard; one Acquire locks the
+// shards it touches (usually one) in a fixed order, so a call is admitted
+// by every window of every rule or by none. The (rule, window) scopes are
+// found without a lock (an append-only table read with atomic loads), and
+// Acquire allocates nothing for up to kInlineCharges charges once a counter
+// exists (docs/decisions/023-decision-hot-path.md).
 
 #include <array>
+#include <atomic>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -30,6 +38,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/inlined_vector.h"
+#include "absl/functional/function_ref.h"
 #include "absl/hash/hash.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
@@ -56,10 +65,14 @@ struct RateAsk {
 };
 
 // What an admitted call took from one window of one counter: enough to
-// correct the tokens at Report and to persist the counter.
+// correct the tokens at Report and to persist the counter. `rule` and `key`
+// are views: those Acquire returns point where its asks pointed (the
+// policy's rule name, the request's key value), so copy them to keep a
+// charge longer than those live (the server copies them into the hold's
+// terms).
 struct RateCharge {
-  std::string rule;
-  std::string key;
+  absl::string_view rule;
+  absl::string_view key;
   int64_t window_seconds = 0;  // whole seconds (windows are 1 s .. 1 day)
   int64_t bucket = 0;          // sub-bucket index since the Unix epoch
   int64_t tokens = 0;
@@ -80,23 +93,34 @@ struct RateDenial {
   bool never_fits() const { return wanted > limit; }
 };
 
+// Charges of one call: a policy rarely has more than four rate windows that
+// match one call, and those need no heap.
+inline constexpr int kInlineCharges = 4;
+using RateCharges = absl::InlinedVector<RateCharge, kInlineCharges>;
+
 class RateLimiter {
  public:
-  RateLimiter() = default;
+  RateLimiter();
+  ~RateLimiter();
   RateLimiter(const RateLimiter&) = delete;
   RateLimiter& operator=(const RateLimiter&) = delete;
 
   // Admits one request of `tokens` tokens against every window of every
   // ask, or none. On admission appends one RateCharge per window to
-  // `charges` (unless dry_run, which takes nothing) and returns nullopt;
-  // otherwise returns the denial with the longest retry_after.
+  // `charges`, in the order of the asks and their windows (unless dry_run,
+  // which takes nothing), and returns nullopt; otherwise returns the denial
+  // with the longest retry_after.
+  std::optional<RateDenial> Acquire(absl::Span<const RateAsk> asks,
+                                    int64_t tokens, absl::Time now,
+                                    bool dry_run, RateCharges* charges);
+  // The same, appending to a std::vector.
   std::optional<RateDenial> Acquire(absl::Span<const RateAsk> asks,
                                     int64_t tokens, absl::Time now,
                                     bool dry_run,
-                                    std::vector<RateCharge>* charges)
-      ABSL_NO_THREAD_SAFETY_ANALYSIS;  // locks a run-time set of shards
+                                    std::vector<RateCharge>* charges);
 
   // Gives back what Acquire took (the call did not go ahead after all).
+  // Locks each shard the charges are in once.
   void Release(absl::Span<const RateCharge> charges);
 
   // The call used `actual_tokens` instead of charge.tokens: moves the
@@ -122,10 +146,24 @@ class RateLimiter {
 
   // A (rule, window) pair. Counters name their scope by a small id; a
   // sub-bucket index is stored relative to the scope's base (32 bits cover
-  // 6.8 years of 50 ms sub-buckets, the smallest).
+  // 6.8 years of 50 ms sub-buckets, the smallest). Immutable once
+  // published; lives as long as the limiter.
   struct Scope {
+    std::string rule;
     int64_t window_seconds = 0;
     int64_t base_index = 0;
+    uint32_t id = 0;
+    size_t hash = 0;  // of (rule, window_seconds)
+  };
+  // Open addressing over scope pointers, at most half full; a slot goes
+  // from null to a scope once and never changes again, so readers probe it
+  // with acquire loads and no lock. A full index is replaced by one twice
+  // the size (the old ones are kept until the limiter goes: a reader may
+  // still be probing one).
+  struct ScopeIndex {
+    explicit ScopeIndex(size_t capacity);
+    size_t mask;
+    std::unique_ptr<std::atomic<const Scope*>[]> slots;
   };
   // Memory per counter is what the one-million-keys target is about: 40
   // bytes of key, 24 of sub-buckets (one inline), and the map's slot.
@@ -165,29 +203,45 @@ class RateLimiter {
       return x.scope == y.scope && x.value == y.value;
     }
   };
+  using Counters = absl::flat_hash_map<CounterKey, Buckets, KeyHash, KeyEq>;
   struct Shard {
     mutable absl::Mutex mu;
-    absl::flat_hash_map<CounterKey, Buckets, KeyHash, KeyEq> counters
-        ABSL_GUARDED_BY(mu);
+    Counters counters ABSL_GUARDED_BY(mu);
   };
 
-  // The id of (rule, window), registered on first use with a base a little
-  // before `index_now`.
-  uint32_t ScopeId(absl::string_view rule, int64_t window_seconds,
-                   int64_t index_now) ABSL_LOCKS_EXCLUDED(scopes_mu_);
-  Scope ScopeOf(uint32_t id) const ABSL_LOCKS_EXCLUDED(scopes_mu_);
-  static int ShardOf(const CounterKeyView& key);
+  // The scope of (rule, window), registered on first use with a base a
+  // little before `index_now`. Lock-free unless it registers.
+  const Scope& FindScope(absl::string_view rule, int64_t window_seconds,
+                         int64_t index_now) ABSL_LOCKS_EXCLUDED(scopes_mu_);
+  const Scope& AddScope(absl::string_view rule, int64_t window_seconds,
+                        size_t hash, int64_t index_now)
+      ABSL_LOCKS_EXCLUDED(scopes_mu_);
+  // Every counter of one key value is in the same shard.
+  static int ShardOf(absl::string_view key);
   static void DropBucketsBefore(int64_t relative_index, Buckets& buckets);
   static int64_t Absolute(const Scope& scope, const Bucket& b) {
     return scope.base_index + b.index;
   }
+  // Adds `requests` and `tokens` (either may be negative; counts stop at
+  // zero) to the sub-bucket `bucket` (absolute) of the counter.
+  static void AddLocked(Counters& counters, const Scope& scope,
+                        absl::string_view key, int64_t bucket, int64_t requests,
+                        int64_t tokens);
+  std::optional<RateDenial> AcquireInto(
+      absl::Span<const RateAsk> asks, int64_t tokens, absl::Time now,
+      bool dry_run, absl::FunctionRef<RateCharge&()> append_charge)
+      ABSL_NO_THREAD_SAFETY_ANALYSIS;  // locks a run-time set of shards
 
   std::array<Shard, kShards> shards_;
+  // The current index; never null.
+  std::atomic<const ScopeIndex*> scope_index_;
+  // Writers of the scope table (registering a scope) and EvictIdle.
   mutable absl::Mutex scopes_mu_;
-  // "rule \x1f window_seconds" -> index into scopes_.
-  absl::flat_hash_map<std::string, uint32_t> scope_ids_
+  // By id.
+  std::vector<std::unique_ptr<const Scope>> scopes_ ABSL_GUARDED_BY(scopes_mu_);
+  // Every index built, the current one last.
+  std::vector<std::unique_ptr<const ScopeIndex>> indexes_
       ABSL_GUARDED_BY(scopes_mu_);
-  std::vector<Scope> scopes_ ABSL_GUARDED_BY(scopes_mu_);
 };
 
 // The sub-bucket of a window that contains `t`.

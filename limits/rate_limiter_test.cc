@@ -2,9 +2,11 @@
 
 #include <atomic>
 #include <random>
+#include <string>
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -169,6 +171,83 @@ TEST_F(RateLimiterTest, ConcurrentCallersNeverExceedAnyWindow) {
       in_window -= admitted[first++].second;
     }
     ASSERT_LE(in_window, 5000) << "at " << admitted[last].first;
+  }
+}
+
+// Rules that count the same key share a shard: one call takes a place in
+// each, charges name each rule and key, and Release gives every one back.
+TEST_F(RateLimiterTest, SeveralRulesOfOneKeyAreTakenAndGivenBackTogether) {
+  const std::vector<WindowLimit> minute = {{absl::Minutes(1), 2, 0}};
+  const std::vector<WindowLimit> minute_and_day = {{absl::Minutes(1), 0, 1000},
+                                                   {absl::Hours(24), 3, 0}};
+  const RateAsk asks[] = {{"a", "alice", minute},
+                          {"b", "alice", minute_and_day},
+                          {"c", "alice", minute}};
+  RateCharges charges;
+  ASSERT_EQ(limiter_.Acquire(asks, 100, kStart, false, &charges), std::nullopt);
+  ASSERT_EQ(charges.size(), 4u);
+  EXPECT_EQ(charges[0].rule, "a");
+  EXPECT_EQ(charges[1].rule, "b");
+  EXPECT_EQ(charges[1].window_seconds, 60);
+  EXPECT_EQ(charges[2].rule, "b");
+  EXPECT_EQ(charges[2].window_seconds, 86400);
+  EXPECT_EQ(charges[3].rule, "c");
+  for (const RateCharge& charge : charges) EXPECT_EQ(charge.key, "alice");
+  EXPECT_EQ(limiter_.size(), 4u);
+  limiter_.Release(charges);
+  EXPECT_EQ(limiter_.size(), 0u);
+  // Everything was given back: two more calls fit rules a and c.
+  RateCharges more;
+  ASSERT_EQ(limiter_.Acquire(asks, 100, kStart, false, &more), std::nullopt);
+  ASSERT_EQ(limiter_.Acquire(asks, 100, kStart, false, &more), std::nullopt);
+  std::optional<RateDenial> denial =
+      limiter_.Acquire(asks, 100, kStart, false, &more);
+  ASSERT_TRUE(denial.has_value());
+  EXPECT_FALSE(denial->tokens);
+  EXPECT_EQ(denial->limit, 2);
+  EXPECT_EQ(more.size(), 8u);  // a denied call appends nothing
+}
+
+// Scopes are registered while other threads look them up without a lock
+// (the index grows from 16 slots several times): every rule still counts
+// its own calls, exactly.
+TEST_F(RateLimiterTest, ScopesRegisteredWhileOthersAcquire) {
+  constexpr int kThreads = 4;
+  constexpr int kRulesPerThread = 40;
+  constexpr int kCallsPerRule = 5;
+  const std::vector<WindowLimit> limit = {
+      {absl::Minutes(1), kThreads * kCallsPerRule, 0}};
+  std::vector<std::string> rules;
+  for (int r = 0; r < kRulesPerThread; ++r)
+    rules.push_back(absl::StrCat("r", r));
+  std::vector<std::thread> threads;
+  std::atomic<int> denied{0};
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int call = 0; call < kCallsPerRule; ++call) {
+        for (int r = 0; r < kRulesPerThread; ++r) {
+          // Each thread walks the rules from its own place.
+          const std::string& rule = rules[(r + t * 10) % kRulesPerThread];
+          RateAsk ask{rule, "shared", limit};
+          RateCharges charges;
+          if (limiter_.Acquire({&ask, 1}, 1, kStart, false, &charges)) {
+            denied.fetch_add(1);
+          }
+        }
+      }
+    });
+  }
+  for (std::thread& th : threads) th.join();
+  EXPECT_EQ(denied.load(), 0);
+  EXPECT_EQ(limiter_.size(), static_cast<size_t>(kRulesPerThread));
+  // Every rule is now exactly full.
+  for (const std::string& rule : rules) {
+    RateAsk ask{rule, "shared", limit};
+    RateCharges charges;
+    std::optional<RateDenial> denial =
+        limiter_.Acquire({&ask, 1}, 1, kStart, false, &charges);
+    ASSERT_TRUE(denial.has_value()) << rule;
+    EXPECT_EQ(denial->used, kThreads * kCallsPerRule) << rule;
   }
 }
 

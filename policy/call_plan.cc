@@ -76,6 +76,54 @@ std::string Percent(double ratio) {
 
 }  // namespace
 
+std::string FiredRule::message() const {
+  switch (kind) {
+    case Kind::kRoute:
+      return absl::StrCat("routed ", from_model, " to ", to_model, " because ",
+                          because);
+    case Kind::kSlo: {
+      std::string actions;
+      if (!to_model.empty()) {
+        absl::StrAppend(&actions, "downgraded ", from_model, " to ", to_model);
+      }
+      if (output_tokens > 0) {
+        absl::StrAppend(&actions, actions.empty() ? "" : ", ",
+                        "capped output at ", output_tokens, " tokens");
+      }
+      return absl::StrCat(actions, ": budget \"", budget, "\" is ",
+                          Percent(used_ratio), " spent and ", because);
+    }
+    case Kind::kExhaustedDowngrade:
+      return absl::StrCat("a budget has $", FormatUsdNanos(remaining_nanos),
+                          " left, less than the $", FormatUsdNanos(before), " ",
+                          from_model, " may cost; downgraded to ", to_model);
+    case Kind::kCapToFit:
+      return absl::StrCat("capped output from ", before, " to ", output_tokens,
+                          " tokens to fit the $",
+                          FormatUsdNanos(remaining_nanos),
+                          " a budget has left");
+  }
+  return rule;
+}
+
+absl::CivilSecond LocalCivilTime(absl::Time now, absl::TimeZone zone) {
+  struct Memo {
+    absl::TimeZone zone;
+    int64_t unix_seconds = 0;
+    absl::CivilSecond civil;
+    bool valid = false;
+  };
+  thread_local Memo memo;
+  const int64_t unix_seconds = absl::ToUnixSeconds(now);  // floor
+  if (!memo.valid || memo.unix_seconds != unix_seconds || memo.zone != zone) {
+    memo.zone = zone;
+    memo.unix_seconds = unix_seconds;
+    memo.civil = absl::ToCivilSecond(now, zone);
+    memo.valid = true;
+  }
+  return memo.civil;
+}
+
 absl::StatusOr<CallPlan> PlanCall(const CompiledPolicy& policy,
                                   const CallRequest& request,
                                   const DecisionContext& context) {
@@ -93,7 +141,7 @@ absl::StatusOr<CallPlan> PlanCall(const CompiledPolicy& policy,
   }
   const PolicyRules& rules = policy.rules();
   const absl::CivilSecond local_now =
-      absl::ToCivilSecond(context.now, rules.timezone);
+      LocalCivilTime(context.now, rules.timezone);
 
   CallPlan plan;
   plan.model = std::string(request.model);
@@ -127,10 +175,12 @@ absl::StatusOr<CallPlan> PlanCall(const CompiledPolicy& policy,
   for (const Route& route : rules.routes) {
     if (!Holds(route.when, request_view)) continue;
     if (route.route_to != plan.model) {
-      plan.fired.push_back(
-          {absl::StrCat("route:", route.name),
-           absl::StrCat("routed ", plan.model, " to ", route.route_to,
-                        " because ", route.when.source)});
+      FiredRule& fired = plan.fired.emplace_back();
+      fired.rule = absl::StrCat("route:", route.name);
+      fired.kind = FiredRule::Kind::kRoute;
+      fired.from_model = std::move(plan.model);
+      fired.to_model = route.route_to;
+      fired.because = route.when.source;
       plan.model = route.route_to;
       plan.price = policy.FindPrice(plan.model);  // routes name priced models
       estimated = false;
@@ -179,27 +229,30 @@ absl::StatusOr<CallPlan> PlanCall(const CompiledPolicy& policy,
     const PolicyActivation slo_view(&facts, context.usage, context.now,
                                     local_now, &*usage, &slo_sources);
     if (!Holds(slo.when, slo_view)) continue;
-    std::string actions;
-    if (auto to = slo.downgrade.find(plan.model); to != slo.downgrade.end()) {
-      absl::StrAppend(&actions, "downgraded ", plan.model, " to ", to->second);
-      plan.model = to->second;
-      plan.price = policy.FindPrice(plan.model);
-    }
-    if (slo.cap_output_tokens > 0 &&
-        slo.cap_output_tokens < plan.max_output_tokens) {
-      absl::StrAppend(&actions, actions.empty() ? "" : ", ",
-                      "capped output at ", slo.cap_output_tokens, " tokens");
-      plan.max_output_tokens = slo.cap_output_tokens;
-    }
-    if (actions.empty()) continue;  // nothing left to change
-    const double used =
+    auto to = slo.downgrade.find(plan.model);
+    const bool downgrade = to != slo.downgrade.end();
+    const bool cap = slo.cap_output_tokens > 0 &&
+                     slo.cap_output_tokens < plan.max_output_tokens;
+    if (!downgrade && !cap) continue;  // nothing left to change
+    FiredRule& fired = plan.fired.emplace_back();
+    fired.rule = absl::StrCat("slo:", slo.name);
+    fired.kind = FiredRule::Kind::kSlo;
+    fired.because = slo.when.source;
+    fired.budget = slo.budget;
+    fired.used_ratio =
         usage->amount_nanos > 0
             ? static_cast<double>(usage->spent_nanos) / usage->amount_nanos
             : 0.0;
-    plan.fired.push_back(
-        {absl::StrCat("slo:", slo.name),
-         absl::StrCat(actions, ": budget \"", slo.budget, "\" is ",
-                      Percent(used), " spent and ", slo.when.source)});
+    if (downgrade) {
+      fired.from_model = std::move(plan.model);
+      fired.to_model = to->second;
+      plan.model = to->second;
+      plan.price = policy.FindPrice(plan.model);
+    }
+    if (cap) {
+      fired.output_tokens = slo.cap_output_tokens;
+      plan.max_output_tokens = slo.cap_output_tokens;
+    }
     if (absl::Status s = Estimate(plan, request.input_tokens); !s.ok()) {
       return s;
     }
@@ -234,15 +287,17 @@ bool NextExhaustedStep(const CompiledPolicy& policy, const CallRequest& request,
         auto to = step.downgrade.find(plan->model);
         if (to == step.downgrade.end()) continue;
         const int64_t before = plan->estimated_cost_nanos;
-        const std::string from = plan->model;
+        std::string from = plan->model;
         plan->model = to->second;
         plan->price = policy.FindPrice(plan->model);
         if (!Estimate(*plan, request.input_tokens).ok()) continue;
-        plan->fired.push_back(
-            {"on_exhausted:downgrade",
-             absl::StrCat("a budget has $", FormatUsdNanos(remaining_nanos),
-                          " left, less than the $", FormatUsdNanos(before), " ",
-                          from, " may cost; downgraded to ", plan->model)});
+        FiredRule& fired = plan->fired.emplace_back();
+        fired.rule = "on_exhausted:downgrade";
+        fired.kind = FiredRule::Kind::kExhaustedDowngrade;
+        fired.from_model = std::move(from);
+        fired.to_model = to->second;
+        fired.before = before;
+        fired.remaining_nanos = remaining_nanos;
         return true;
       }
       case ExhaustedStep::Kind::kCapToFit: {
@@ -261,12 +316,12 @@ bool NextExhaustedStep(const CompiledPolicy& policy, const CallRequest& request,
         const int64_t before = plan->max_output_tokens;
         plan->max_output_tokens = static_cast<int64_t>(fit);
         if (!Estimate(*plan, request.input_tokens).ok()) continue;
-        plan->fired.push_back(
-            {"on_exhausted:cap_to_fit",
-             absl::StrCat("capped output from ", before, " to ",
-                          plan->max_output_tokens, " tokens to fit the $",
-                          FormatUsdNanos(remaining_nanos),
-                          " a budget has left")});
+        FiredRule& fired = plan->fired.emplace_back();
+        fired.rule = "on_exhausted:cap_to_fit";
+        fired.kind = FiredRule::Kind::kCapToFit;
+        fired.output_tokens = plan->max_output_tokens;
+        fired.before = before;
+        fired.remaining_nanos = remaining_nanos;
         return true;
       }
       case ExhaustedStep::Kind::kDeny:

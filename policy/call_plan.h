@@ -19,8 +19,10 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/inlined_vector.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/civil_time.h"
 #include "absl/time/time.h"
 #include "policy/compiled_policy.h"
 #include "policy/usage_view.h"
@@ -47,11 +49,28 @@ struct DecisionContext {
   const SignalView* signals = nullptr;  // signal[...]; null: all NaN
 };
 
-// A rule that shaped the answer, in words for the caller.
+// A rule that shaped the answer. PlanCall formats no text: message() puts
+// the reason into words when the caller wants them, from the figures kept
+// here (views into the policy: call it while the policy lives).
 struct FiredRule {
   std::string rule;  // "route:<name>", "slo:<name>", "deny:<name>",
                      // "on_exhausted:downgrade", ...
-  std::string message;
+  // E.g. "routed gpt-4.1 to gpt-4.1-mini because request.labels.task ==
+  // \"triage\"".
+  std::string message() const;
+
+  // What message() is made of.
+  enum class Kind : char { kRoute, kSlo, kExhaustedDowngrade, kCapToFit };
+  Kind kind = Kind::kRoute;
+  std::string from_model;       // the model before (moved from the plan)
+  absl::string_view to_model;   // the model after; empty: not downgraded
+  absl::string_view because;    // the condition's source
+  absl::string_view budget;     // kSlo: the SLO's budget
+  double used_ratio = 0;        // kSlo: that budget's spent / amount
+  int64_t output_tokens = 0;    // the output cap after; 0: not capped
+  int64_t before = 0;           // kCapToFit: the cap before; kExhausted-
+                                // Downgrade: the estimate before (nanos)
+  int64_t remaining_nanos = 0;  // on_exhausted: what the budget has left
 };
 
 struct CallPlan {
@@ -69,8 +88,9 @@ struct CallPlan {
   // input_tokens at the input price (no cache discount assumed) plus
   // max_output_tokens at the output price, rounded up to the nano.
   int64_t estimated_cost_nanos = 0;
-  // Every rule that fired, in the order it did.
-  std::vector<FiredRule> fired;
+  // Every rule that fired, in the order it did (two without a heap
+  // block: a route and an SLO).
+  absl::InlinedVector<FiredRule, 2> fired;
   // The next on_exhausted step to try.
   size_t next_exhausted_step = 0;
 };
@@ -81,6 +101,12 @@ struct CallPlan {
 absl::StatusOr<CallPlan> PlanCall(const CompiledPolicy& policy,
                                   const CallRequest& request,
                                   const DecisionContext& context = {});
+
+// `now` as a civil time in `zone`, what now.* conditions read. A time-zone
+// conversion costs tens of nanoseconds, so each thread remembers the last
+// second it converted: the calls of one second (and a benchmark's fixed
+// clock) convert once.
+absl::CivilSecond LocalCivilTime(absl::Time now, absl::TimeZone zone);
 
 // After the ledger could not fit `plan` (the tightest matching budget has
 // `remaining_nanos` left), applies the next on_exhausted step that changes

@@ -9,6 +9,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "policy/compiled_policy.h"
+#include "policy/loader.h"
 #include "policy/pricing.h"
 
 namespace bursar::policy {
@@ -152,6 +153,87 @@ TEST(PlanCallTest, CostAboveInt64IsOutOfRange) {
                               Defaults());
   EXPECT_EQ(PlanCall(policy, Request("absurd", 0, 1'000'001)).status().code(),
             absl::StatusCode::kOutOfRange);
+}
+
+// PlanCall keeps the figures of each fired rule; message() words them as
+// Check's reasons always read.
+TEST(FiredRuleTest, MessagesSayWhatEachRuleDid) {
+  const CompileResult compiled = CompilePolicy({{"p.yaml", R"yaml(
+apiVersion: bursar.dev/v1
+kind: Policy
+metadata: { name: t }
+pricing:
+  big:   { input: "2.00", output: "8.00" }
+  small: { input: "0.40", output: "1.60" }
+  tiny:  { input: "0.10", output: "0.40" }
+routes:
+  - { name: to-small, when: 'request.labels.task == "triage"', route_to: small }
+spend_slos:
+  - name: s
+    budget: daily
+    when: budget.used_ratio >= 90%
+    then: { downgrade: { small: tiny }, cap_output_tokens: 500 }
+)yaml"}});
+  ASSERT_NE(compiled.policy, nullptr);
+  class Usage final : public UsageView {
+   public:
+    std::optional<BudgetUsage> Budget(absl::string_view name) const override {
+      if (name != "daily") return std::nullopt;
+      BudgetUsage usage;
+      usage.amount_nanos = 1000;
+      usage.spent_nanos = 955;
+      return usage;
+    }
+  } usage;
+  const std::pair<absl::string_view, absl::string_view> labels[] = {
+      {"task", "triage"}};
+  CallRequest request = Request("big", 1000, 2000);
+  request.labels = labels;
+  absl::StatusOr<CallPlan> plan =
+      PlanCall(*compiled.policy, request, {&usage, absl::UnixEpoch()});
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_EQ(plan->model, "tiny");
+  EXPECT_EQ(plan->max_output_tokens, 500);
+  ASSERT_EQ(plan->fired.size(), 2u);
+  EXPECT_EQ(plan->fired[0].rule, "route:to-small");
+  EXPECT_EQ(plan->fired[0].message(),
+            "routed big to small because request.labels.task == \"triage\"");
+  EXPECT_EQ(plan->fired[1].rule, "slo:s");
+  EXPECT_EQ(plan->fired[1].message(),
+            "downgraded small to tiny, capped output at 500 tokens: budget "
+            "\"daily\" is 95.5% spent and budget.used_ratio >= 90%");
+
+  // on_exhausted steps too, once the ledger could not fit the plan.
+  const CompileResult chain = CompilePolicy({{"p.yaml", R"yaml(
+apiVersion: bursar.dev/v1
+kind: Policy
+metadata: { name: t }
+pricing:
+  big:   { input: "2.00", output: "8.00" }
+  small: { input: "0.40", output: "1.60" }
+on_exhausted:
+  - downgrade: { big: small }
+  - cap_to_fit: { min_output_tokens: 100 }
+)yaml"}});
+  ASSERT_NE(chain.policy, nullptr);
+  absl::StatusOr<CallPlan> exhausted =
+      PlanCall(*chain.policy, Request("big", 1000, 2000));
+  ASSERT_TRUE(exhausted.ok()) << exhausted.status();
+  ASSERT_TRUE(NextExhaustedStep(*chain.policy, Request("big", 1000, 2000),
+                                1'000'000, &*exhausted));
+  ASSERT_TRUE(NextExhaustedStep(*chain.policy, Request("big", 1000, 2000),
+                                1'000'000, &*exhausted));
+  ASSERT_EQ(exhausted->fired.size(), 2u);
+  EXPECT_EQ(exhausted->fired[0].rule, "on_exhausted:downgrade");
+  EXPECT_THAT(exhausted->fired[0].message(),
+              StartsWith("a budget has $0.001 left, less than the $"));
+  EXPECT_THAT(exhausted->fired[0].message(),
+              HasSubstr(" big may cost; downgraded to small"));
+  EXPECT_EQ(exhausted->fired[1].rule, "on_exhausted:cap_to_fit");
+  EXPECT_THAT(exhausted->fired[1].message(),
+              StartsWith("capped output from 2000 to "));
+  EXPECT_THAT(exhausted->fired[1].message(),
+              HasSubstr(" tokens to fit the $0.001 a budget has left"));
 }
 
 }  // namespace

@@ -36,7 +36,7 @@ void MatchLimits(const CompiledPolicy& policy, const CallRequest& request,
   facts.estimated_cost_nanos = plan.estimated_cost_nanos;
   facts.attempt = request.attempt;
   const PolicyActivation activation(&facts, /*usage=*/nullptr, now,
-                                    absl::ToCivilSecond(now, rules.timezone));
+                                    LocalCivilTime(now, rules.timezone));
   auto holds = [&](const Condition& when) {
     return when.program == nullptr || when.program->EvalBool(activation);
   };

@@ -265,7 +265,7 @@ absl::Status Decider::Decide(const v1::CheckRequest& request,
     for (const policy::FiredRule& fired : plan->fired) {
       v1::Reason* reason = response->add_reasons();
       reason->set_rule(fired.rule);
-      reason->set_message(fired.message);
+      reason->set_message(fired.message());
     }
   };
   fill_plan();
@@ -283,7 +283,8 @@ absl::Status Decider::Decide(const v1::CheckRequest& request,
   // back.
   absl::StatusOr<storage::ReserveResult> reserved;
   policy::LimitAsks asks;
-  std::vector<limits::RateCharge> rate_charges;
+  // Inline: no heap for up to limits::kInlineCharges rate windows.
+  limits::RateCharges rate_charges;
   std::vector<storage::SideCounterDelta> side_counters;
   while (true) {
     policy::MatchLimits(*active, call, *plan, now, &asks);
@@ -336,8 +337,8 @@ absl::Status Decider::Decide(const v1::CheckRequest& request,
       terms.mutable_answer()->set_verdict(v1::VERDICT_ALLOW);
       for (const limits::RateCharge& charge : rate_charges) {
         RateCharge* out = terms.add_rate_charges();
-        out->set_rule(charge.rule);
-        out->set_key(charge.key);
+        out->set_rule(charge.rule.data(), charge.rule.size());
+        out->set_key(charge.key.data(), charge.key.size());
         out->set_window_seconds(charge.window_seconds);
         out->set_bucket(charge.bucket);
         out->set_tokens(charge.tokens);
@@ -544,7 +545,9 @@ absl::Status Decider::RestoreInFlight() {
           absl::InfiniteFuture()),
       [&](absl::string_view key, int64_t value) {
         std::optional<StoredRateCount> stored = ParseRateWindowKey(key, value);
-        if (stored.has_value()) rates_.Restore(stored->charge, stored->requests);
+        if (stored.has_value()) {
+          rates_.Restore(stored->charge(), stored->requests);
+        }
       });
 }
 

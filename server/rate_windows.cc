@@ -63,17 +63,17 @@ std::optional<StoredRateCount> ParseRateWindowKey(absl::string_view key,
   // rule, window, key, "" (the separator before the count)
   if (parts.size() != 4 || !parts[3].empty()) return std::nullopt;
   StoredRateCount stored;
-  stored.charge.rule = std::string(parts[0]);
-  stored.charge.key = std::string(parts[2]);
-  if (!absl::SimpleAtoi(parts[1], &stored.charge.window_seconds) ||
-      !IsDurableWindow(stored.charge.window_seconds)) {
+  stored.rule = std::string(parts[0]);
+  stored.key = std::string(parts[2]);
+  if (!absl::SimpleAtoi(parts[1], &stored.window_seconds) ||
+      !IsDurableWindow(stored.window_seconds)) {
     return std::nullopt;
   }
-  stored.charge.bucket = start / SubBucketSeconds(stored.charge.window_seconds);
+  stored.bucket = start / SubBucketSeconds(stored.window_seconds);
   if (count == static_cast<char>(RateCount::kRequests)) {
     stored.requests = value;
   } else if (count == static_cast<char>(RateCount::kTokens)) {
-    stored.charge.tokens = value;
+    stored.tokens = value;
   } else {
     return std::nullopt;
   }

@@ -36,10 +36,18 @@ std::string RateWindowKey(const limits::RateCharge& charge, RateCount count);
 // The first key of sub-buckets starting at or after `t`.
 std::string RateWindowKeyFrom(absl::Time t);
 
+// One stored figure of a sub-bucket: its requests or its tokens.
 struct StoredRateCount {
-  // window_seconds, rule, key and bucket; tokens for kTokens.
-  limits::RateCharge charge;
-  int64_t requests = 0;
+  std::string rule;
+  std::string key;
+  int64_t window_seconds = 0;
+  int64_t bucket = 0;    // sub-bucket index since the Unix epoch
+  int64_t tokens = 0;    // for kTokens
+  int64_t requests = 0;  // for kRequests
+  // A charge that views this count's rule and key (valid while it lives).
+  limits::RateCharge charge() const {
+    return {rule, key, window_seconds, bucket, tokens};
+  }
 };
 
 // nullopt for a key this file did not write.

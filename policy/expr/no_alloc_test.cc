@@ -1,12 +1,10 @@
-// Evaluation must not allocate (DESIGN.md section 4). This binary replaces
-// the global allocation functions with counting ones; counting is switched
-// on only around Eval calls.
+// Evaluation must not allocate (DESIGN.md section 4). This binary links
+// tests/support/alloc_counter, which replaces the global allocation
+// functions with counting ones; the tests count the calling thread's
+// allocations around Eval calls.
 
-#include <atomic>
-#include <cstddef>
-#include <cstdlib>
+#include <cstdint>
 #include <memory>
-#include <new>
 #include <string>
 #include <vector>
 
@@ -15,88 +13,19 @@
 #include "gtest/gtest.h"
 #include "policy/expr/expr.h"
 #include "policy/expr/test_schema.h"
-
-namespace {
-
-std::atomic<bool> counting{false};
-std::atomic<long> allocations{0};
-
-void* CountedAllocate(std::size_t size) {
-  if (counting.load(std::memory_order_relaxed)) {
-    allocations.fetch_add(1, std::memory_order_relaxed);
-  }
-  void* p = std::malloc(size == 0 ? 1 : size);
-  if (p == nullptr) throw std::bad_alloc();
-  return p;
-}
-
-void* CountedAllocateAligned(std::size_t size, std::align_val_t alignment) {
-  if (counting.load(std::memory_order_relaxed)) {
-    allocations.fetch_add(1, std::memory_order_relaxed);
-  }
-  const std::size_t align = static_cast<std::size_t>(alignment);
-  const std::size_t rounded = (size + align - 1) / align * align;
-  void* p = std::aligned_alloc(align, rounded == 0 ? align : rounded);
-  if (p == nullptr) throw std::bad_alloc();
-  return p;
-}
-
-}  // namespace
-
-void* operator new(std::size_t size) { return CountedAllocate(size); }
-void* operator new[](std::size_t size) { return CountedAllocate(size); }
-void* operator new(std::size_t size, const std::nothrow_t&) noexcept {
-  try {
-    return CountedAllocate(size);
-  } catch (...) {
-    return nullptr;
-  }
-}
-void* operator new[](std::size_t size, const std::nothrow_t&) noexcept {
-  try {
-    return CountedAllocate(size);
-  } catch (...) {
-    return nullptr;
-  }
-}
-void* operator new(std::size_t size, std::align_val_t alignment) {
-  return CountedAllocateAligned(size, alignment);
-}
-void* operator new[](std::size_t size, std::align_val_t alignment) {
-  return CountedAllocateAligned(size, alignment);
-}
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
-void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::align_val_t) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t, std::align_val_t) noexcept {
-  std::free(p);
-}
-void operator delete[](void* p, std::size_t, std::align_val_t) noexcept {
-  std::free(p);
-}
+#include "tests/support/alloc_counter.h"
 
 namespace bursar::policy::expr {
 namespace {
 
 using ::testing::SizeIs;
 
-// Counts the allocations made while `body` runs.
-template <typename Body>
-long AllocationsDuring(Body body) {
-  allocations.store(0);
-  counting.store(true);
-  body();
-  counting.store(false);
-  return allocations.load();
-}
+using ::bursar::testing::AllocationsDuring;
 
 TEST(NoAllocTest, TheCountingHookSeesAllocations) {
   // Guards the test below against a hook that the build bypasses.
   std::unique_ptr<std::string> s;
-  const long n =
+  const int64_t n =
       AllocationsDuring([&] { s = std::make_unique<std::string>(100, 'x'); });
   EXPECT_GE(n, 2);
 }
@@ -143,7 +72,7 @@ TEST(NoAllocTest, EvalDoesNotAllocate) {
   for (const auto& program : programs) program->EvalBool(activation);
 
   int fired = 0;
-  const long n = AllocationsDuring([&] {
+  const int64_t n = AllocationsDuring([&] {
     for (int round = 0; round < 100; ++round) {
       for (const auto& program : programs) {
         bool ok = false;

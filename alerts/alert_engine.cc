@@ -104,16 +104,21 @@ class AlertEngine::Pass {
         local_now_(absl::ToCivilSecond(now, policy_->rules().timezone)) {}
 
   absl::Status Run() {
-    for (const storage::BudgetSpec& spec : engine_->ledger_->ListBudgets()) {
+    // One budget's spec at a time: with 100k budgets a copy of every spec
+    // would be tens of MiB, on every pass.
+    for (const std::string& name : engine_->ledger_->ListBudgetNames()) {
+      const std::optional<storage::BudgetSpec> spec =
+          engine_->ledger_->GetBudget(name);
+      // The budget may have been deleted since it was listed.
+      if (!spec.has_value()) continue;
       absl::StatusOr<std::vector<storage::Standing>> standings =
-          engine_->ledger_->LiveStandings(spec.name, "", now_);
+          engine_->ledger_->LiveStandings(name, "", now_);
       if (!standings.ok()) {
-        // The budget may have been deleted since it was listed.
         if (absl::IsNotFound(standings.status())) continue;
         return standings.status();
       }
       for (const storage::Standing& standing : *standings) {
-        if (absl::Status s = Scope(spec, standing); !s.ok()) return s;
+        if (absl::Status s = Scope(*spec, standing); !s.ok()) return s;
       }
     }
     return absl::OkStatus();

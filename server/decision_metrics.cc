@@ -1,5 +1,6 @@
 #include "server/decision_metrics.h"
 
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -195,12 +196,15 @@ struct LedgerSnapshot {
 LedgerSnapshot ReadLedger(const storage::Ledger& ledger, absl::Time now,
                           size_t max_budgets) {
   LedgerSnapshot snapshot;
-  const std::vector<storage::BudgetSpec> specs = ledger.ListBudgets();
-  for (const storage::BudgetSpec& spec : specs) {
+  const std::vector<std::string> names = ledger.ListBudgetNames();
+  for (const std::string& name : names) {
     if (snapshot.budgets.size() >= max_budgets) {
       ++snapshot.not_exported;
       continue;
     }
+    const std::optional<storage::BudgetSpec> found = ledger.GetBudget(name);
+    if (!found.has_value()) continue;  // deleted since it was listed
+    const storage::BudgetSpec& spec = *found;
     BudgetTotals totals;
     totals.name = spec.name;
     totals.amount_nanos = static_cast<double>(spec.amount_nanos);

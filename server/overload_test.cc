@@ -147,6 +147,9 @@ class BlockingLedger final : public storage::Ledger {
   std::vector<storage::BudgetSpec> ListBudgets() const override {
     return inner_->ListBudgets();
   }
+  std::vector<std::string> ListBudgetNames() const override {
+    return inner_->ListBudgetNames();
+  }
   absl::StatusOr<std::optional<storage::BudgetFigures>> Peek(
       absl::string_view budget, const storage::LabelSet& labels,
       absl::Time now) const override {

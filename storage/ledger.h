@@ -153,7 +153,12 @@ class Ledger {
   virtual absl::Status DeleteBudget(absl::string_view name, const Actor& actor,
                                     absl::Time now) = 0;
   virtual std::optional<BudgetSpec> GetBudget(absl::string_view name) const = 0;
+  // Every budget, by name.
   virtual std::vector<BudgetSpec> ListBudgets() const = 0;
+  // Every budget's name, sorted: for passes over many budgets that read
+  // each one's spec and standings in turn (GetBudget, LiveStandings) rather
+  // than copy every spec at once.
+  virtual std::vector<std::string> ListBudgetNames() const = 0;
   // The budget's instances in the period containing `now`: the one named by
   // `instance`, or (when empty) every instance with spend or holds in it
   // (a budget without per_label always has its one instance).

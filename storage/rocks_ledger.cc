@@ -274,6 +274,7 @@ class RocksLedger final : public Ledger {
                             absl::Time now) override;
   std::optional<BudgetSpec> GetBudget(absl::string_view name) const override;
   std::vector<BudgetSpec> ListBudgets() const override;
+  std::vector<std::string> ListBudgetNames() const override;
   absl::StatusOr<std::optional<BudgetFigures>> Peek(
       absl::string_view budget, const LabelSet& labels,
       absl::Time now) const override;
@@ -1049,6 +1050,17 @@ std::vector<BudgetSpec> RocksLedger::ListBudgets() const {
       specs.begin(), specs.end(),
       [](const BudgetSpec& a, const BudgetSpec& b) { return a.name < b.name; });
   return specs;
+}
+
+std::vector<std::string> RocksLedger::ListBudgetNames() const {
+  std::vector<std::string> names;
+  {
+    absl::MutexLock lock(&mu_);
+    names.reserve(budgets_.size());
+    for (const auto& [name, entry] : budgets_) names.push_back(name);
+  }
+  std::sort(names.begin(), names.end());
+  return names;
 }
 
 Standing RocksLedger::MakeStanding(const BudgetEntry& entry,

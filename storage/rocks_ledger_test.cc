@@ -279,6 +279,15 @@ TEST_F(RocksLedgerTest, CreateThenReplaceIsAuditedNewestFirst) {
   EXPECT_EQ(newest[0].actor, "bob");
 }
 
+TEST_F(RocksLedgerTest, ListBudgetNamesIsSortedAndFollowsDeletes) {
+  EXPECT_THAT(ledger_->ListBudgetNames(), IsEmpty());
+  for (const char* name : {"team-b", "org", "team-a"}) Set(Budget(name, 1000));
+  EXPECT_THAT(ledger_->ListBudgetNames(), ElementsAre("org", "team-a", "team-b"));
+  ASSERT_TRUE(ledger_->DeleteBudget("team-a", Actor{"carol", ""}, kT0).ok());
+  Reopen();
+  EXPECT_THAT(ledger_->ListBudgetNames(), ElementsAre("org", "team-b"));
+}
+
 TEST_F(RocksLedgerTest, DeleteBudget) {
   Set(Budget("team-a", 1000, {{"team", "a"}}));
   ASSERT_EQ(Reserve(Labels({{"team", "a"}}), 100).kind,

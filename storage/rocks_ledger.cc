@@ -437,6 +437,19 @@ class RocksLedger final : public Ledger {
   // Waits, releasing mu_ meanwhile, until some pinned counter write ends.
   void AwaitCounterWrite() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status AwaitDurable(uint64_t ticket) ABSL_LOCKS_EXCLUDED(mu_);
+  // Hands `ticket` to a caller that defers durability (`deferred_ticket`
+  // not null); otherwise waits until it is durable, without mu_ held.
+  absl::Status DeferOrAwait(uint64_t ticket, uint64_t* deferred_ticket)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (deferred_ticket != nullptr) {
+      *deferred_ticket = ticket;
+      return absl::OkStatus();
+    }
+    mu_.Unlock();
+    absl::Status durable = AwaitDurable(ticket);
+    mu_.Lock();
+    return durable;
+  }
   // The ticket that covers every write made so far (0 without a syncer).
   uint64_t LatestTicket() const { return database_->LatestTicket(); }
 
@@ -1006,10 +1019,7 @@ absl::StatusOr<std::pair<BudgetSpec, bool>> RocksLedger::SetBudget(
   entry.spec = spec;
   entry.tz = tz;
   Index(&entry);
-  mu_.Unlock();
-  absl::Status durable = AwaitDurable(ticket);
-  mu_.Lock();
-  if (!durable.ok()) return durable;
+  if (absl::Status s = DeferOrAwait(ticket, nullptr); !s.ok()) return s;
   return std::make_pair(std::move(spec), created);
 }
 
@@ -1028,10 +1038,7 @@ absl::Status RocksLedger::DeleteBudget(absl::string_view name,
   if (absl::Status s = WriteLocked(batch, &ticket); !s.ok()) return s;
   Unindex(&it->second);
   budgets_.erase(it);
-  mu_.Unlock();
-  absl::Status durable = AwaitDurable(ticket);
-  mu_.Lock();
-  return durable;
+  return DeferOrAwait(ticket, nullptr);
 }
 
 std::optional<BudgetSpec> RocksLedger::GetBudget(absl::string_view name) const {
@@ -1539,15 +1546,12 @@ absl::StatusOr<ReserveResult> RocksLedger::Reserve(
             absl::FromUnixMicros(scratch_record_.expires_at_micros());
         result.terms = scratch_record_.terms();
         // The first Check may not be durable yet; neither is its replay.
-        const uint64_t ticket = LatestTicket();
-        if (request.defer_durability) {
-          result.durable_ticket = ticket;
-          return result;
+        if (absl::Status s = DeferOrAwait(
+                LatestTicket(),
+                request.defer_durability ? &result.durable_ticket : nullptr);
+            !s.ok()) {
+          return s;
         }
-        mu_.Unlock();
-        absl::Status durable = AwaitDurable(ticket);
-        mu_.Lock();
-        if (!durable.ok()) return durable;
         return result;
       }
     }
@@ -1646,14 +1650,11 @@ absl::StatusOr<ReserveResult> RocksLedger::Reserve(
       Forget(id);
       return written;
     }
-    if (request.defer_durability) {
-      result.durable_ticket = ticket;
-      return result;
+    if (absl::Status s = DeferOrAwait(
+            ticket, request.defer_durability ? &result.durable_ticket : nullptr);
+        !s.ok()) {
+      return s;
     }
-    mu_.Unlock();
-    absl::Status durable = AwaitDurable(ticket);
-    mu_.Lock();
-    if (!durable.ok()) return durable;
     return result;
   }
   for (const Match& m : matches) {
@@ -1832,15 +1833,10 @@ absl::StatusOr<SettleResult> RocksLedger::Settle(
       result.already_reported = true;
       result.after_expiry = hold.reported_after_expiry;
       // The first Report may not be durable yet; neither is this answer.
-      const uint64_t ticket = LatestTicket();
-      if (durable_ticket != nullptr) {
-        *durable_ticket = ticket;
-        return result;
+      if (absl::Status s = DeferOrAwait(LatestTicket(), durable_ticket);
+          !s.ok()) {
+        return s;
       }
-      mu_.Unlock();
-      absl::Status durable = AwaitDurable(ticket);
-      mu_.Lock();
-      if (!durable.ok()) return durable;
       return result;
     }
     if (!read.ok()) {
@@ -1911,14 +1907,9 @@ absl::StatusOr<SettleResult> RocksLedger::Settle(
     ReleaseCharges(settled);
     result.cost_nanos = cost_nanos;
     result.after_expiry = expired;
-    if (durable_ticket != nullptr) {
-      *durable_ticket = ticket;
-      return result;
+    if (absl::Status s = DeferOrAwait(ticket, durable_ticket); !s.ok()) {
+      return s;
     }
-    mu_.Unlock();
-    absl::Status durable = AwaitDurable(ticket);
-    mu_.Lock();
-    if (!durable.ok()) return durable;
     return result;
   }
 }

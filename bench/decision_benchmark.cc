@@ -44,6 +44,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/civil_time.h"
 #include "absl/time/time.h"
+#include "bench/run_benchmarks.h"
 #include "benchmark/benchmark.h"
 #include "limits/concurrency_pools.h"
 #include "limits/rate_limiter.h"
@@ -623,14 +624,6 @@ BENCHMARK(BM_CompilePolicy);
 }  // namespace
 }  // namespace bursar::policy
 
-// As bursard (server/bursard.cc): abseil's mutex deadlock detection, on in
-// Debian's build of abseil, is off; it would add a cycle-graph update to
-// every lock the limits take.
 int main(int argc, char** argv) {
-  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
+  return bursar::bench::RunBenchmarks(argc, argv);
 }

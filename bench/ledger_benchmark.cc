@@ -60,6 +60,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/civil_time.h"
 #include "absl/time/time.h"
+#include "bench/run_benchmarks.h"
 #include "benchmark/benchmark.h"
 #include "storage/budget.h"
 #include "storage/labels.h"
@@ -470,10 +471,7 @@ BENCHMARK(BM_ReserveSettleThreads)->ThreadRange(1, 4)->UseRealTime();
 }  // namespace bursar::storage
 
 int main(int argc, char** argv) {
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
+  if (int failed = bursar::bench::RunBenchmarks(argc, argv)) return failed;
   // Close the databases and delete their directories.
   for (bursar::storage::SyncMode sync :
        {bursar::storage::SyncMode::kNone, bursar::storage::SyncMode::kGroup}) {

@@ -21,6 +21,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "bench/run_benchmarks.h"
 #include "benchmark/benchmark.h"
 #include "limits/rate_limiter.h"
 
@@ -122,13 +123,6 @@ BENCHMARK(BM_OneMillionLiveKeys)->Iterations(1)->Unit(benchmark::kSecond);
 }  // namespace
 }  // namespace bursar::limits
 
-// As bursard (server/bursard.cc): abseil's mutex deadlock detection, on in
-// Debian's build of abseil, is off.
 int main(int argc, char** argv) {
-  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
+  return bursar::bench::RunBenchmarks(argc, argv);
 }

@@ -162,6 +162,33 @@ class RocksFaultTest : public ::testing::TestWithParam<SyncMode> {
     return ledger().Reserve(request, kT0);
   }
 
+  struct TwoReports {
+    absl::StatusOr<SettleResult> first, second;
+  };
+  // Reports `id` at a cost of 40 with its write held at the gate, then again
+  // at 60 once the second Report waits for the first (or has finished);
+  // then lets the first write go on, failing it when `fail_first`.
+  TwoReports ReportTwiceWhileTheFirstIsWritten(const std::string& id,
+                                                bool fail_first) {
+    TwoReports reports;
+    gate_.Arm();
+    std::thread writer([&] {
+      reports.first = ledger().Settle(id, 40, kT0, nullptr, {}, nullptr);
+    });
+    gate_.AwaitHeld();
+    bool second_done = false;
+    std::thread again([&] {
+      reports.second = ledger().Settle(id, 60, kT0, nullptr, {}, nullptr);
+      gate_.SetDone(&second_done);
+    });
+    gate_.AwaitWaitersOrDone(1, &second_done);
+    gate_.Release(fail_first);
+    writer.join();
+    again.join();
+    if (fail_first) fs_.FailWrites(false);  // only the held write was to fail
+    return reports;
+  }
+
   // The org budget's figures now.
   BudgetFigures Figures() {
     absl::StatusOr<std::optional<BudgetFigures>> figures =
@@ -490,21 +517,8 @@ TEST_P(RocksFaultTest, ASecondReportWaitsForTheFirstAndSettlesIfItFailed) {
   absl::StatusOr<ReserveResult> reserved = Reserve("q1");
   ASSERT_TRUE(reserved.ok()) << reserved.status();
   const std::string id = reserved->reservation_id;
-  gate_.Arm();
-  absl::StatusOr<SettleResult> first, second;
-  std::thread writer(
-      [&] { first = ledger().Settle(id, 40, kT0, nullptr, {}, nullptr); });
-  gate_.AwaitHeld();
-  bool second_done = false;
-  std::thread again([&] {
-    second = ledger().Settle(id, 60, kT0, nullptr, {}, nullptr);
-    gate_.SetDone(&second_done);
-  });
-  gate_.AwaitWaitersOrDone(1, &second_done);
-  gate_.Release(/*fail=*/true);
-  writer.join();
-  again.join();
-  fs_.FailWrites(false);  // only the held write was to fail
+  const auto [first, second] =
+      ReportTwiceWhileTheFirstIsWritten(id, /*fail_first=*/true);
   EXPECT_EQ(first.status().code(), absl::StatusCode::kUnavailable)
       << first.status();
   ASSERT_TRUE(second.ok()) << second.status();
@@ -526,20 +540,8 @@ TEST_P(RocksFaultTest, ASecondReportWaitsForTheFirstAndRepeatsIt) {
   absl::StatusOr<ReserveResult> reserved = Reserve("q1");
   ASSERT_TRUE(reserved.ok()) << reserved.status();
   const std::string id = reserved->reservation_id;
-  gate_.Arm();
-  absl::StatusOr<SettleResult> first, second;
-  std::thread writer(
-      [&] { first = ledger().Settle(id, 40, kT0, nullptr, {}, nullptr); });
-  gate_.AwaitHeld();
-  bool second_done = false;
-  std::thread again([&] {
-    second = ledger().Settle(id, 60, kT0, nullptr, {}, nullptr);
-    gate_.SetDone(&second_done);
-  });
-  gate_.AwaitWaitersOrDone(1, &second_done);
-  gate_.Release(/*fail=*/false);
-  writer.join();
-  again.join();
+  const auto [first, second] =
+      ReportTwiceWhileTheFirstIsWritten(id, /*fail_first=*/false);
   ASSERT_TRUE(first.ok()) << first.status();
   ASSERT_TRUE(second.ok()) << second.status();
   EXPECT_TRUE(second->already_reported);

@@ -1,6 +1,7 @@
 #include "limits/rate_limiter.h"
 
 #include <algorithm>
+#include <cstring>
 #include <limits>
 #include <memory>
 #include <utility>
@@ -114,6 +115,48 @@ int RateLimiter::ShardOf(absl::string_view key) {
   // High bits: the maps hash (scope, key) with the same hash family and
   // take their control bytes from the low bits.
   return static_cast<int>((absl::HashOf(key) >> 40) % kShards);
+}
+
+RateLimiter::CounterKey::CounterKey(uint32_t scope_id, absl::string_view text)
+    : scope(scope_id), size(static_cast<uint32_t>(text.size())) {
+  if (inline_value()) {
+    std::memcpy(bytes, text.data(), text.size());
+    return;
+  }
+  char* copy = new char[text.size()];
+  std::memcpy(copy, text.data(), text.size());
+  std::memcpy(bytes, &copy, sizeof copy);
+}
+
+RateLimiter::CounterKey::CounterKey(CounterKey&& other) noexcept
+    : scope(other.scope), size(other.size) {
+  std::memcpy(bytes, other.bytes, kInlineBytes);
+  other.size = 0;  // the heap copy, if any, is ours now
+}
+
+RateLimiter::CounterKey& RateLimiter::CounterKey::operator=(
+    CounterKey other) noexcept {
+  std::swap(scope, other.scope);
+  std::swap(size, other.size);
+  char held[kInlineBytes];
+  std::memcpy(held, bytes, kInlineBytes);
+  std::memcpy(bytes, other.bytes, kInlineBytes);
+  std::memcpy(other.bytes, held, kInlineBytes);
+  return *this;
+}
+
+RateLimiter::CounterKey::~CounterKey() {
+  if (!inline_value()) delete[] heap();
+}
+
+char* RateLimiter::CounterKey::heap() const {
+  char* value;
+  std::memcpy(&value, bytes, sizeof value);
+  return value;
+}
+
+absl::string_view RateLimiter::CounterKey::value() const {
+  return absl::string_view(inline_value() ? bytes : heap(), size);
 }
 
 void RateLimiter::DropBucketsBefore(int64_t relative_index, Buckets& buckets) {
@@ -266,7 +309,7 @@ std::optional<RateDenial> RateLimiter::AcquireInto(
       const size_t before = s.counters.size();
       auto it = s.counters
                     .try_emplace(
-                        CounterKey{item.key.scope, std::string(item.key.value)})
+                        CounterKey(item.key.scope, item.key.value))
                     .first;
       if (s.counters.size() != before) grown[item.shard] = true;
       item.buckets = &it->second;
@@ -359,7 +402,7 @@ void RateLimiter::AddLocked(Counters& counters, const Scope& scope,
   const CounterKeyView view{scope.id, key};
   auto it = counters.find(view);
   if (it == counters.end()) {
-    it = counters.try_emplace(CounterKey{scope.id, std::string(key)}).first;
+    it = counters.try_emplace(CounterKey(scope.id, key)).first;
   }
   Buckets& buckets = it->second;
   auto at = std::lower_bound(buckets.begin(), buckets.end(), relative,

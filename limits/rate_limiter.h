@@ -165,8 +165,8 @@ class RateLimiter {
     size_t mask;
     std::unique_ptr<std::atomic<const Scope*>[]> slots;
   };
-  // Memory per counter is what the one-million-keys target is about: 40
-  // bytes of key, 24 of sub-buckets (one inline), and the map's slot.
+  // Memory per counter is what the one-million-keys target is about: 24
+  // bytes of key, 24 of sub-buckets (one inline): a 48-byte slot.
   struct Bucket {
     uint32_t index = 0;  // relative to the scope's base_index
     int32_t requests = 0;
@@ -174,9 +174,25 @@ class RateLimiter {
   };
   // Non-empty sub-buckets, oldest first.
   using Buckets = absl::InlinedVector<Bucket, 1>;
+  // A counter's scope and key value; values up to kInlineBytes (user ids,
+  // team names) are stored inline, longer ones on the heap.
   struct CounterKey {
-    uint32_t scope;
-    std::string value;
+    static constexpr uint32_t kInlineBytes = 16;
+    uint32_t scope = 0;
+    uint32_t size = 0;
+    char bytes[kInlineBytes];  // the value, or a pointer to it
+
+    CounterKey(uint32_t scope_id, absl::string_view text);
+    CounterKey(const CounterKey& other)
+        : CounterKey(other.scope, other.value()) {}
+    CounterKey(CounterKey&& other) noexcept;
+    CounterKey& operator=(CounterKey other) noexcept;
+    ~CounterKey();
+    absl::string_view value() const;
+
+   private:
+    bool inline_value() const { return size <= kInlineBytes; }
+    char* heap() const;
   };
   struct CounterKeyView {
     uint32_t scope;
@@ -188,13 +204,13 @@ class RateLimiter {
       return absl::HashOf(k.scope, k.value);
     }
     size_t operator()(const CounterKey& k) const {
-      return absl::HashOf(k.scope, absl::string_view(k.value));
+      return absl::HashOf(k.scope, k.value());
     }
   };
   struct KeyEq {
     using is_transparent = void;
     static CounterKeyView View(const CounterKey& k) {
-      return {k.scope, k.value};
+      return {k.scope, k.value()};
     }
     static CounterKeyView View(const CounterKeyView& k) { return k; }
     template <typename A, typename B>

@@ -47,6 +47,31 @@ TEST_F(RateLimiterTest, AdmitsUpToTheLimitThenNamesTheWindow) {
   EXPECT_EQ(Take("bob", 1000, kStart), std::nullopt);
 }
 
+// Key values longer than a counter keeps inline (e-mail addresses, API key
+// ids) are counted apart even when they share a long prefix, also after the
+// counters' tables have grown and moved them, and after idle ones are evicted.
+TEST_F(RateLimiterTest, LongKeysAreCountedApartThroughGrowthAndEviction) {
+  const std::string prefix = "someone-with-a-long-name-";
+  for (int i = 0; i < 2000; ++i) {
+    ASSERT_EQ(Take(absl::StrCat(prefix, i, "@example.com"), 1000, kStart),
+              std::nullopt)
+        << i;
+  }
+  for (int i = 0; i < 2000; ++i) {
+    std::optional<RateDenial> denial =
+        Take(absl::StrCat(prefix, i, "@example.com"), 1, kStart);
+    ASSERT_TRUE(denial.has_value()) << i;
+    EXPECT_EQ(denial->key, absl::StrCat(prefix, i, "@example.com"));
+  }
+  // Short and long keys side by side.
+  EXPECT_EQ(Take("short", 1000, kStart), std::nullopt);
+  EXPECT_TRUE(Take("short", 1, kStart).has_value());
+  limiter_.EvictIdle(kStart + absl::Hours(1));
+  EXPECT_EQ(Take(absl::StrCat(prefix, 7, "@example.com"), 1000,
+                 kStart + absl::Hours(1)),
+            std::nullopt);
+}
+
 TEST_F(RateLimiterTest, RetryAfterIsExact) {
   ASSERT_EQ(Take("alice", 1000, kStart), std::nullopt);
   std::optional<RateDenial> denial = Take("alice", 10, kStart);

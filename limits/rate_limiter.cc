@@ -120,7 +120,8 @@ int RateLimiter::ShardOf(absl::string_view key) {
 RateLimiter::CounterKey::CounterKey(uint32_t scope_id, absl::string_view text)
     : scope(scope_id), size(static_cast<uint32_t>(text.size())) {
   if (inline_value()) {
-    std::memcpy(bytes, text.data(), text.size());
+    // An empty value (a rule without a key) may have no data pointer.
+    if (!text.empty()) std::memcpy(bytes, text.data(), text.size());
     return;
   }
   char* copy = new char[text.size()];

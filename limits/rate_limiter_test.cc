@@ -63,9 +63,12 @@ TEST_F(RateLimiterTest, LongKeysAreCountedApartThroughGrowthAndEviction) {
     ASSERT_TRUE(denial.has_value()) << i;
     EXPECT_EQ(denial->key, absl::StrCat(prefix, i, "@example.com"));
   }
-  // Short and long keys side by side.
+  // Short and long keys side by side, and the empty key of a rule without
+  // one (its string_view may have no data).
   EXPECT_EQ(Take("short", 1000, kStart), std::nullopt);
   EXPECT_TRUE(Take("short", 1, kStart).has_value());
+  EXPECT_EQ(Take(absl::string_view(), 1000, kStart), std::nullopt);
+  EXPECT_TRUE(Take(absl::string_view(), 1, kStart).has_value());
   limiter_.EvictIdle(kStart + absl::Hours(1));
   EXPECT_EQ(Take(absl::StrCat(prefix, 7, "@example.com"), 1000,
                  kStart + absl::Hours(1)),

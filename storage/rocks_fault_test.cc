@@ -162,23 +162,23 @@ class RocksFaultTest : public ::testing::TestWithParam<SyncMode> {
     return ledger().Reserve(request, kT0);
   }
 
-  struct TwoReports {
-    absl::StatusOr<SettleResult> first, second;
+  template <typename Result>
+  struct TwoCalls {
+    Result first, second;
   };
-  // Reports `id` at a cost of 40 with its write held at the gate, then again
-  // at 60 once the second Report waits for the first (or has finished);
-  // then lets the first write go on, failing it when `fail_first`.
-  TwoReports ReportTwiceWhileTheFirstIsWritten(const std::string& id,
-                                                bool fail_first) {
-    TwoReports reports;
+  // Runs `call(0)` with its write held at the gate, then `call(1)`, which
+  // must wait for the first (or finish); then lets the first write go on,
+  // failing it when `fail_first`.
+  template <typename Call>
+  auto TwoCallsWhileTheFirstIsWritten(Call call, bool fail_first)
+      -> TwoCalls<decltype(call(0))> {
+    TwoCalls<decltype(call(0))> calls;
     gate_.Arm();
-    std::thread writer([&] {
-      reports.first = ledger().Settle(id, 40, kT0, nullptr, {}, nullptr);
-    });
+    std::thread writer([&] { calls.first = call(0); });
     gate_.AwaitHeld();
     bool second_done = false;
     std::thread again([&] {
-      reports.second = ledger().Settle(id, 60, kT0, nullptr, {}, nullptr);
+      calls.second = call(1);
       gate_.SetDone(&second_done);
     });
     gate_.AwaitWaitersOrDone(1, &second_done);
@@ -186,7 +186,18 @@ class RocksFaultTest : public ::testing::TestWithParam<SyncMode> {
     writer.join();
     again.join();
     if (fail_first) fs_.FailWrites(false);  // only the held write was to fail
-    return reports;
+    return calls;
+  }
+
+  // Reports `id` twice, at a cost of 40 and then of 60, the first one held.
+  TwoCalls<absl::StatusOr<SettleResult>> ReportTwiceWhileTheFirstIsWritten(
+      const std::string& id, bool fail_first) {
+    return TwoCallsWhileTheFirstIsWritten(
+        [&](int i) {
+          return ledger().Settle(id, i == 0 ? 40 : 60, kT0, nullptr, {},
+                                 nullptr);
+        },
+        fail_first);
   }
 
   // The org budget's figures now.
@@ -456,19 +467,8 @@ TEST_P(RocksFaultTest, AFailedSettleUndoesOnlyItsOwnDeltas) {
 // in flight waits for that write (the record it would read is not on disk
 // yet) and replays the reservation.
 TEST_P(RocksFaultTest, AReplayWaitsForTheFirstWrite) {
-  gate_.Arm();
-  absl::StatusOr<ReserveResult> first, replay;
-  std::thread writer([&] { first = Reserve("q1"); });
-  gate_.AwaitHeld();
-  bool replay_done = false;
-  std::thread retry([&] {
-    replay = Reserve("q1");
-    gate_.SetDone(&replay_done);
-  });
-  gate_.AwaitWaitersOrDone(1, &replay_done);
-  gate_.Release(/*fail=*/false);
-  writer.join();
-  retry.join();
+  const auto [first, replay] = TwoCallsWhileTheFirstIsWritten(
+      [&](int) { return Reserve("q1"); }, /*fail_first=*/false);
   ASSERT_TRUE(first.ok()) << first.status();
   ASSERT_TRUE(replay.ok()) << replay.status();
   EXPECT_EQ(first->kind, ReserveResult::Kind::kReserved);
@@ -482,20 +482,8 @@ TEST_P(RocksFaultTest, AReplayWaitsForTheFirstWrite) {
 // request_id and reserves anew (it is the client's retry of a Check that
 // was never acknowledged).
 TEST_P(RocksFaultTest, AReplayOfAFailedFirstWriteReservesAnew) {
-  gate_.Arm();
-  absl::StatusOr<ReserveResult> first, replay;
-  std::thread writer([&] { first = Reserve("q1"); });
-  gate_.AwaitHeld();
-  bool replay_done = false;
-  std::thread retry([&] {
-    replay = Reserve("q1");
-    gate_.SetDone(&replay_done);
-  });
-  gate_.AwaitWaitersOrDone(1, &replay_done);
-  gate_.Release(/*fail=*/true);
-  writer.join();
-  retry.join();
-  fs_.FailWrites(false);  // only the held write was to fail
+  const auto [first, replay] = TwoCallsWhileTheFirstIsWritten(
+      [&](int) { return Reserve("q1"); }, /*fail_first=*/true);
   EXPECT_EQ(first.status().code(), absl::StatusCode::kUnavailable)
       << first.status();
   ASSERT_TRUE(replay.ok()) << replay.status();

@@ -102,14 +102,39 @@ void RollupKpiView::Refresh(absl::Time now, absl::Duration idle) const {
       ++it;
     }
   }
-  for (auto& [key, entry] : due) {
-    if (ledger_ != nullptr && !ledger_->GetBudget(entry.budget).has_value()) {
-      absl::MutexLock lock(&cache_mu_);
-      cache_.erase(key);
-      continue;
-    }
-    const absl::Time computed_at = absl::Now();
-    Compute(entry.budget, entry.instance, entry.window, now, &entry.figures);
+  if (ledger_ != nullptr) {
+    absl::flat_hash_map<std::string, bool> budget_exists;
+    auto deleted =
+        std::remove_if(due.begin(), due.end(), [&](const auto& entry) {
+          const std::string& budget = entry.second.budget;
+          auto [known, added] = budget_exists.try_emplace(budget);
+          if (added) known->second = ledger_->GetBudget(budget).has_value();
+          if (known->second) return false;
+          absl::MutexLock lock(&cache_mu_);
+          cache_.erase(entry.first);
+          return true;
+        });
+    due.erase(deleted, due.end());
+  }
+  if (due.empty()) return;
+  const absl::Time computed_at = absl::Now();
+  std::vector<storage::KpiRowsQuery> queries;
+  queries.reserve(due.size());
+  for (const auto& [key, entry] : due) {
+    queries.push_back(
+        QueryFor(entry.budget, entry.instance, entry.window, now));
+  }
+  absl::StatusOr<std::vector<storage::KpiRowList>> rows;
+  if (usage_ != nullptr) {
+    rows = usage_->ReadKpiRows(queries);
+    // Left stale: the next read computes its entry itself.
+    if (!rows.ok()) return;
+  }
+  for (size_t i = 0; i < due.size(); ++i) {
+    auto& [key, entry] = due[i];
+    entry.figures = policy::KpiFigures();
+    FiguresFrom(usage_ != nullptr ? &(*rows)[i] : nullptr, entry.window, now,
+                &entry.figures);
     absl::MutexLock lock(&cache_mu_);
     auto it = cache_.find(key);
     // Kept only if still cached and not computed for a later time since.
@@ -120,20 +145,37 @@ void RollupKpiView::Refresh(absl::Time now, absl::Duration idle) const {
   }
 }
 
+storage::KpiRowsQuery RollupKpiView::QueryFor(absl::string_view budget,
+                                              absl::string_view instance,
+                                              policy::KpiWindow window,
+                                              absl::Time now) {
+  return {budget, instance, HourOf(KpiWindowStart(window, now)),
+          KpiWindowEnd(window, now) + absl::Seconds(1)};
+}
+
 void RollupKpiView::Compute(absl::string_view budget,
                             absl::string_view instance,
                             policy::KpiWindow window, absl::Time now,
                             policy::KpiFigures* out) const {
+  if (usage_ == nullptr) {
+    FiguresFrom(nullptr, window, now, out);
+    return;
+  }
+  const storage::KpiRowsQuery query = QueryFor(budget, instance, window, now);
+  absl::StatusOr<std::vector<storage::KpiRowList>> rows =
+      usage_->ReadKpiRows({&query, 1});
+  FiguresFrom(rows.ok() ? &rows->front() : nullptr, window, now, out);
+}
+
+void RollupKpiView::FiguresFrom(const storage::KpiRowList* rows,
+                                policy::KpiWindow window, absl::Time now,
+                                policy::KpiFigures* out) const {
   const absl::Time start = KpiWindowStart(window, now);
   const absl::Time end = KpiWindowEnd(window, now);
   if (policies_ != nullptr) {
     out->policy_changed = policies_->ChangedBetween(start, end);
   }
-  if (usage_ == nullptr) return;
-  absl::StatusOr<std::vector<std::pair<absl::Time, storage::UsageCounts>>>
-      rows = usage_->KpiRows(budget, instance, HourOf(start),
-                             end + absl::Seconds(1));
-  if (!rows.ok()) return;
+  if (rows == nullptr) return;
   storage::UsageCounts total;
   for (const auto& [hour, counts] : *rows) {
     // The bucket has recorded [hour, min(hour + 1h, now)]; the window

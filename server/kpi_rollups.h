@@ -71,10 +71,19 @@ class RollupKpiView final : public policy::KpiView {
   void Refresh(absl::Time now, absl::Duration idle = absl::Minutes(1)) const;
 
  private:
+  // What `window` ending at `now` reads of (budget, instance).
+  static storage::KpiRowsQuery QueryFor(absl::string_view budget,
+                                        absl::string_view instance,
+                                        policy::KpiWindow window,
+                                        absl::Time now);
   // Figures from the rollups, uncached.
   void Compute(absl::string_view budget, absl::string_view instance,
                policy::KpiWindow window, absl::Time now,
                policy::KpiFigures* out) const;
+  // Adds to `out` the figures of `window` ending at `now` from the rows its
+  // QueryFor read (null: none could be read; only policy_changed is set).
+  void FiguresFrom(const storage::KpiRowList* rows, policy::KpiWindow window,
+                   absl::Time now, policy::KpiFigures* out) const;
 
   const storage::UsageStore* usage_;
   const storage::Ledger* ledger_;

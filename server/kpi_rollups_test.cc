@@ -134,7 +134,7 @@ TEST_F(KpiRollupsTest, CachedFiguresRefreshAfterTheStalenessBound) {
   EXPECT_EQ(spend(t + absl::Seconds(1)), 150);
 }
 
-// Counts the range scans KPIs make.
+// Counts the reads KPIs make (one pass over the rollups each).
 class CountingUsage final : public storage::UsageStore {
  public:
   explicit CountingUsage(storage::UsageStore* inner) : inner_(inner) {}
@@ -145,11 +145,10 @@ class CountingUsage final : public storage::UsageStore {
       absl::Time start, absl::Time end) const override {
     return inner_->Rows(start, end);
   }
-  absl::StatusOr<std::vector<std::pair<absl::Time, storage::UsageCounts>>>
-  KpiRows(absl::string_view budget, absl::string_view instance,
-          absl::Time start, absl::Time end) const override {
+  absl::StatusOr<std::vector<storage::KpiRowList>> ReadKpiRows(
+      absl::Span<const storage::KpiRowsQuery> queries) const override {
     ++scans;
-    return inner_->KpiRows(budget, instance, start, end);
+    return inner_->ReadKpiRows(queries);
   }
   absl::Status DeleteBefore(absl::Time cutoff) override {
     return inner_->DeleteBefore(cutoff);
@@ -195,6 +194,42 @@ TEST_F(KpiRollupsTest, RefreshKeepsReadEntriesFreshSoReadsDoNoScans) {
   EXPECT_EQ(usage.scans, 6);
   EXPECT_EQ(spend(t + absl::Minutes(2)), 150);
   EXPECT_EQ(usage.scans, 7);
+}
+
+TEST_F(KpiRollupsTest, RefreshReadsEveryEntryInOnePassAndKeepsThemApart) {
+  CountingUsage usage(storage_.usage.get());
+  const RollupKpiView view(&usage, storage_.ledger.get(), nullptr,
+                           absl::Seconds(2));
+  auto spend = [&](const char* budget, const char* instance, KpiWindow window,
+                   absl::Time now) {
+    KpiFigures out;
+    EXPECT_TRUE(view.Figures(budget, instance, window, now, &out));
+    return out.spend_nanos;
+  };
+  const absl::Time t = kT0 + absl::Hours(2);
+  Record(t - absl::Minutes(90), 7, 1, absl::Milliseconds(10));  // previous hour
+  Record(t - absl::Minutes(1), 100, 1, absl::Milliseconds(10));
+  Record(t - absl::Minutes(1), 20, 1, absl::Milliseconds(10), "per-user",
+         "alice");
+  Record(t - absl::Minutes(1), 3, 1, absl::Milliseconds(10), "per-user", "bob");
+  EXPECT_EQ(spend("team", "", KpiWindow::kLastHour, t), 100);
+  EXPECT_EQ(spend("team", "", KpiWindow::kPreviousHour, t), 7);
+  EXPECT_EQ(spend("per-user", "alice", KpiWindow::kLastHour, t), 20);
+  EXPECT_EQ(spend("per-user", "bob", KpiWindow::kLastHour, t), 3);
+  ASSERT_EQ(usage.scans, 4);
+
+  // An hour on (on the hour again, so no bucket is partly covered).
+  Record(t + absl::Minutes(10), 1000, 1, absl::Milliseconds(10), "per-user",
+         "bob");
+  const absl::Time next = t + absl::Hours(1);
+  view.Refresh(next, /*idle=*/absl::Hours(2));
+  EXPECT_EQ(usage.scans, 5);  // four entries, one read
+  const absl::Time later = next + absl::Milliseconds(500);
+  EXPECT_EQ(spend("team", "", KpiWindow::kLastHour, later), 0);
+  EXPECT_EQ(spend("team", "", KpiWindow::kPreviousHour, later), 100);
+  EXPECT_EQ(spend("per-user", "alice", KpiWindow::kLastHour, later), 0);
+  EXPECT_EQ(spend("per-user", "bob", KpiWindow::kLastHour, later), 1000);
+  EXPECT_EQ(usage.scans, 5);
 }
 
 TEST_F(KpiRollupsTest, P95IsTheBucketBoundOfThe95thPercentile) {

@@ -244,6 +244,54 @@ absl::Status Corrupt(absl::string_view what, const rocksdb::Slice& key) {
                    "\" is unreadable"));
 }
 
+// Appends to `rows` the KPI rows of one scope (keys `prefix` + hour) from
+// `lower` up to, not including, `upper`, read through `it`.
+absl::Status ReadKpiRange(rocksdb::Iterator& it, absl::string_view prefix,
+                          absl::string_view lower, absl::string_view upper,
+                          KpiRowList& rows) {
+  const rocksdb::Slice upper_slice(upper.data(), upper.size());
+  for (it.Seek(rocksdb::Slice(lower.data(), lower.size()));
+       it.Valid() && it.key().compare(upper_slice) < 0; it.Next()) {
+    const rocksdb::Slice key = it.key();
+    if (!key.starts_with(rocksdb::Slice(prefix.data(), prefix.size())) ||
+        key.size() != prefix.size() + 9) {
+      return Corrupt("KPI counter", key);
+    }
+    absl::string_view in(key.data() + prefix.size(), 8);
+    absl::Time hour;
+    ReadHour(in, &hour);
+    if (rows.empty() || rows.back().first != hour) {
+      rows.emplace_back(hour, UsageCounts());
+    }
+    if (!AddStored(key, it.value(), rows.back().second)) {
+      return Corrupt("KPI counter", key);
+    }
+  }
+  return FromRocks(it.status(), "reading KPIs");
+}
+
+// Adds the per-hour sums of updates not folded yet to `rows` (oldest
+// first), as rows of their own for hours that have none.
+void AddPending(const std::map<absl::Time, UsageCounts>& pending,
+                KpiRowList& rows) {
+  if (pending.empty()) return;
+  KpiRowList merged;
+  merged.reserve(rows.size() + pending.size());
+  auto p = pending.begin();
+  for (auto& row : rows) {
+    for (; p != pending.end() && p->first < row.first; ++p) {
+      merged.emplace_back(p->first, p->second);
+    }
+    if (p != pending.end() && p->first == row.first) {
+      row.second.Add(p->second);
+      ++p;
+    }
+    merged.push_back(std::move(row));
+  }
+  for (; p != pending.end(); ++p) merged.emplace_back(p->first, p->second);
+  rows = std::move(merged);
+}
+
 // The attribution part of a KPI-carrying update: without the KPI-only
 // counters and the histogram (what MergeCounts writes to an attribution
 // row).
@@ -561,65 +609,67 @@ class RocksUsageStore final : public UsageStore {
     return rows;
   }
 
-  absl::StatusOr<std::vector<std::pair<absl::Time, UsageCounts>>> KpiRows(
-      absl::string_view budget, absl::string_view instance, absl::Time start,
-      absl::Time end) const override {
-    std::vector<std::pair<absl::Time, UsageCounts>> rows;
-    if (end <= start) return rows;
-    const absl::Time lower_hour =
-        HourOf(start) < start ? HourOf(start) + absl::Hours(1) : HourOf(start);
-    const absl::Time upper_hour =
-        HourOf(end) < end ? HourOf(end) + absl::Hours(1) : HourOf(end);
+  absl::StatusOr<std::vector<KpiRowList>> ReadKpiRows(
+      absl::Span<const KpiRowsQuery> queries) const override {
+    // Each query's hours [lower, upper): whole hours inside [start, end).
+    struct Range {
+      absl::Time lower_hour;
+      absl::Time upper_hour;
+      std::map<absl::Time, UsageCounts> pending;
+    };
+    std::vector<Range> ranges(queries.size());
+    absl::flat_hash_map<std::pair<absl::string_view, absl::string_view>,
+                        std::vector<size_t>>
+        queries_of;
+    for (size_t q = 0; q < queries.size(); ++q) {
+      const KpiRowsQuery& query = queries[q];
+      if (query.end <= query.start) continue;
+      ranges[q].lower_hour = HourOf(query.start) < query.start
+                                 ? HourOf(query.start) + absl::Hours(1)
+                                 : HourOf(query.start);
+      ranges[q].upper_hour = HourOf(query.end) < query.end
+                                 ? HourOf(query.end) + absl::Hours(1)
+                                 : HourOf(query.end);
+      queries_of[{query.budget, query.instance}].push_back(q);
+    }
+    std::vector<KpiRowList> rows(queries.size());
+    if (queries_of.empty()) return rows;
+
     const ReadView view = BeginRead();
-    std::map<absl::Time, UsageCounts> pending;
     absl::Status read = ForEachPending(view, [&](const UsageUpdate& update) {
       const absl::Time hour = HourOf(update.time);
-      if (hour < lower_hour || hour >= upper_hour) return;
-      for (const auto& [b, i] : update.budgets) {
-        if (b == budget && i == instance) pending[hour].Add(update.counts);
+      for (const auto& [budget, instance] : update.budgets) {
+        auto of = queries_of.find(std::make_pair(absl::string_view(budget),
+                                                 absl::string_view(instance)));
+        if (of == queries_of.end()) continue;
+        for (size_t q : of->second) {
+          Range& range = ranges[q];
+          if (hour < range.lower_hour || hour >= range.upper_hour) continue;
+          range.pending[hour].Add(update.counts);
+        }
       }
     });
     if (!read.ok()) return read;
 
-    const std::string prefix = KpiPrefix(budget, instance);
-    std::string lower = prefix;
-    AppendHour(lower, lower_hour);
-    std::string upper = prefix;
-    AppendHour(upper, upper_hour);
     rocksdb::ReadOptions options;
     options.snapshot = view.snapshot->snapshot();
-    const rocksdb::Slice upper_slice(upper);
-    options.iterate_upper_bound = &upper_slice;
     std::unique_ptr<rocksdb::Iterator> it(
         database_->db()->NewIterator(options, database_->cf(kUsageCf)));
-    for (it->Seek(lower); it->Valid(); it->Next()) {
-      const rocksdb::Slice key = it->key();
-      if (!key.starts_with(prefix) || key.size() != prefix.size() + 9) {
-        return Corrupt("KPI counter", key);
-      }
-      absl::string_view in(key.data() + prefix.size(), 8);
-      absl::Time hour;
-      ReadHour(in, &hour);
-      if (rows.empty() || rows.back().first != hour) {
-        rows.emplace_back(hour, UsageCounts());
-      }
-      if (!AddStored(key, it->value(), rows.back().second)) {
-        return Corrupt("KPI counter", key);
-      }
-    }
-    if (absl::Status s = FromRocks(it->status(), "reading KPIs"); !s.ok()) {
-      return s;
-    }
-    if (pending.empty()) return rows;
-    for (auto& [hour, counts] : rows) {
-      if (auto p = pending.find(hour); p != pending.end()) {
-        counts.Add(p->second);
-        pending.erase(p);
+    for (const auto& [scope, indexes] : queries_of) {
+      const std::string prefix = KpiPrefix(scope.first, scope.second);
+      for (size_t q : indexes) {
+        const Range& range = ranges[q];
+        std::string lower = prefix;
+        AppendHour(lower, range.lower_hour);
+        std::string upper = prefix;
+        AppendHour(upper, range.upper_hour);
+        if (absl::Status s = ReadKpiRange(*it, prefix, lower, upper, rows[q]);
+            !s.ok()) {
+          return s;
+        }
+        AddPending(range.pending, rows[q]);
       }
     }
-    for (auto& [hour, counts] : pending) rows.emplace_back(hour, counts);
-    std::sort(rows.begin(), rows.end(),
-              [](const auto& a, const auto& b) { return a.first < b.first; });
     return rows;
   }
 

@@ -3,6 +3,7 @@
 // expiries, signals, and all of it after a reopen.
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <random>
@@ -480,6 +481,61 @@ TEST_F(UsageLogTest, ReadRightAfterReportSeesItBeforeAndAfterTheFold) {
 }
 
 // Expired reservations (Record) go through the log too.
+TEST_F(UsageLogTest, ManyKpiQueriesReadTogetherGetEachTheirOwnRows) {
+  SetBudget("per-user", "user");
+  // Per (user, hour): the cost settled. Half the calls are folded into the
+  // rows, the later half wait in the log, some in hours that have rows.
+  std::map<std::pair<std::string, absl::Time>, int64_t> expected;
+  auto call = [&](const std::string& user, int64_t cost, absl::Duration at) {
+    Call(user, cost, kT0 + at);
+    expected[{user, kT0 + absl::Hours(absl::ToInt64Hours(at))}] += cost;
+  };
+  call("alice", 10, absl::Minutes(5));
+  call("bob", 20, absl::Minutes(6));
+  call("alice", 30, absl::Minutes(70));
+  ASSERT_TRUE(storage_.usage->FoldPending().ok());
+  call("alice", 40, absl::Minutes(75));   // an hour with a folded row
+  call("alice", 50, absl::Minutes(130));  // an hour with only pending ones
+  call("bob", 60, absl::Minutes(8));
+
+  const absl::Time end = kT0 + absl::Hours(3);
+  const KpiRowsQuery queries[] = {
+      {"per-user", "alice", kT0, end},
+      {"per-user", "bob", kT0, end},
+      {"per-user", "alice", kT0 + absl::Hours(1), kT0 + absl::Hours(2)},
+      {"per-user", "carol", kT0, end},
+      {"per-user", "alice", end, kT0},  // empty range
+  };
+  absl::StatusOr<std::vector<KpiRowList>> rows =
+      storage_.usage->ReadKpiRows(queries);
+  ASSERT_TRUE(rows.ok()) << rows.status();
+  ASSERT_EQ(rows->size(), 5u);
+  auto costs = [](const KpiRowList& list) {
+    std::vector<std::pair<absl::Time, int64_t>> out;
+    for (const auto& [hour, counts] : list) {
+      out.emplace_back(hour, counts.cost_nanos);
+    }
+    return out;
+  };
+  auto expected_costs = [&](const std::string& user, absl::Time from,
+                            absl::Time to) {
+    std::vector<std::pair<absl::Time, int64_t>> out;
+    for (const auto& [key, cost] : expected) {
+      if (key.first == user && key.second >= from && key.second < to) {
+        out.emplace_back(key.second, cost);
+      }
+    }
+    return out;
+  };
+  EXPECT_EQ(costs((*rows)[0]), expected_costs("alice", kT0, end));
+  EXPECT_EQ(costs((*rows)[0]).size(), 3u);
+  EXPECT_EQ(costs((*rows)[1]), expected_costs("bob", kT0, end));
+  EXPECT_EQ(costs((*rows)[2]), expected_costs("alice", kT0 + absl::Hours(1),
+                                              kT0 + absl::Hours(2)));
+  EXPECT_TRUE((*rows)[3].empty());
+  EXPECT_TRUE((*rows)[4].empty());
+}
+
 TEST_F(UsageLogTest, RecordedExpiriesAreReadBeforeAndAfterTheFold) {
   UsageUpdate update;
   update.time = kT0;

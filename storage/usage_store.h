@@ -31,6 +31,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "absl/types/span.h"
 
 namespace bursar::storage {
 
@@ -120,6 +121,16 @@ struct UsageStoreOptions {
   absl::Duration fold_interval = absl::Milliseconds(100);
 };
 
+// The KPI rows of one (budget, instance) in [start, end) of hours.
+struct KpiRowsQuery {
+  absl::string_view budget;
+  absl::string_view instance;
+  absl::Time start;
+  absl::Time end;
+};
+// KPI rows with their hours, oldest first.
+using KpiRowList = std::vector<std::pair<absl::Time, UsageCounts>>;
+
 class UsageStore {
  public:
   virtual ~UsageStore() = default;
@@ -142,9 +153,19 @@ class UsageStore {
 
   // The KPI rows of (budget, instance) whose hour lies in [start, end),
   // oldest first, with their hours.
-  virtual absl::StatusOr<std::vector<std::pair<absl::Time, UsageCounts>>>
-  KpiRows(absl::string_view budget, absl::string_view instance,
-          absl::Time start, absl::Time end) const = 0;
+  absl::StatusOr<KpiRowList> KpiRows(absl::string_view budget,
+                                     absl::string_view instance,
+                                     absl::Time start, absl::Time end) const {
+    const KpiRowsQuery query{budget, instance, start, end};
+    absl::StatusOr<std::vector<KpiRowList>> rows = ReadKpiRows({&query, 1});
+    if (!rows.ok()) return rows.status();
+    return std::move(rows->front());
+  }
+  // KpiRows of every query, in the order of `queries`, all read at one
+  // point in time. Many queries cost one pass over the updates not folded
+  // yet and one seek per query, not one pass per query.
+  virtual absl::StatusOr<std::vector<KpiRowList>> ReadKpiRows(
+      absl::Span<const KpiRowsQuery> queries) const = 0;
 
   // Deletes every row (attribution and KPI) whose hour started before the
   // hour containing `cutoff` (range deletes; the retention of the rollups).

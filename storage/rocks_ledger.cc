@@ -87,6 +87,9 @@ struct HoldId {
 };
 
 constexpr size_t kHoldIdChars = 34;
+// A new id's high 64 bits: Unix microseconds (52 bits, until the year 2112)
+// then this many random bits.
+constexpr int kHoldIdRandomBitsInHi = 12;
 
 // An allocator for the few big tables of the ledger (the holds): blocks of
 // 2 MiB and more are aligned to 2 MiB and marked for transparent huge
@@ -501,7 +504,7 @@ class RocksLedger final : public Ledger {
                 absl::string_view action, absl::string_view name,
                 const Actor& actor, const BudgetSpec* before,
                 const BudgetSpec* after) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  HoldId NewHoldId() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  HoldId NewHoldId(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void MergeSideCounters(rocksdb::WriteBatch& batch,
                          absl::Span<const SideCounterDelta> deltas);
   // Drops a hold from memory (its charge targets and request_id entry too).
@@ -1350,8 +1353,15 @@ absl::Status RocksLedger::CollectMatches(
   return absl::OkStatus();
 }
 
-HoldId RocksLedger::NewHoldId() {
-  return HoldId{absl::Uniform<uint64_t>(bitgen_),
+HoldId RocksLedger::NewHoldId(absl::Time now) {
+  // The reservation's time first, so that the holds' keys grow with time
+  // and each new hold is written at the end of the memtable instead of at
+  // a random place in it; 76 random bits after it.
+  const uint64_t micros = static_cast<uint64_t>(
+      std::max<int64_t>(absl::ToUnixMicros(now), 0));
+  const uint64_t random_low_bits =
+      absl::Uniform<uint64_t>(bitgen_) >> (64 - kHoldIdRandomBitsInHi);
+  return HoldId{(micros << kHoldIdRandomBitsInHi) | random_low_bits,
                 absl::Uniform<uint64_t>(bitgen_)};
 }
 
@@ -1585,7 +1595,7 @@ absl::StatusOr<ReserveResult> RocksLedger::Reserve(
   } else if (request.dry_run) {
     result.kind = ReserveResult::Kind::kDryRun;
   } else {
-    const HoldId id = NewHoldId();
+    const HoldId id = NewHoldId(now);
     char key_text[kHoldIdChars];
     const absl::string_view key = FormatHoldId(id, key_text);
     const absl::Time expires_at = now + request.ttl;

@@ -2,6 +2,7 @@
 
 #include <stdlib.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cctype>
 #include <cstdint>
@@ -650,6 +651,25 @@ TEST_F(RocksLedgerTest, RequestIdReplaysTheSameReservation) {
   EXPECT_EQ(after_settle.reservation_id, first.reservation_id);
   EXPECT_EQ(StandingOf("b").spent_nanos, 250);
   EXPECT_EQ(StandingOf("b").held_nanos, 100);
+}
+
+TEST_F(RocksLedgerTest, ReservationIdsSortByTimeAndStayDistinctWithinOne) {
+  Set(Budget("b", 1'000'000));
+  std::vector<std::string> ids;
+  for (int i = 0; i < 50; ++i) {
+    // Ten reservations in each microsecond, five microseconds apart.
+    const absl::Time at = kT0 + absl::Microseconds(5 * (i / 10));
+    const ReserveResult reserved = Reserve(Labels({}), 1, at);
+    ASSERT_EQ(reserved.kind, ReserveResult::Kind::kReserved);
+    ASSERT_THAT(reserved.reservation_id,
+                ::testing::MatchesRegex("r-[0-9a-f]{32}"));
+    ids.push_back(reserved.reservation_id);
+  }
+  for (size_t i = 10; i < ids.size(); ++i) {
+    EXPECT_LT(ids[i - 10], ids[i]) << "reservation " << i;
+  }
+  std::sort(ids.begin(), ids.end());
+  EXPECT_EQ(std::unique(ids.begin(), ids.end()), ids.end());
 }
 
 // --- Settle and expiry ---------------------------------------------------

@@ -195,10 +195,19 @@ int BudgetGet(const CommandContext& context,
 
 int BudgetList(const CommandContext& context,
                const std::vector<std::string>& /*args*/) {
+  // Every page, as one answer.
   v1::ListBudgetsResponse response;
-  const grpc::Status status = AdminStub(context)->ListBudgets(
-      NewCall(context).get(), v1::ListBudgetsRequest(), &response);
-  if (!status.ok()) return RpcError(context, status);
+  v1::ListBudgetsRequest request;
+  do {
+    v1::ListBudgetsResponse page;
+    const grpc::Status status =
+        AdminStub(context)->ListBudgets(NewCall(context).get(), request, &page);
+    if (!status.ok()) return RpcError(context, status);
+    for (v1::GetBudgetResponse& budget : *page.mutable_budgets()) {
+      *response.add_budgets() = std::move(budget);
+    }
+    request.set_page_token(page.next_page_token());
+  } while (!request.page_token().empty());
   if (context.json) return PrintJson(response);
 
   if (response.budgets().empty()) {

@@ -1,6 +1,9 @@
 #include "server/budget_admin.h"
 
+#include <algorithm>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/util/json_util.h"
@@ -16,8 +19,8 @@ std::string BudgetJson(const std::optional<storage::BudgetSpec>& spec) {
   google::protobuf::util::JsonPrintOptions options;
   options.always_print_primitive_fields = true;
   options.preserve_proto_field_names = true;
-  if (!google::protobuf::util::MessageToJsonString(BudgetToProto(*spec),
-                                                   &json, options)
+  if (!google::protobuf::util::MessageToJsonString(BudgetToProto(*spec), &json,
+                                                   options)
            .ok()) {
     return "";
   }
@@ -154,16 +157,36 @@ absl::Status BudgetAdmin::GetBudget(const v1::GetBudgetRequest& request,
   return FillBudget(*spec, request.instance(), clock_->Now(), response);
 }
 
-absl::Status BudgetAdmin::ListBudgets(const v1::ListBudgetsRequest& /*request*/,
+absl::Status BudgetAdmin::ListBudgets(const v1::ListBudgetsRequest& request,
                                       v1::ListBudgetsResponse* response) {
+  if (request.page_size() < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "page_size: ", request.page_size(), " is negative; give 1 to ",
+        kMaxBudgetsPerPage, ", or 0 for ", kMaxBudgetsPerPage));
+  }
+  const int page_size = request.page_size() == 0
+                            ? kMaxBudgetsPerPage
+                            : std::min(request.page_size(), kMaxBudgetsPerPage);
+  // The token is the last name of the previous page: budgets created or
+  // deleted between pages neither shift nor repeat the others.
+  const std::vector<std::string> names = ledger_->ListBudgetNames();
+  auto next =
+      std::upper_bound(names.begin(), names.end(), request.page_token());
+  if (request.page_token().empty()) next = names.begin();
   const absl::Time now = clock_->Now();
-  for (const storage::BudgetSpec& spec : ledger_->ListBudgets()) {
-    absl::Status s = FillBudget(spec, "", now, response->add_budgets());
+  for (; next != names.end() && response->budgets_size() < page_size; ++next) {
+    const std::optional<storage::BudgetSpec> spec = ledger_->GetBudget(*next);
+    if (!spec.has_value()) continue;  // deleted meanwhile
+    absl::Status s = FillBudget(*spec, "", now, response->add_budgets());
     if (absl::IsNotFound(s)) {  // deleted meanwhile
       response->mutable_budgets()->RemoveLast();
       continue;
     }
     if (!s.ok()) return s;
+  }
+  if (next != names.end() && response->budgets_size() > 0) {
+    response->set_next_page_token(
+        response->budgets(response->budgets_size() - 1).budget().name());
   }
   return absl::OkStatus();
 }

@@ -16,6 +16,9 @@ namespace bursar::server {
 
 class BudgetAdmin {
  public:
+  // ListBudgets' largest page (and the page of page_size 0).
+  static constexpr int kMaxBudgetsPerPage = 1000;
+
   // Both pointers must outlive the BudgetAdmin.
   BudgetAdmin(storage::Ledger* ledger, Clock* clock)
       : ledger_(ledger), clock_(clock) {}

@@ -415,9 +415,11 @@ bool DecodeUsageRecord(absl::string_view in, UsageUpdate* update) {
   return true;
 }
 
-// Records one fold takes at most (a folder that fell behind catches up in
-// several batches of bounded size).
-constexpr uint64_t kMaxRecordsPerFold = 65536;
+// Records one fold's batch takes at most; more are folded in several
+// batches. A batch is one RocksDB write: while its few hundred memtable
+// inserts run, the Checks and Reports writing after it wait in RocksDB's
+// write queue, so a small batch keeps that wait well under a millisecond.
+constexpr uint64_t kMaxRecordsPerFold = 64;
 // A read folds first when more records than this wait (else it adds them
 // in memory): reads then decode at most this many records plus those in
 // flight.

@@ -403,7 +403,9 @@ TEST_F(UsageLogTest, UnfoldedRecordsAreFoldedExactlyOnceAtOpen) {
   SetBudget("org");
   SetBudget("per-user", "user");
   int64_t sum = 0;
-  for (int i = 0; i < 50; ++i) {
+  // More records than one fold's batch takes: the open folds them in
+  // several batches.
+  for (int i = 0; i < 150; ++i) {
     const int64_t cost = 1000 + i;
     Call(i % 2 == 0 ? "alice" : "bob", cost, kT0 + absl::Minutes(i));
     sum += cost;
@@ -411,17 +413,17 @@ TEST_F(UsageLogTest, UnfoldedRecordsAreFoldedExactlyOnceAtOpen) {
   int records = 0;
   int attribution_keys = 0;
   CountOnDisk(&records, &attribution_keys);
-  EXPECT_EQ(records, 50);  // one record per Report, nothing folded yet
+  EXPECT_EQ(records, 150);  // one record per Report, nothing folded yet
   EXPECT_EQ(attribution_keys, 0);
   for (int pass = 0; pass < 3; ++pass) {
     Open();
-    const absl::Time end = kT0 + absl::Hours(2);
+    const absl::Time end = kT0 + absl::Hours(3);
     EXPECT_EQ(Total("", kT0, end).cost_nanos, sum);
-    EXPECT_EQ(Total("", kT0, end).requests, 50);
+    EXPECT_EQ(Total("", kT0, end).requests, 150);
     EXPECT_EQ(Total("org", kT0, end).cost_nanos, sum);
-    EXPECT_EQ(Total("per-user", kT0, end).requests, 50);
-    EXPECT_EQ(KpiTotal("per-user", "alice", kT0, end).requests, 25);
-    EXPECT_EQ(KpiTotal("org", "", kT0, end).latency_reports, 50);
+    EXPECT_EQ(Total("per-user", kT0, end).requests, 150);
+    EXPECT_EQ(KpiTotal("per-user", "alice", kT0, end).requests, 75);
+    EXPECT_EQ(KpiTotal("org", "", kT0, end).latency_reports, 150);
     CountOnDisk(&records, &attribution_keys);
     EXPECT_EQ(records, 0);  // folded at the first open
     EXPECT_GT(attribution_keys, 0);

@@ -187,6 +187,12 @@ class LedgerFixture {
 
   Ledger& ledger() { return *storage_.ledger; }
   absl::Time now() const { return now_; }
+  // When call number `n` is made: one microsecond after the one before
+  // (wrapping after 71 minutes, within the budgets' day), so reservation
+  // ids grow with the calls as they do in bursard.
+  absl::Time TimeOf(uint64_t n) const {
+    return now_ + absl::Microseconds(n % (uint64_t{1} << 32));
+  }
 
   // The labels of call number `n` (the Decider's usage labels: model and
   // provider, then the caller's).
@@ -260,7 +266,8 @@ bool ReserveOne(benchmark::State& state, LedgerFixture& f, uint64_t n,
   request.request_id = f.RequestIdOf(n, request_id);
   request.terms = f.terms();
   request.defer_durability = durable_ticket != nullptr;
-  absl::StatusOr<ReserveResult> reserved = f.ledger().Reserve(request, f.now());
+  absl::StatusOr<ReserveResult> reserved =
+      f.ledger().Reserve(request, f.TimeOf(n));
   if (!reserved.ok() || reserved->kind != ReserveResult::Kind::kReserved ||
       reserved->standings.size() != 3) {
     state.SkipWithError(
@@ -277,11 +284,11 @@ bool ReserveOne(benchmark::State& state, LedgerFixture& f, uint64_t n,
   return true;
 }
 
-bool SettleOne(benchmark::State& state, LedgerFixture& f,
+bool SettleOne(benchmark::State& state, LedgerFixture& f, uint64_t n,
                const std::string& reservation_id, const UsageUpdate* usage,
                uint64_t* durable_ticket) {
   absl::StatusOr<SettleResult> settled = f.ledger().Settle(
-      reservation_id, kCostNanos, f.now(), usage, {}, durable_ticket);
+      reservation_id, kCostNanos, f.TimeOf(n), usage, {}, durable_ticket);
   if (!settled.ok() || settled->already_reported ||
       settled->cost_nanos != kCostNanos) {
     state.SkipWithError(settled.ok() ? "Settle did not charge the cost"
@@ -313,7 +320,7 @@ void BM_ReserveSettle(benchmark::State& state) {
     if (!ReserveOne(state, f, n, &reservation_id, nullptr)) break;
     const auto reserved = std::chrono::steady_clock::now();
     const int64_t allocs_reserved = thread_allocations;
-    if (!SettleOne(state, f, reservation_id, nullptr, nullptr)) break;
+    if (!SettleOne(state, f, n, reservation_id, nullptr, nullptr)) break;
     const auto end = std::chrono::steady_clock::now();
     reserve_allocs += allocs_reserved - allocs_before;
     settle_allocs += thread_allocations - allocs_reserved;
@@ -360,7 +367,7 @@ void BM_ReserveGetHoldSettleUsage(benchmark::State& state) {
       state.SkipWithError("GetHold did not return the terms");
       break;
     }
-    if (!SettleOne(state, f, reservation_id, &f.UpdateOf(n), nullptr)) break;
+    if (!SettleOne(state, f, n, reservation_id, &f.UpdateOf(n), nullptr)) break;
   }
   state.counters["allocs_per_op"] =
       static_cast<double>(thread_allocations - allocs_before) /
@@ -380,7 +387,7 @@ void BM_ReserveSettleGroupWait(benchmark::State& state) {
   for (auto _ : state) {
     const uint64_t n = f.NextCall();
     if (!ReserveOne(state, f, n, &reservation_id, nullptr)) break;
-    if (!SettleOne(state, f, reservation_id, nullptr, nullptr)) break;
+    if (!SettleOne(state, f, n, reservation_id, nullptr, nullptr)) break;
   }
   state.counters["allocs_per_op"] =
       static_cast<double>(thread_allocations - allocs_before) /
@@ -406,7 +413,7 @@ void BM_ReserveSettleGroupDeferred(benchmark::State& state) {
     const uint64_t n = f.NextCall();
     uint64_t reserve_ticket = 0, settle_ticket = 0;
     if (!ReserveOne(state, f, n, &reservation_id, &reserve_ticket)) break;
-    if (!SettleOne(state, f, reservation_id, nullptr, &settle_ticket)) break;
+    if (!SettleOne(state, f, n, reservation_id, nullptr, &settle_ticket)) break;
     {
       absl::MutexLock lock(&mu);
       ++pending;
@@ -452,7 +459,7 @@ void BM_ReserveSettleThreads(benchmark::State& state) {
   for (auto _ : state) {
     const uint64_t n = next_call.fetch_add(1, std::memory_order_relaxed);
     if (!ReserveOne(state, f, n, &reservation_id, nullptr)) break;
-    if (!SettleOne(state, f, reservation_id, nullptr, nullptr)) break;
+    if (!SettleOne(state, f, n, reservation_id, nullptr, nullptr)) break;
   }
   getrusage(RUSAGE_THREAD, &after);
   state.SetItemsProcessed(state.iterations());

@@ -133,14 +133,19 @@ absl::Status RocksDatabase::OpenDb() {
   rocksdb::ColumnFamilyOptions counter_options;
   counter_options.table_factory = tables;
   counter_options.merge_operator = NewInt64AddOperator();
-  // Every call merges into the same few hot keys (its budgets' counters and
-  // usage rows). Bounding successive merges (max_successive_merges) costs a
-  // memtable seek per Merge to count them; these keys are read only at
-  // start-up and by background KPI refreshes, and flushes fold their
-  // operands, so the operands are left to accumulate.
+  // Every Report merges into its budgets' counters. Bounding successive
+  // merges (max_successive_merges) costs a memtable seek per Merge to count
+  // them; these keys are read only at start-up and by background passes,
+  // and flushes fold their operands, so the operands are left to
+  // accumulate.
   counter_options.max_successive_merges = 0;
   rocksdb::ColumnFamilyOptions usage_options = counter_options;
   usage_options.merge_operator = NewCounterMergeOperator(kUsageCounterSetKind);
+  // Usage rows are merged into only by the background fold (decision 022),
+  // once per fold per row, and read every second by the KPI refresh: there
+  // the seek per Merge is cheaper than reading ever longer operand lists
+  // (up to 600 a minute per busy row between flushes).
+  usage_options.max_successive_merges = 16;
 
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
   for (int i = 0; i < kNumCfs; ++i) {

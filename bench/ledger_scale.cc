@@ -215,7 +215,9 @@ int Run() {
         return 1;
       }
       if (reported &&
-          !ledger.Settle(reserved->reservation_id, 700, now, nullptr, {}, nullptr).ok()) {
+          !ledger
+               .Settle(reserved->reservation_id, 700, now, nullptr, {}, nullptr)
+               .ok()) {
         std::fprintf(stderr, "Settle failed\n");
         return 1;
       }

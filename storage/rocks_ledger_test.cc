@@ -1504,8 +1504,8 @@ TEST_F(RocksLedgerTest, ForEachOpenHoldVisitsOnlyHoldsFlaggedVisitOnRestore) {
   std::vector<std::string> expected;
   size_t open = 0;
   for (const Case& c : {Case{40, 2}, Case{600, 20}}) {
-    SCOPED_TRACE(absl::StrCat(c.holds, " holds, one in ", c.flag_one_in,
-                              " flagged"));
+    SCOPED_TRACE(
+        absl::StrCat(c.holds, " holds, one in ", c.flag_one_in, " flagged"));
     for (int i = 0; i < c.holds; ++i) {
       const LabelSet labels = Labels({});
       const std::string terms = absl::StrCat("terms-", c.holds, "-", i);
@@ -1517,8 +1517,8 @@ TEST_F(RocksLedgerTest, ForEachOpenHoldVisitsOnlyHoldsFlaggedVisitOnRestore) {
       absl::StatusOr<ReserveResult> r = ledger_->Reserve(request, kT0);
       ASSERT_TRUE(r.ok()) << r.status();
       // Every other flagged hold and every third unflagged one is settled.
-      const bool settle = request.visit_on_restore ? (i / c.flag_one_in) % 2
-                                                   : i % 3 == 0;
+      const bool settle =
+          request.visit_on_restore ? (i / c.flag_one_in) % 2 : i % 3 == 0;
       if (settle) {
         Settle(r->reservation_id, 5);
       } else {

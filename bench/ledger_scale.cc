@@ -10,7 +10,8 @@
 //   build/bench/bursar_ledger_scale --dir=/tmp/scale --reopen_only
 //
 // After the reopen it also times one ForEachOpenHold pass (bursard reads
-// every open hold's terms at start-up to restore its concurrency pools), and
+// the terms of the open holds that took concurrency slots at start-up, to
+// restore its pools; --pool_share says which reservations took one), and
 // with --rate_keys=N fills a rate limiter (limits/) with N live keys the way
 // bursard's Decider holds them (one per-user rule, a one-minute window of
 // requests and tokens), so that the RSS of 100k budgets and 1M rate keys is
@@ -29,6 +30,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <memory>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -36,6 +38,7 @@
 #include "absl/flags/parse.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "limits/rate_limiter.h"
@@ -54,6 +57,13 @@ ABSL_FLAG(bool, request_ids, false,
 ABSL_FLAG(int, terms_bytes, 0,
           "bytes of terms stored with every reservation (bursard stores "
           "about 500: model, prices, rate charges, the answer)");
+ABSL_FLAG(double, pool_share, 1.0,
+          "share of the reservations that take a concurrency slot, 0 to 1 "
+          "(chosen at random, fixed seed): they are reserved with "
+          "visit_on_restore and, with --terms_bytes, their terms name the "
+          "pool \"bench-slots\"; the others are reserved without it, as "
+          "bursard reserves a call that takes no slot (decision 025). 1: "
+          "every reservation is visited at restart, as before that change");
 ABSL_FLAG(std::string, dir, "", "data directory (default: a new temp dir)");
 ABSL_FLAG(bool, keep, false, "keep the data directory");
 ABSL_FLAG(int, rate_keys, 0,
@@ -82,6 +92,16 @@ std::string ParseableTerms(int bytes) {
     terms.push_back(static_cast<char>((v & 0x7f) | 0x80));
   }
   terms.append(static_cast<size_t>(length), 'm');
+  return terms;
+}
+
+// `terms` with HoldTerms.pools (field 8) naming one pool: the terms of a
+// call that took a concurrency slot.
+std::string WithPool(std::string terms, absl::string_view pool) {
+  if (terms.empty()) return terms;
+  terms.push_back('\x42');  // field 8, length-delimited
+  terms.push_back(static_cast<char>(pool.size()));
+  terms.append(pool.data(), pool.size());
   return terms;
 }
 
@@ -130,6 +150,11 @@ int Run() {
                  reported_percent);
     return 1;
   }
+  const double pool_share = absl::GetFlag(FLAGS_pool_share);
+  if (!(pool_share >= 0 && pool_share <= 1)) {
+    std::fprintf(stderr, "--pool_share must be 0 to 1, not %g\n", pool_share);
+    return 1;
+  }
   RocksLedgerOptions options;
   options.path = dir;
   options.sync = SyncMode::kNone;
@@ -159,8 +184,12 @@ int Run() {
                 absl::FormatDuration(absl::Now() - start).c_str());
     start = absl::Now();
     const std::string terms = ParseableTerms(absl::GetFlag(FLAGS_terms_bytes));
+    const std::string pool_terms = WithPool(terms, "bench-slots");
     const bool request_ids = absl::GetFlag(FLAGS_request_ids);
     std::string request_id;
+    std::mt19937_64 random(25);
+    std::bernoulli_distribution takes_slot(pool_share);
+    int with_slot = 0, open_with_slot = 0;
     for (int i = 0; i < holds; ++i) {
       LabelSet labels;
       labels.Add("team", absl::StrCat("t", i % budgets));
@@ -169,7 +198,13 @@ int Run() {
       request.labels = &labels;
       request.estimate_nanos = 1000;
       request.ttl = absl::Hours(12);
-      request.terms = terms;
+      request.visit_on_restore = takes_slot(random);
+      request.terms = request.visit_on_restore ? pool_terms : terms;
+      const bool reported = i % 100 < reported_percent;
+      if (request.visit_on_restore) {
+        ++with_slot;
+        if (!reported) ++open_with_slot;
+      }
       if (request_ids) {
         request_id = absl::StrFormat("%08x-0000-4000-8000-%012x", i, i * 7919);
         request.request_id = request_id;
@@ -179,15 +214,19 @@ int Run() {
         std::fprintf(stderr, "Reserve failed\n");
         return 1;
       }
-      if (i % 100 < reported_percent &&
-          !ledger.Settle(reserved->reservation_id, 700, now, nullptr, {}, nullptr).ok()) {
+      if (reported &&
+          !ledger
+               .Settle(reserved->reservation_id, 700, now, nullptr, {}, nullptr)
+               .ok()) {
         std::fprintf(stderr, "Settle failed\n");
         return 1;
       }
     }
-    std::printf("made %d reservations (%d%% reported) in %s\n", holds,
-                reported_percent,
-                absl::FormatDuration(absl::Now() - start).c_str());
+    std::printf(
+        "made %d reservations (%d%% reported; %d took a slot, %d of them "
+        "open) in %s\n",
+        holds, reported_percent, with_slot, open_with_slot,
+        absl::FormatDuration(absl::Now() - start).c_str());
   }
   const double rss_before = RssMib();
   const absl::Duration cpu_start = CpuTime();
@@ -207,7 +246,8 @@ int Run() {
       RssMib(), HugePagesMib(), rss_before);
   Ledger& ledger = *reopened->ledger;
 
-  // bursard's RestoreInFlight: every open hold with its terms.
+  // bursard's RestoreInFlight: the open holds that took a slot (and any
+  // stored before decision 025), with their terms.
   const absl::Time pass_start = absl::Now();
   const absl::Duration pass_cpu_start = CpuTime();
   size_t visited = 0, terms_bytes = 0;

@@ -373,6 +373,10 @@ absl::Status Decider::Decide(const v1::CheckRequest& request,
     reserve.terms = terms_bytes;
     reserve.ttl = options_.reservation_ttl;
     reserve.dry_run = request.dry_run();
+    // A restart restores the pool slots of the calls in flight from their
+    // terms (RestoreInFlight); a call that took none need not be read
+    // (decision 025).
+    reserve.visit_on_restore = terms.pools_size() > 0;
     reserve.defer_durability = durable_ticket != nullptr;
     reserved = ledger_->Reserve(reserve, now);
     if (!reserved.ok() ||
@@ -519,6 +523,8 @@ absl::Status Decider::RestoreInFlight() {
   const std::shared_ptr<const policy::CompiledPolicy> active =
       policies_->Active();
   absl::Status status;
+  // The ledger visits the open holds that were reserved with pool slots
+  // (visit_on_restore) and those stored before that flag existed.
   ledger_->ForEachOpenHold([&](const storage::HoldView& hold) {
     HoldTerms terms;
     if (!terms.ParseFromString(hold.terms)) {

@@ -80,7 +80,10 @@ class Decider {
   }
 
   // At start-up: gives the calls still in flight (open reservations) their
-  // concurrency slots back.
+  // concurrency slots back. Reads the terms only of the open reservations
+  // whose Check took slots (Check reserves them with visit_on_restore) and
+  // of those stored before that flag existed (decision 025); DataLoss if
+  // one of those has unreadable terms.
   absl::Status RestoreInFlight();
 
   // Expires reservations past their TTL (charging their estimate, freeing

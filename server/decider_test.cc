@@ -3,6 +3,7 @@
 #include <memory>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
@@ -17,6 +18,7 @@ namespace {
 
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using ::testing::UnorderedElementsAreArray;
 
 constexpr char kPolicy[] = R"yaml(
 apiVersion: bursar.dev/v1
@@ -180,6 +182,81 @@ TEST_F(DeciderTest, ReportChargesThePricesTheCheckSaw) {
   ASSERT_TRUE(decider_->Report(report, &again).ok());
   EXPECT_TRUE(again.already_reported());
   EXPECT_EQ(again.cost_nanos(), response.cost_nanos());
+}
+
+// A pool on gpt-4.1; gpt-4.1-mini takes no slot.
+std::shared_ptr<const policy::CompiledPolicy> CompilePoolPolicy() {
+  std::string text = kPolicy;
+  text.replace(text.find("UNKNOWN_ACTION"), 14, "reject");
+  text +=
+      "concurrency:\n"
+      "  - name: gpt41-slots\n"
+      "    when: request.model == \"gpt-4.1\"\n"
+      "    max_in_flight: 100\n";
+  policy::CompileResult result = policy::CompilePolicy({{"p.yaml", text}});
+  EXPECT_NE(result.policy, nullptr)
+      << (result.diagnostics.empty()
+              ? ""
+              : policy::FormatDiagnostic(result.diagnostics.front()));
+  return result.policy;
+}
+
+// Decision 025: a restart gives back exactly the pool slots of the calls in
+// flight, and reads only the holds of the calls that took one (the Check
+// asks the ledger to visit those, and only those, on restore).
+TEST_F(DeciderTest, RestartRestoresThePoolSlotsReadingOnlyTheCallsThatTookOne) {
+  SetBudget("search", 1'000'000'000'000, {{"team", "search"}});
+  policies_->Activate(CompilePoolPolicy());
+  std::vector<std::string> open_with_slot;
+  size_t open = 0;
+  v1::CheckRequest first_pool_call;
+  for (int i = 0; i < 60; ++i) {
+    const bool pooled = i % 4 == 0;  // 15 calls take a slot, 45 do not
+    v1::CheckRequest request =
+        Request(pooled ? "gpt-4.1" : "gpt-4.1-mini", 100, 100);
+    request.set_request_id(absl::StrCat("req-", i));
+    v1::CheckResponse check;
+    ASSERT_TRUE(decider_->Check(request, &check).ok());
+    ASSERT_EQ(check.verdict(), v1::VERDICT_ALLOW) << i;
+    if (i == 0) first_pool_call = request;
+    if (i % 3 == 0) {  // reported: 5 of the pooled calls, 15 of the others
+      v1::ReportRequest report;
+      report.set_reservation_id(check.reservation_id());
+      report.mutable_usage()->set_input_tokens(100);
+      report.mutable_usage()->set_output_tokens(50);
+      v1::ReportResponse reported;
+      ASSERT_TRUE(decider_->Report(report, &reported).ok());
+    } else {
+      ++open;
+      if (pooled) open_with_slot.push_back(check.reservation_id());
+    }
+  }
+  // A retry of a reported call replays its answer and takes no new slot.
+  v1::CheckResponse replay;
+  ASSERT_TRUE(decider_->Check(first_pool_call, &replay).ok());
+  const int64_t in_flight = decider_->pools().in_flight("gpt41-slots");
+  ASSERT_EQ(in_flight, 10);
+  ASSERT_EQ(open_with_slot.size(), 10u);
+  ASSERT_EQ(ledger_->open_holds(), open);
+
+  decider_.reset();
+  ledger_.reset();
+  storage::RocksLedgerOptions options;
+  options.path = dir_.path();
+  options.sync = storage::SyncMode::kNone;
+  auto reopened = storage::OpenRocksLedger(options);
+  ASSERT_TRUE(reopened.ok()) << reopened.status();
+  ledger_ = *std::move(reopened);
+  decider_ = std::make_unique<Decider>(ledger_.get(), policies_.get(), &clock_,
+                                       DeciderOptions{});
+  ASSERT_TRUE(decider_->RestoreInFlight().ok());
+  EXPECT_EQ(decider_->pools().in_flight("gpt41-slots"), in_flight);
+  EXPECT_EQ(ledger_->open_holds(), open);
+  std::vector<std::string> visited;
+  ledger_->ForEachOpenHold([&](const storage::HoldView& hold) {
+    visited.push_back(hold.reservation_id);
+  });
+  EXPECT_THAT(visited, UnorderedElementsAreArray(open_with_slot));
 }
 
 TEST_F(DeciderTest, BadRequestsNameTheField) {

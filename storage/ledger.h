@@ -82,6 +82,11 @@ struct ReserveRequest {
   bool dry_run = false;
   // Written with the hold (kReserved only).
   absl::Span<const SideCounterDelta> side_counters;
+  // Whether ForEachOpenHold visits the hold while it is open. False for a
+  // hold whose terms nothing at start-up needs (bursard: a call that took no
+  // concurrency slot): a restart then reads no terms for it (decision 025).
+  // Stored with the hold; holds stored before this flag existed are visited.
+  bool visit_on_restore = true;
   // False: Reserve returns once its result is durable per the sync mode.
   // True: once it is written (and visible to every other call); the result
   // may be acknowledged only after WhenDurable(durable_ticket) reports OK.
@@ -225,10 +230,13 @@ class Ledger {
   // unless it is null.
   virtual absl::StatusOr<int> ExpireHolds(absl::Time now,
                                           std::vector<HoldView>* expired) = 0;
-  // Calls `visit` with every open hold (under the ledger's lock: `visit`
-  // must not call the ledger). Meant for start-up: RocksLedger reads the
-  // terms from disk, by point reads when few stored holds are open and by
-  // one scan of every stored hold otherwise.
+  // Calls `visit` with every open hold that was reserved with
+  // visit_on_restore (and every open hold stored before that flag existed),
+  // in reservation-id order, under the ledger's lock (`visit` must not call
+  // the ledger). Open holds reserved without it are not visited and their
+  // terms are not read. Meant for start-up: RocksLedger reads the visited
+  // holds' terms from disk, by point reads when few stored holds are to be
+  // visited and by one scan of every stored hold otherwise.
   virtual void ForEachOpenHold(
       absl::FunctionRef<void(const HoldView&)> visit) const = 0;
   // Every side counter with from <= key < to, in key order, with its value

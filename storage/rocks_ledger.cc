@@ -396,11 +396,16 @@ class RocksLedger final : public Ledger {
     // until it clears it under mu_; other callers that need the record, or
     // would change the hold, wait (AwaitHoldWritten).
     bool writing : 1;
+    // ForEachOpenHold visits it while open (ReserveRequest::
+    // visit_on_restore; HoldRecord::skip_on_restore negated, so records
+    // from before the flag are visited). Decision 025.
+    bool visit_on_restore : 1;
 
     Hold()
         : reported_after_expiry(false),
           request_in_overflow(false),
-          writing(false) {}
+          writing(false),
+          visit_on_restore(true) {}
     bool open() const { return state == HoldRecord::STATE_OPEN; }
     bool expired() const { return state == HoldRecord::STATE_EXPIRED; }
     bool settled() const { return state == HoldRecord::STATE_SETTLED; }
@@ -682,6 +687,7 @@ absl::Status RocksLedger::LoadHolds() {
     hold.amount_nanos =
         hold.open() ? record.estimate_nanos() : record.cost_nanos();
     hold.reported_after_expiry = record.reported_after_expiry();
+    hold.visit_on_restore = !record.skip_on_restore();
     if (!hold.settled()) {
       absl::Span<Charge> charges = AllocateCharges(hold, record.charges_size());
       for (int i = 0; i < record.charges_size(); ++i) {
@@ -1603,6 +1609,7 @@ absl::StatusOr<ReserveResult> RocksLedger::Reserve(
     hold.amount_nanos = request.estimate_nanos;
     hold.at_micros = absl::ToUnixMicros(expires_at);
     hold.state = HoldRecord::STATE_OPEN;
+    hold.visit_on_restore = request.visit_on_restore;
 
     HoldRecord& record = scratch_record_;
     record.Clear();
@@ -1613,6 +1620,7 @@ absl::StatusOr<ReserveResult> RocksLedger::Reserve(
     record.set_expires_at_micros(hold.at_micros);
     record.set_state(HoldRecord::STATE_OPEN);
     record.set_terms(request.terms.data(), request.terms.size());
+    record.set_skip_on_restore(!request.visit_on_restore);
     for (const Match& m : matches) {
       ChargeRecord* charge = record.add_charges();
       charge->set_budget(m.entry->spec.name);
@@ -1713,10 +1721,17 @@ absl::StatusOr<HoldView> RocksLedger::GetHold(
 void RocksLedger::ForEachOpenHold(
     absl::FunctionRef<void(const HoldView&)> visit) const {
   absl::MutexLock lock(&mu_);
+  // Only the open holds flagged visit_on_restore (decision 025): bursard's
+  // calls in flight that hold concurrency slots, bounded by the pools'
+  // sizes, however many calls are in flight.
+  std::vector<HoldId> to_visit;
+  for (const auto& [expires_at, id] : expiry_queue_) {
+    if (holds_.at(id).visit_on_restore) to_visit.push_back(id);
+  }
   // The terms are on disk (start-up only; one record and one view reused).
-  // When few of the stored holds are open (the usual restart: the calls in
-  // flight among a day of settled ones), point reads of the open ones in key
-  // order; otherwise one scan of every stored hold.
+  // When few of the stored holds are to be visited (the usual restart),
+  // point reads of them in key order; otherwise one scan of every stored
+  // hold.
   HoldRecord record;
   HoldView view;
   auto visit_record = [&](absl::string_view key, const Hold& hold,
@@ -1727,8 +1742,9 @@ void RocksLedger::ForEachOpenHold(
     FillView(key, hold, record, view);
     visit(view);
   };
-  constexpr size_t kScanWhenOpenAtLeastOneIn = 8;
-  if (expiry_queue_.size() * kScanWhenOpenAtLeastOneIn >= holds_.size()) {
+  constexpr size_t kScanWhenVisitedAtLeastOneIn = 8;
+  if (to_visit.size() * kScanWhenVisitedAtLeastOneIn >= holds_.size() &&
+      !to_visit.empty()) {
     std::unique_ptr<rocksdb::Iterator> it(
         db_->NewIterator(ScanOptions(), cfs_[kHoldsCf]));
     for (it->SeekToFirst(); it->Valid(); it->Next()) {
@@ -1736,15 +1752,15 @@ void RocksLedger::ForEachOpenHold(
       HoldId id;
       if (!ParseHoldId(key, &id)) continue;
       auto found = holds_.find(id);
-      if (found == holds_.end() || !found->second.open()) continue;
+      if (found == holds_.end() || !found->second.open() ||
+          !found->second.visit_on_restore) {
+        continue;
+      }
       visit_record(key, found->second, it->value());
     }
     return;
   }
-  std::vector<HoldId> open;
-  open.reserve(expiry_queue_.size());
-  for (const auto& [expires_at, id] : expiry_queue_) open.push_back(id);
-  std::sort(open.begin(), open.end());  // the order of their keys
+  std::sort(to_visit.begin(), to_visit.end());  // the order of their keys
   constexpr size_t kBatch = 256;
   struct KeyText {
     char text[kHoldIdChars];
@@ -1753,10 +1769,10 @@ void RocksLedger::ForEachOpenHold(
   std::vector<rocksdb::Slice> keys(kBatch);
   std::vector<rocksdb::PinnableSlice> values(kBatch);
   std::vector<rocksdb::Status> statuses(kBatch);
-  for (size_t first = 0; first < open.size(); first += kBatch) {
-    const size_t n = std::min(kBatch, open.size() - first);
+  for (size_t first = 0; first < to_visit.size(); first += kBatch) {
+    const size_t n = std::min(kBatch, to_visit.size() - first);
     for (size_t i = 0; i < n; ++i) {
-      keys[i] = ToSlice(FormatHoldId(open[first + i], key_text[i].text));
+      keys[i] = ToSlice(FormatHoldId(to_visit[first + i], key_text[i].text));
       values[i].Reset();
     }
     db_->MultiGet(rocksdb::ReadOptions(), cfs_[kHoldsCf], n, keys.data(),
@@ -1766,7 +1782,7 @@ void RocksLedger::ForEachOpenHold(
           statuses[i].ok() ? static_cast<const rocksdb::Slice&>(values[i])
                            : rocksdb::Slice();
       visit_record(absl::string_view(keys[i].data(), keys[i].size()),
-                   holds_.at(open[first + i]), value);
+                   holds_.at(to_visit[first + i]), value);
     }
   }
 }

@@ -1510,6 +1510,105 @@ TEST_F(RocksLedgerTest, ForEachOpenHoldFindsFewOpenHoldsAmongManySettled) {
   }
 }
 
+// Decision 025: only the open holds reserved with visit_on_restore are
+// visited (and read), by point reads when they are few among the stored
+// holds and by the scan when they are many; the flag survives a reopen.
+TEST_F(RocksLedgerTest, ForEachOpenHoldVisitsOnlyHoldsFlaggedVisitOnRestore) {
+  Set(Budget("b", 1'000'000'000));
+  struct Case {
+    int holds;
+    int flag_one_in;  // every n-th hold is flagged
+  };
+  // 40 holds, 20 flagged of which 10 stay open: the scan. Then 600 more,
+  // 30 flagged of which 15 stay open: 25 to visit among 640, point reads.
+  std::vector<std::string> expected;
+  size_t open = 0;
+  for (const Case& c : {Case{40, 2}, Case{600, 20}}) {
+    SCOPED_TRACE(
+        absl::StrCat(c.holds, " holds, one in ", c.flag_one_in, " flagged"));
+    for (int i = 0; i < c.holds; ++i) {
+      const LabelSet labels = Labels({});
+      const std::string terms = absl::StrCat("terms-", c.holds, "-", i);
+      ReserveRequest request;
+      request.labels = &labels;
+      request.estimate_nanos = 10;
+      request.terms = terms;
+      request.visit_on_restore = i % c.flag_one_in == 0;
+      absl::StatusOr<ReserveResult> r = ledger_->Reserve(request, kT0);
+      ASSERT_TRUE(r.ok()) << r.status();
+      // Every other flagged hold and every third unflagged one is settled.
+      const bool settle =
+          request.visit_on_restore ? (i / c.flag_one_in) % 2 : i % 3 == 0;
+      if (settle) {
+        Settle(r->reservation_id, 5);
+      } else {
+        ++open;
+        if (request.visit_on_restore) {
+          expected.push_back(absl::StrCat(r->reservation_id, " ", terms));
+        }
+      }
+    }
+    std::sort(expected.begin(), expected.end());
+    for (int pass = 0; pass < 2; ++pass) {
+      SCOPED_TRACE(pass == 0 ? "as reserved" : "after a reopen");
+      EXPECT_EQ(ledger_->open_holds(), open);
+      std::vector<std::string> seen;
+      ledger_->ForEachOpenHold([&](const HoldView& h) {
+        EXPECT_EQ(h.state, HoldState::kOpen);
+        seen.push_back(absl::StrCat(h.reservation_id, " ", h.terms));
+      });
+      EXPECT_EQ(seen, expected);
+      Reopen();
+    }
+  }
+}
+
+// Records stored before the flag existed have no skip_on_restore: their open
+// holds are visited, as every open hold was before (decision 025).
+TEST_F(RocksLedgerTest, OpenHoldsStoredBeforeTheFlagAreVisited) {
+  Set(Budget("b", 10'000));
+  auto reserve = [&](absl::string_view terms, bool visit) {
+    const LabelSet labels = Labels({});
+    ReserveRequest request;
+    request.labels = &labels;
+    request.estimate_nanos = 10;
+    request.terms = terms;
+    request.visit_on_restore = visit;
+    absl::StatusOr<ReserveResult> r = ledger_->Reserve(request, kT0);
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? r->reservation_id : std::string();
+  };
+  const std::string old_id = reserve("old", false);
+  const std::string skipped_id = reserve("skipped", false);
+  const std::string visited_id = reserve("visited", true);
+  ledger_.reset();
+  EXPECT_TRUE(StoredHold(dir_.path(), skipped_id).skip_on_restore());
+  EXPECT_FALSE(StoredHold(dir_.path(), visited_id).skip_on_restore());
+  // `old_id`'s record as an earlier version wrote it: without the field.
+  WithRawHolds(
+      dir_.path(),
+      [&](rocksdb::DB& db, rocksdb::ColumnFamilyHandle* holds) {
+        std::string bytes;
+        ASSERT_TRUE(db.Get(rocksdb::ReadOptions(), holds, old_id, &bytes).ok());
+        HoldRecord record;
+        ASSERT_TRUE(record.ParseFromString(bytes));
+        record.clear_skip_on_restore();
+        bytes = record.SerializeAsString();
+        ASSERT_TRUE(db.Put(rocksdb::WriteOptions(), holds, old_id, bytes).ok());
+      },
+      /*read_only=*/false);
+  Open();
+  EXPECT_EQ(ledger_->open_holds(), 3u);
+  std::vector<std::string> expected = {absl::StrCat(old_id, " old"),
+                                       absl::StrCat(visited_id, " visited")};
+  std::sort(expected.begin(), expected.end());
+  std::vector<std::string> seen;
+  ledger_->ForEachOpenHold([&](const HoldView& h) {
+    seen.push_back(absl::StrCat(h.reservation_id, " ", h.terms));
+  });
+  EXPECT_EQ(seen, expected);
+}
+
 TEST_F(RocksLedgerTest, ExpiredHoldsComeBackWithTheirTerms) {
   Set(Budget("b", 10'000));
   const ReserveResult r =

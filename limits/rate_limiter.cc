@@ -111,10 +111,10 @@ const RateLimiter::Scope& RateLimiter::AddScope(absl::string_view rule,
   return *scope;
 }
 
-int RateLimiter::ShardOf(absl::string_view key) {
-  // High bits: the maps hash (scope, key) with the same hash family and
-  // take their control bytes from the low bits.
-  return static_cast<int>((absl::HashOf(key) >> 40) % kShards);
+int RateLimiter::ShardOf(size_t value_hash) {
+  // High bits of the key's own hash: the maps' hash (CounterHash) mixes it
+  // again with the scope and takes its control bytes from the low bits.
+  return static_cast<int>((value_hash >> 40) % kShards);
 }
 
 RateLimiter::CounterKey::CounterKey(uint32_t scope_id, absl::string_view text)
@@ -200,11 +200,13 @@ std::optional<RateDenial> RateLimiter::AcquireInto(
   };
   absl::InlinedVector<Item, 8> items;
   int shard = 0;
+  size_t value_hash = 0;
   const RateAsk* previous = nullptr;
   for (const RateAsk& ask : asks) {
     // Rules often share their key (the user): hash it once.
     if (previous == nullptr || previous->key != ask.key) {
-      shard = ShardOf(ask.key);
+      value_hash = ValueHash(ask.key);
+      shard = ShardOf(value_hash);
     }
     previous = &ask;
     for (const WindowLimit& limit : ask.windows) {
@@ -214,7 +216,7 @@ std::optional<RateDenial> RateLimiter::AcquireInto(
       item.bucket = SubBucketIndex(limit.window, now);
       item.scope =
           &FindScope(ask.rule, absl::ToInt64Seconds(limit.window), item.bucket);
-      item.key = {item.scope->id, ask.key};
+      item.key = {item.scope->id, ask.key, value_hash};
       item.hash = KeyHash()(item.key);
       item.shard = shard;
       item.buckets = nullptr;
@@ -347,13 +349,22 @@ void RateLimiter::Release(absl::Span<const RateCharge> charges) {
   struct Item {
     const RateCharge* charge;
     const Scope* scope;
+    size_t value_hash;
     int shard;
   };
   absl::InlinedVector<Item, 8> items;
+  const RateCharge* previous = nullptr;
+  size_t value_hash = 0;
   for (const RateCharge& charge : charges) {
+    // The charges of one key (a user's rules) are next to each other: hash
+    // the key once.
+    if (previous == nullptr || previous->key != charge.key) {
+      value_hash = ValueHash(charge.key);
+    }
+    previous = &charge;
     items.push_back(
         {&charge, &FindScope(charge.rule, charge.window_seconds, charge.bucket),
-         ShardOf(charge.key)});
+         value_hash, ShardOf(value_hash)});
   }
   // One lock per shard, whatever the number of windows in it.
   std::sort(items.begin(), items.end(),
@@ -364,8 +375,8 @@ void RateLimiter::Release(absl::Span<const RateCharge> charges) {
     const int shard = items[i].shard;
     for (; i < items.size() && items[i].shard == shard; ++i) {
       const RateCharge& charge = *items[i].charge;
-      AddLocked(s.counters, *items[i].scope, charge.key, charge.bucket, -1,
-                -charge.tokens);
+      AddLocked(s.counters, *items[i].scope, charge.key, items[i].value_hash,
+                charge.bucket, -1, -charge.tokens);
     }
   }
 }
@@ -373,8 +384,8 @@ void RateLimiter::Release(absl::Span<const RateCharge> charges) {
 void RateLimiter::Correct(const RateCharge& charge, int64_t actual_tokens) {
   const Scope& scope =
       FindScope(charge.rule, charge.window_seconds, charge.bucket);
-  const CounterKeyView key{scope.id, charge.key};
-  Shard& s = shards_[ShardOf(charge.key)];
+  const CounterKeyView key{scope.id, charge.key, ValueHash(charge.key)};
+  Shard& s = shards_[ShardOf(key.value_hash)];
   absl::MutexLock lock(&s.mu);
   auto it = s.counters.find(key);
   if (it == s.counters.end()) return;
@@ -389,18 +400,19 @@ void RateLimiter::Correct(const RateCharge& charge, int64_t actual_tokens) {
 void RateLimiter::Restore(const RateCharge& charge, int64_t requests) {
   const Scope& scope =
       FindScope(charge.rule, charge.window_seconds, charge.bucket);
-  Shard& s = shards_[ShardOf(charge.key)];
+  const size_t value_hash = ValueHash(charge.key);
+  Shard& s = shards_[ShardOf(value_hash)];
   absl::MutexLock lock(&s.mu);
-  AddLocked(s.counters, scope, charge.key, charge.bucket, requests,
+  AddLocked(s.counters, scope, charge.key, value_hash, charge.bucket, requests,
             charge.tokens);
 }
 
 void RateLimiter::AddLocked(Counters& counters, const Scope& scope,
-                            absl::string_view key, int64_t bucket,
-                            int64_t requests, int64_t tokens) {
+                            absl::string_view key, size_t value_hash,
+                            int64_t bucket, int64_t requests, int64_t tokens) {
   const int64_t relative = bucket - scope.base_index;
   if (relative < 0 || relative > std::numeric_limits<uint32_t>::max()) return;
-  const CounterKeyView view{scope.id, key};
+  const CounterKeyView view{scope.id, key, value_hash};
   auto it = counters.find(view);
   if (it == counters.end()) {
     it = counters.try_emplace(CounterKey(scope.id, key)).first;

@@ -194,23 +194,34 @@ class RateLimiter {
     bool inline_value() const { return size <= kInlineBytes; }
     char* heap() const;
   };
+  // A key value is hashed once per call (ValueHash), whatever the number of
+  // windows and rules that count it: the shard comes from that hash, and a
+  // counter's hash mixes it with the scope id (CounterHash), so the maps
+  // (find, prefetch) never hash the string again.
+  static size_t ValueHash(absl::string_view value) {
+    return absl::HashOf(value);
+  }
+  static size_t CounterHash(uint32_t scope, size_t value_hash) {
+    return absl::HashOf(value_hash, scope);
+  }
   struct CounterKeyView {
     uint32_t scope;
     absl::string_view value;
+    size_t value_hash;  // ValueHash(value); KeyEq ignores it
   };
   struct KeyHash {
     using is_transparent = void;
     size_t operator()(const CounterKeyView& k) const {
-      return absl::HashOf(k.scope, k.value);
+      return CounterHash(k.scope, k.value_hash);
     }
     size_t operator()(const CounterKey& k) const {
-      return absl::HashOf(k.scope, k.value());
+      return CounterHash(k.scope, ValueHash(k.value()));
     }
   };
   struct KeyEq {
     using is_transparent = void;
     static CounterKeyView View(const CounterKey& k) {
-      return {k.scope, k.value()};
+      return {k.scope, k.value(), 0};
     }
     static CounterKeyView View(const CounterKeyView& k) { return k; }
     template <typename A, typename B>
@@ -232,8 +243,9 @@ class RateLimiter {
   const Scope& AddScope(absl::string_view rule, int64_t window_seconds,
                         size_t hash, int64_t index_now)
       ABSL_LOCKS_EXCLUDED(scopes_mu_);
-  // Every counter of one key value is in the same shard.
-  static int ShardOf(absl::string_view key);
+  // Every counter of one key value is in the same shard; `value_hash` is
+  // ValueHash(key).
+  static int ShardOf(size_t value_hash);
   static void DropBucketsBefore(int64_t relative_index, Buckets& buckets);
   static int64_t Absolute(const Scope& scope, const Bucket& b) {
     return scope.base_index + b.index;
@@ -241,8 +253,8 @@ class RateLimiter {
   // Adds `requests` and `tokens` (either may be negative; counts stop at
   // zero) to the sub-bucket `bucket` (absolute) of the counter.
   static void AddLocked(Counters& counters, const Scope& scope,
-                        absl::string_view key, int64_t bucket, int64_t requests,
-                        int64_t tokens);
+                        absl::string_view key, size_t value_hash,
+                        int64_t bucket, int64_t requests, int64_t tokens);
   std::optional<RateDenial> AcquireInto(
       absl::Span<const RateAsk> asks, int64_t tokens, absl::Time now,
       bool dry_run, absl::FunctionRef<RateCharge&()> append_charge)

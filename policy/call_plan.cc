@@ -140,8 +140,10 @@ absl::StatusOr<CallPlan> PlanCall(const CompiledPolicy& policy,
     return s;
   }
   const PolicyRules& rules = policy.rules();
+  // Only conditions read the civil time (a policy without now.* needs none).
   const absl::CivilSecond local_now =
-      LocalCivilTime(context.now, rules.timezone);
+      rules.slots.reads_now ? LocalCivilTime(context.now, rules.timezone)
+                            : absl::CivilSecond();
 
   CallPlan plan;
   plan.model = std::string(request.model);
@@ -168,10 +170,15 @@ absl::StatusOr<CallPlan> PlanCall(const CompiledPolicy& policy,
     estimated = true;
   }
 
+  // The variables conditions read most, once for the call (refreshed
+  // whenever facts change below).
+  VariableSlots slots;
+  slots.Fill(facts, local_now, rules.slots);
+
   // One route: the first whose condition holds.
   const KpiSources sources{context.kpis, context.signals, {}};
   const PolicyActivation request_view(&facts, context.usage, context.now,
-                                      local_now, nullptr, &sources);
+                                      local_now, nullptr, &sources, &slots);
   for (const Route& route : rules.routes) {
     if (!Holds(route.when, request_view)) continue;
     if (route.route_to != plan.model) {
@@ -225,9 +232,10 @@ absl::StatusOr<CallPlan> PlanCall(const CompiledPolicy& policy,
     facts.model = plan.model;
     facts.max_output_tokens = plan.max_output_tokens;
     facts.estimated_cost_nanos = plan.estimated_cost_nanos;
+    slots.Refresh(facts);
     const KpiSources slo_sources{context.kpis, context.signals, slo.budget};
     const PolicyActivation slo_view(&facts, context.usage, context.now,
-                                    local_now, &*usage, &slo_sources);
+                                    local_now, &*usage, &slo_sources, &slots);
     if (!Holds(slo.when, slo_view)) continue;
     auto to = slo.downgrade.find(plan.model);
     const bool downgrade = to != slo.downgrade.end();
@@ -262,8 +270,9 @@ absl::StatusOr<CallPlan> PlanCall(const CompiledPolicy& policy,
   facts.model = plan.model;
   facts.max_output_tokens = plan.max_output_tokens;
   facts.estimated_cost_nanos = plan.estimated_cost_nanos;
+  slots.Refresh(facts);
   const PolicyActivation final_view(&facts, context.usage, context.now,
-                                    local_now, nullptr, &sources);
+                                    local_now, nullptr, &sources, &slots);
   for (const DenyRule& rule : rules.deny) {
     if (!Holds(rule.when, final_view)) continue;
     plan.allowed = false;

@@ -35,8 +35,14 @@ void MatchLimits(const CompiledPolicy& policy, const CallRequest& request,
   facts.max_output_tokens = plan.max_output_tokens;
   facts.estimated_cost_nanos = plan.estimated_cost_nanos;
   facts.attempt = request.attempt;
-  const PolicyActivation activation(&facts, /*usage=*/nullptr, now,
-                                    LocalCivilTime(now, rules.timezone));
+  const absl::CivilSecond local_now =
+      rules.slots.reads_now ? LocalCivilTime(now, rules.timezone)
+                            : absl::CivilSecond();
+  VariableSlots slots;
+  slots.Fill(facts, local_now, rules.slots);
+  const PolicyActivation activation(&facts, /*usage=*/nullptr, now, local_now,
+                                    /*own_budget=*/nullptr, /*kpi=*/nullptr,
+                                    &slots);
   auto holds = [&](const Condition& when) {
     return when.program == nullptr || when.program->EvalBool(activation);
   };

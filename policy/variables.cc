@@ -33,6 +33,7 @@ enum VariableId : int {
   kNowDayOfMonth,
   kNowMonth,
   kNowWeekday,
+  // The ids above are also the slots of those variables (VariableSlots).
   // budget.<field> is kOwnBudget + field; budgets["x"].<field> is
   // kNamedBudget + field.
   kOwnBudget = 100,
@@ -233,9 +234,65 @@ constexpr absl::string_view kWeekdays[] = {"monday",   "tuesday", "wednesday",
                                            "thursday", "friday",  "saturday",
                                            "sunday"};
 
+static_assert(VariableSlots::kFirstLabelSlot == kNowWeekday + 1,
+              "the label slots follow the fixed ones");
+
 }  // namespace
 
 absl::StatusOr<VariableRef> PolicySchema::Resolve(
+    const std::vector<PathSegment>& path) const {
+  absl::StatusOr<VariableRef> ref = ResolveName(path);
+  if (!ref.ok() || layout_ == nullptr) return ref;
+  if (ref->id == kRequestLabel) {
+    std::vector<std::string>& keys = layout_->label_keys;
+    auto it = std::find(keys.begin(), keys.end(), ref->key);
+    if (it == keys.end() && keys.size() < kMaxLabelSlots) {
+      it = keys.insert(keys.end(), ref->key);
+    }
+    if (it != keys.end()) {
+      ref->slot = VariableSlots::kFirstLabelSlot +
+                  static_cast<int>(it - keys.begin());
+    }
+  } else if (ref->id >= kRequestModel && ref->id <= kNowWeekday) {
+    ref->slot = ref->id;
+    if (ref->id >= kNowHour) layout_->reads_now = true;
+  }
+  return ref;
+}
+
+void VariableSlots::Fill(const RequestFacts& request,
+                         absl::CivilSecond local_now,
+                         const VariableSlotLayout& layout) {
+  values_[kRequestModel] = Value::String(request.model);
+  values_[kRequestProvider] = Value::String(request.provider);
+  values_[kRequestPriority] = Value::String(request.priority);
+  values_[kRequestInputTokens] = Value::Int(request.input_tokens);
+  values_[kRequestMaxOutputTokens] = Value::Int(request.max_output_tokens);
+  values_[kRequestAttempt] = Value::Int(request.attempt);
+  values_[kRequestEstimatedCost] = Value::Money(request.estimated_cost_nanos);
+  if (layout.reads_now) {
+    values_[kNowHour] = Value::Int(local_now.hour());
+    values_[kNowMinute] = Value::Int(local_now.minute());
+    values_[kNowDayOfMonth] = Value::Int(local_now.day());
+    values_[kNowMonth] = Value::Int(local_now.month());
+    values_[kNowWeekday] = Value::String(
+        kWeekdays[static_cast<int>(absl::GetWeekday(local_now))]);
+  }
+  const size_t labels =
+      std::min<size_t>(layout.label_keys.size(), kMaxLabelSlots);
+  for (size_t i = 0; i < labels; ++i) {
+    values_[kFirstLabelSlot + i] =
+        Value::String(FindLabel(request.labels, layout.label_keys[i]));
+  }
+}
+
+void VariableSlots::Refresh(const RequestFacts& request) {
+  values_[kRequestModel] = Value::String(request.model);
+  values_[kRequestMaxOutputTokens] = Value::Int(request.max_output_tokens);
+  values_[kRequestEstimatedCost] = Value::Money(request.estimated_cost_nanos);
+}
+
+absl::StatusOr<VariableRef> PolicySchema::ResolveName(
     const std::vector<PathSegment>& path) const {
   if (path.empty() || path[0].kind != PathSegment::Kind::kIdent) {
     return absl::InvalidArgumentError("a variable starts with a name");

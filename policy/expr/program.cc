@@ -103,8 +103,19 @@ struct Instr {
   int32_t count = 0;
   Value value;                       // kConst
   const VariableRef* var = nullptr;  // kVar
+  int32_t slot = -1;                 // var->slot
   const RE2* re = nullptr;           // kMatches
 };
+
+// The value of the variable of `in` (a kVar or a specialised leaf): read
+// from the activation's slot table when the variable has a slot there,
+// else asked of Get.
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline Value ReadVar(
+    const Instr& in, const Activation& activation) {
+  const Value* slots = activation.slots();
+  if (in.slot >= 0 && slots != nullptr) return slots[in.slot];
+  return activation.Get(*in.var);
+}
 
 template <typename T>
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool Compare(Cmp cmp, const T& a,
@@ -216,7 +227,7 @@ class CompiledProgram final : public Program {
     const Instr& in = instrs_[index];
     if (in.op == Op::kConst) return in.value;
     if (in.op == Op::kVar) {
-      *storage = activation.Get(*in.var);
+      *storage = ReadVar(in, activation);
     } else {
       *storage = EvalAt(index, activation, error);
     }
@@ -249,7 +260,7 @@ Value CompiledProgram::EvalAt(int32_t index, const Activation& activation,
     case Op::kConst:
       return in.value;
     case Op::kVar:
-      return activation.Get(*in.var);
+      return ReadVar(in, activation);
     case Op::kNot: {
       BURSAR_EVAL_OPERAND(x, in.a);
       return Value::Bool(!x.bool_value);
@@ -416,15 +427,15 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool CompiledProgram::EvalLeaf(
       *result = in.value.bool_value;
       return true;
     case Op::kCmpInt64VarConst:
-      *result = Compare(in.cmp, activation.Get(*in.var).int_value,
+      *result = Compare(in.cmp, ReadVar(in, activation).int_value,
                         in.value.int_value);
       return true;
     case Op::kCmpDoubleVarConst:
-      *result = Compare(in.cmp, activation.Get(*in.var).double_value,
+      *result = Compare(in.cmp, ReadVar(in, activation).double_value,
                         in.value.double_value);
       return true;
     case Op::kCmpStringVarConst: {
-      const Value x = activation.Get(*in.var);
+      const Value x = ReadVar(in, activation);
       switch (in.cmp) {
         case Cmp::kEq:
           *result = StringEqual(x.string_value, in.value.string_value);
@@ -439,7 +450,7 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool CompiledProgram::EvalLeaf(
       return true;
     }
     case Op::kInStringVarConst: {
-      const Value x = activation.Get(*in.var);
+      const Value x = ReadVar(in, activation);
       bool found = false;
       for (int32_t i = in.first; i < in.first + in.count; ++i) {
         if (StringEqual(x.string_value,
@@ -511,6 +522,7 @@ void CompiledProgram::Specialise() {
           break;
         }
         in.var = var->var;
+        in.slot = var->slot;
         in.value = literal->value;
         in.cmp = cmp;
         in.op = in.op == Op::kCmpInt64    ? Op::kCmpInt64VarConst
@@ -526,6 +538,7 @@ void CompiledProgram::Specialise() {
         }
         if (!all_const) break;
         in.var = instrs_[in.a].var;
+        in.slot = instrs_[in.a].slot;
         in.op = Op::kInStringVarConst;
         break;
       }
@@ -654,6 +667,7 @@ class Builder {
       instr.op = Op::kVar;
       instr.type = type(node_index);
       instr.var = &program_->variables_[checked_.variable[node_index]];
+      instr.slot = instr.var->slot;
       return Emit(instr);
     }
 

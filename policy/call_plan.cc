@@ -217,28 +217,37 @@ absl::StatusOr<CallPlan> PlanCall(const CompiledPolicy& policy,
   }
 
   // Spend SLOs: each may downgrade the current model and cap the output.
+  // The facts (and their slots) follow the plan: `stale` says the plan
+  // changed since they were last set. The model's hash serves every SLO's
+  // downgrade map until an SLO changes the model.
+  bool stale = true;
+  size_t model_hash = ModelMap::hasher()(plan.model);
   for (const SpendSlo& slo : rules.spend_slos) {
     if (context.usage == nullptr) break;
     // An SLO that could neither downgrade the current model nor lower the
     // output cap changes nothing and is not reported, so its budget and
     // condition need no look.
+    auto to = slo.downgrade.find(plan.model, model_hash);
+    const bool can_downgrade = to != slo.downgrade.end();
     if (!(slo.cap_output_tokens > 0 &&
           slo.cap_output_tokens < plan.max_output_tokens) &&
-        !slo.downgrade.contains(plan.model)) {
+        !can_downgrade) {
       continue;
     }
     const std::optional<BudgetUsage> usage = context.usage->Budget(slo.budget);
     if (!usage.has_value()) continue;  // the budget does not apply
-    facts.model = plan.model;
-    facts.max_output_tokens = plan.max_output_tokens;
-    facts.estimated_cost_nanos = plan.estimated_cost_nanos;
-    slots.Refresh(facts);
+    if (stale) {
+      facts.model = plan.model;
+      facts.max_output_tokens = plan.max_output_tokens;
+      facts.estimated_cost_nanos = plan.estimated_cost_nanos;
+      slots.Refresh(facts);
+      stale = false;
+    }
     const KpiSources slo_sources{context.kpis, context.signals, slo.budget};
     const PolicyActivation slo_view(&facts, context.usage, context.now,
                                     local_now, &*usage, &slo_sources, &slots);
     if (!Holds(slo.when, slo_view)) continue;
-    auto to = slo.downgrade.find(plan.model);
-    const bool downgrade = to != slo.downgrade.end();
+    const bool downgrade = can_downgrade;
     const bool cap = slo.cap_output_tokens > 0 &&
                      slo.cap_output_tokens < plan.max_output_tokens;
     if (!downgrade && !cap) continue;  // nothing left to change
@@ -256,11 +265,13 @@ absl::StatusOr<CallPlan> PlanCall(const CompiledPolicy& policy,
       fired.to_model = to->second;
       plan.model = to->second;
       plan.price = policy.FindPrice(plan.model);
+      model_hash = ModelMap::hasher()(plan.model);
     }
     if (cap) {
       fired.output_tokens = slo.cap_output_tokens;
       plan.max_output_tokens = slo.cap_output_tokens;
     }
+    stale = true;
     if (absl::Status s = Estimate(plan, request.input_tokens); !s.ok()) {
       return s;
     }

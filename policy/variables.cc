@@ -256,6 +256,7 @@ absl::StatusOr<VariableRef> PolicySchema::Resolve(
   } else if (ref->id >= kRequestModel && ref->id <= kNowWeekday) {
     ref->slot = ref->id;
     if (ref->id >= kNowHour) layout_->reads_now = true;
+    if (ref->id == kNowWeekday) layout_->reads_weekday = true;
   }
   return ref;
 }
@@ -263,33 +264,37 @@ absl::StatusOr<VariableRef> PolicySchema::Resolve(
 void VariableSlots::Fill(const RequestFacts& request,
                          absl::CivilSecond local_now,
                          const VariableSlotLayout& layout) {
-  values_[kRequestModel] = Value::String(request.model);
-  values_[kRequestProvider] = Value::String(request.provider);
-  values_[kRequestPriority] = Value::String(request.priority);
-  values_[kRequestInputTokens] = Value::Int(request.input_tokens);
-  values_[kRequestMaxOutputTokens] = Value::Int(request.max_output_tokens);
-  values_[kRequestAttempt] = Value::Int(request.attempt);
-  values_[kRequestEstimatedCost] = Value::Money(request.estimated_cost_nanos);
+  Value* values = storage_.values;
+  values[kRequestModel] = Value::String(request.model);
+  values[kRequestProvider] = Value::String(request.provider);
+  values[kRequestPriority] = Value::String(request.priority);
+  values[kRequestInputTokens] = Value::Int(request.input_tokens);
+  values[kRequestMaxOutputTokens] = Value::Int(request.max_output_tokens);
+  values[kRequestAttempt] = Value::Int(request.attempt);
+  values[kRequestEstimatedCost] = Value::Money(request.estimated_cost_nanos);
   if (layout.reads_now) {
-    values_[kNowHour] = Value::Int(local_now.hour());
-    values_[kNowMinute] = Value::Int(local_now.minute());
-    values_[kNowDayOfMonth] = Value::Int(local_now.day());
-    values_[kNowMonth] = Value::Int(local_now.month());
-    values_[kNowWeekday] = Value::String(
+    values[kNowHour] = Value::Int(local_now.hour());
+    values[kNowMinute] = Value::Int(local_now.minute());
+    values[kNowDayOfMonth] = Value::Int(local_now.day());
+    values[kNowMonth] = Value::Int(local_now.month());
+  }
+  if (layout.reads_weekday) {
+    values[kNowWeekday] = Value::String(
         kWeekdays[static_cast<int>(absl::GetWeekday(local_now))]);
   }
   const size_t labels =
       std::min<size_t>(layout.label_keys.size(), kMaxLabelSlots);
   for (size_t i = 0; i < labels; ++i) {
-    values_[kFirstLabelSlot + i] =
+    values[kFirstLabelSlot + i] =
         Value::String(FindLabel(request.labels, layout.label_keys[i]));
   }
 }
 
 void VariableSlots::Refresh(const RequestFacts& request) {
-  values_[kRequestModel] = Value::String(request.model);
-  values_[kRequestMaxOutputTokens] = Value::Int(request.max_output_tokens);
-  values_[kRequestEstimatedCost] = Value::Money(request.estimated_cost_nanos);
+  Value* values = storage_.values;
+  values[kRequestModel] = Value::String(request.model);
+  values[kRequestMaxOutputTokens] = Value::Int(request.max_output_tokens);
+  values[kRequestEstimatedCost] = Value::Money(request.estimated_cost_nanos);
 }
 
 absl::StatusOr<VariableRef> PolicySchema::ResolveName(
@@ -518,6 +523,13 @@ Value PolicyActivation::KpiField(int id) const {
 }
 
 Value PolicyActivation::Get(const VariableRef& ref) const {
+  // The rule's own budget first: with request.* and now.* in slots, it is
+  // what spend SLOs ask Get for most.
+  if (ref.id >= kOwnBudget && ref.id < kNamedBudget) {
+    static constexpr BudgetUsage kNoBudget;
+    return BudgetField(ref.id - kOwnBudget,
+                       own_budget_ != nullptr ? *own_budget_ : kNoBudget);
+  }
   if (ref.id >= kKpi || ref.id == kKpiBurnRate ||
       ref.id == kKpiProjectedSpend) {
     return KpiField(ref.id);
@@ -525,10 +537,6 @@ Value PolicyActivation::Get(const VariableRef& ref) const {
   if (ref.id == kSignal) return SignalValue(ref.key);
   if (ref.id >= kNamedBudget) {
     return NamedBudgetField(ref.id - kNamedBudget, ref.key);
-  }
-  if (ref.id >= kOwnBudget) {
-    return BudgetField(ref.id - kOwnBudget,
-                       own_budget_ != nullptr ? *own_budget_ : BudgetUsage{});
   }
   switch (ref.id) {
     case kRequestModel:

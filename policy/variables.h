@@ -63,8 +63,10 @@ inline constexpr int kMaxLabelSlots = 8;
 struct VariableSlotLayout {
   // The label key of slot kFirstLabelSlot + i.
   std::vector<std::string> label_keys;
-  // Whether a condition reads now.* (else the call needs no civil time).
+  // Whether a condition reads now.* (else the call needs no civil time),
+  // and now.weekday in particular.
   bool reads_now = false;
+  bool reads_weekday = false;
 };
 
 class PolicySchema final : public expr::Schema {
@@ -126,14 +128,20 @@ class VariableSlots {
   // request.model, request.max_output_tokens and request.estimated_cost
   // again from `request`.
   void Refresh(const RequestFacts& request);
-  const expr::Value* data() const { return values_; }
+  const expr::Value* data() const { return storage_.values; }
 
   // The first label slot; the ones before are request.* and now.*.
   static constexpr int kFirstLabelSlot = 13;
   static constexpr int kSlots = kFirstLabelSlot + kMaxLabelSlots;
 
  private:
-  expr::Value values_[kSlots];
+  // Left uninitialised until Fill: a slot Fill skips (now.* when the layout
+  // does not read it, labels past the layout's) is never read.
+  union Storage {
+    Storage() {}
+    expr::Value values[kSlots];
+  };
+  Storage storage_;
 };
 
 // Feeds one evaluation of a condition. Cheap to build per rule; allocates

@@ -104,6 +104,7 @@ struct Instr {
   Value value;                       // kConst
   const VariableRef* var = nullptr;  // kVar
   int32_t slot = -1;                 // var->slot
+  uint8_t cmp_mask = 0;              // OutcomeMask(cmp), specialised leaves
   const RE2* re = nullptr;           // kMatches
 };
 
@@ -115,6 +116,25 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline Value ReadVar(
   const Value* slots = activation.slots();
   if (in.slot >= 0 && slots != nullptr) return slots[in.slot];
   return activation.Get(*in.var);
+}
+
+// One field of ReadVar's value, for the specialised leaves. Get's Value is
+// built out of line (GetField), so that a leaf read from a slot needs no
+// Value on the evaluator's stack.
+template <typename T>
+ABSL_ATTRIBUTE_NOINLINE T GetField(const Instr& in,
+                                   const Activation& activation,
+                                   T Value::*field) {
+  return activation.Get(*in.var).*field;
+}
+
+template <typename T>
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline T ReadField(const Instr& in,
+                                                const Activation& activation,
+                                                T Value::*field) {
+  const Value* slots = activation.slots();
+  if (in.slot >= 0 && slots != nullptr) return slots[in.slot].*field;
+  return GetField(in, activation, field);
 }
 
 template <typename T>
@@ -135,6 +155,36 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool Compare(Cmp cmp, const T& a,
       return a >= b;
   }
   return false;
+}
+
+// A comparison as a set of outcomes, for the specialised leaves: bit 0
+// less, bit 1 equal, bit 2 greater, bit 3 unordered (a NaN operand), so
+// that `a <cmp> b` is one shift of the mask by the outcome instead of a
+// switch on the comparison.
+uint8_t OutcomeMask(Cmp cmp) {
+  switch (cmp) {
+    case Cmp::kEq:
+      return 0b0010;
+    case Cmp::kNe:
+      return 0b1101;
+    case Cmp::kLt:
+      return 0b0001;
+    case Cmp::kLe:
+      return 0b0011;
+    case Cmp::kGt:
+      return 0b0100;
+    case Cmp::kGe:
+      return 0b0110;
+  }
+  return 0;
+}
+
+template <typename T>
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool CompareByMask(uint8_t mask, T a, T b) {
+  // An unordered pair (only doubles have them) is none of less, equal and
+  // greater.
+  const int outcome = a < b ? 0 : a == b ? 1 : a > b ? 2 : 3;
+  return (mask >> outcome) & 1;
 }
 
 Cmp ToCmp(BinaryOp op) {
@@ -214,6 +264,10 @@ class CompiledProgram final : public Program {
   // after an error.
   bool EvalBoolAt(int32_t index, const Activation& activation,
                   RuntimeError* error) const;
+  // EvalAt's bool, out of line: keeps the Value off EvalBoolAt's frame.
+  ABSL_ATTRIBUTE_NOINLINE bool EvalBoolByValue(int32_t index,
+                                               const Activation& activation,
+                                               RuntimeError* error) const;
   bool EvalLeaf(const Instr& in, const Activation& activation,
                 bool* result) const;
   // Rewrites instructions into their specialised forms (see Op); run once
@@ -427,34 +481,38 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool CompiledProgram::EvalLeaf(
       *result = in.value.bool_value;
       return true;
     case Op::kCmpInt64VarConst:
-      *result = Compare(in.cmp, ReadVar(in, activation).int_value,
+      *result =
+          CompareByMask(in.cmp_mask, ReadField(in, activation, &Value::int_value),
                         in.value.int_value);
       return true;
     case Op::kCmpDoubleVarConst:
-      *result = Compare(in.cmp, ReadVar(in, activation).double_value,
+      *result =
+          CompareByMask(in.cmp_mask,
+                        ReadField(in, activation, &Value::double_value),
                         in.value.double_value);
       return true;
     case Op::kCmpStringVarConst: {
-      const Value x = ReadVar(in, activation);
+      const absl::string_view x =
+          ReadField(in, activation, &Value::string_value);
       switch (in.cmp) {
         case Cmp::kEq:
-          *result = StringEqual(x.string_value, in.value.string_value);
+          *result = StringEqual(x, in.value.string_value);
           break;
         case Cmp::kNe:
-          *result = !StringEqual(x.string_value, in.value.string_value);
+          *result = !StringEqual(x, in.value.string_value);
           break;
         default:
-          *result = Compare(in.cmp, x.string_value, in.value.string_value);
+          *result = Compare(in.cmp, x, in.value.string_value);
           break;
       }
       return true;
     }
     case Op::kInStringVarConst: {
-      const Value x = ReadVar(in, activation);
+      const absl::string_view x =
+          ReadField(in, activation, &Value::string_value);
       bool found = false;
       for (int32_t i = in.first; i < in.first + in.count; ++i) {
-        if (StringEqual(x.string_value,
-                        instrs_[operands_[i]].value.string_value)) {
+        if (StringEqual(x, instrs_[operands_[i]].value.string_value)) {
           found = true;
           break;
         }
@@ -493,11 +551,16 @@ bool CompiledProgram::EvalBoolAt(int32_t index, const Activation& activation,
       if (*error != RuntimeError::kNone) return false;
       return !x;
     }
-    default: {
-      const Value value = EvalAt(index, activation, error);
-      return *error == RuntimeError::kNone && value.bool_value;
-    }
+    default:
+      return EvalBoolByValue(index, activation, error);
   }
+}
+
+bool CompiledProgram::EvalBoolByValue(int32_t index,
+                                      const Activation& activation,
+                                      RuntimeError* error) const {
+  const Value value = EvalAt(index, activation, error);
+  return *error == RuntimeError::kNone && value.bool_value;
 }
 
 void CompiledProgram::Specialise() {
@@ -525,6 +588,7 @@ void CompiledProgram::Specialise() {
         in.slot = var->slot;
         in.value = literal->value;
         in.cmp = cmp;
+        in.cmp_mask = OutcomeMask(cmp);
         in.op = in.op == Op::kCmpInt64    ? Op::kCmpInt64VarConst
                 : in.op == Op::kCmpDouble ? Op::kCmpDoubleVarConst
                                           : Op::kCmpStringVarConst;

@@ -58,7 +58,7 @@ const RateLimiter::Scope& RateLimiter::FindScope(absl::string_view rule,
     const Scope* scope = index->slots[i].load(std::memory_order_acquire);
     if (scope == nullptr) break;
     if (scope->hash == hash && scope->window_seconds == window_seconds &&
-        scope->rule == rule) {
+        ShortEqual(scope->rule, rule)) {
       return *scope;
     }
   }
@@ -80,7 +80,7 @@ const RateLimiter::Scope& RateLimiter::AddScope(absl::string_view rule,
     }
     // Registered by another thread since this one looked.
     if (scope->hash == hash && scope->window_seconds == window_seconds &&
-        scope->rule == rule) {
+        ShortEqual(scope->rule, rule)) {
       return *scope;
     }
   }

@@ -194,6 +194,15 @@ class RateLimiter {
     bool inline_value() const { return size <= kInlineBytes; }
     char* heap() const;
   };
+  // a == b for the short strings keys and rule names are, inline: a call
+  // of memcmp costs more than the loop.
+  static bool ShortEqual(absl::string_view a, absl::string_view b) {
+    if (a.size() != b.size()) return false;
+    for (size_t i = 0; i < a.size(); ++i) {
+      if (a[i] != b[i]) return false;
+    }
+    return true;
+  }
   // A key value is hashed once per call (ValueHash), whatever the number of
   // windows and rules that count it: the shard comes from that hash, and a
   // counter's hash mixes it with the scope id (CounterHash), so the maps
@@ -227,7 +236,7 @@ class RateLimiter {
     template <typename A, typename B>
     bool operator()(const A& a, const B& b) const {
       const CounterKeyView x = View(a), y = View(b);
-      return x.scope == y.scope && x.value == y.value;
+      return x.scope == y.scope && ShortEqual(x.value, y.value);
     }
   };
   using Counters = absl::flat_hash_map<CounterKey, Buckets, KeyHash, KeyEq>;

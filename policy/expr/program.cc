@@ -244,6 +244,11 @@ class CompiledProgram final : public Program {
 
  protected:
   bool EvalCondition(const Activation& activation, bool* ok) const override {
+    if (chain_ != Chain::kNone) {
+      // Leaves never fail.
+      if (ok != nullptr) *ok = true;
+      return EvalChain(activation);
+    }
     if (result_type_ != Type::kBool) {
       if (ok != nullptr) *ok = false;
       return false;
@@ -273,6 +278,29 @@ class CompiledProgram final : public Program {
   // Rewrites instructions into their specialised forms (see Op); run once
   // after building.
   void Specialise();
+  // Most conditions are one specialised leaf, or `&&` / `||` of them: for
+  // those, chain_ says which, and chain_leaves_ holds copies of the leaves
+  // in order, so that EvalCondition decides them in one loop without
+  // recursion. Run after Specialise, with result_type_ set.
+  void PlanChain();
+  bool EvalChain(const Activation& activation) const {
+    bool x = false;
+    if (chain_ == Chain::kLeaf) {
+      EvalLeaf(chain_leaves_[0], activation, &x);
+      return x;
+    }
+    const bool decisive = chain_ == Chain::kOr;
+    for (const Instr& leaf : chain_leaves_) {
+      EvalLeaf(leaf, activation, &x);
+      if (x == decisive) return decisive;
+    }
+    return !decisive;
+  }
+  static bool IsLeaf(Op op) {
+    return op == Op::kConst || op == Op::kCmpInt64VarConst ||
+           op == Op::kCmpDoubleVarConst || op == Op::kCmpStringVarConst ||
+           op == Op::kInStringVarConst;
+  }
   // The value of instruction `index`: constants are read in place and
   // variables fetched directly, which spares most leaves a call of EvalAt;
   // other instructions are evaluated into *storage.
@@ -293,6 +321,9 @@ class CompiledProgram final : public Program {
   std::vector<Instr> instrs_;
   std::vector<int32_t> operands_;
   int32_t root_ = 0;
+  enum class Chain : uint8_t { kNone, kLeaf, kAnd, kOr };
+  Chain chain_ = Chain::kNone;
+  std::vector<Instr> chain_leaves_;
   Type result_type_ = Type::kBool;
   // Storage that instructions point into; filled before any instruction
   // refers to it and never resized afterwards (strings_ is a deque, whose
@@ -563,6 +594,28 @@ bool CompiledProgram::EvalBoolByValue(int32_t index,
   return *error == RuntimeError::kNone && value.bool_value;
 }
 
+void CompiledProgram::PlanChain() {
+  chain_ = Chain::kNone;
+  chain_leaves_.clear();
+  if (result_type_ != Type::kBool) return;
+  const Instr& root = instrs_[root_];
+  if (IsLeaf(root.op)) {
+    chain_ = Chain::kLeaf;
+    chain_leaves_.push_back(root);
+    return;
+  }
+  if (root.op != Op::kAnd && root.op != Op::kOr) return;
+  for (int32_t i = root.first; i < root.first + root.count; ++i) {
+    if (!IsLeaf(instrs_[operands_[i]].op)) {
+      chain_leaves_.clear();
+      return;
+    }
+    chain_leaves_.push_back(instrs_[operands_[i]]);
+  }
+  chain_leaves_.shrink_to_fit();
+  chain_ = root.op == Op::kAnd ? Chain::kAnd : Chain::kOr;
+}
+
 void CompiledProgram::Specialise() {
   for (Instr& in : instrs_) {
     switch (in.op) {
@@ -670,6 +723,7 @@ class Builder {
     program_->root_ = root;
     program_->Specialise();
     program_->result_type_ = checked_.result_type;
+    program_->PlanChain();
     program_->instrs_.shrink_to_fit();
     program_->operands_.shrink_to_fit();
     result.program = std::move(program_);

@@ -561,5 +561,38 @@ TEST_F(SlotTest, EveryComparisonOfAVariableWithALiteral) {
   }
 }
 
+
+// Conditions that are one leaf, or `&&` / `||` of leaves, are decided by
+// one loop over copies of the leaves (CompiledProgram::EvalChain): every
+// combination of three leaves, through the table and through Get.
+TEST_F(SlotTest, ChainsOfLeavesDecideLikeTheirOperators) {
+  for (int mask = 0; mask < 8; ++mask) {
+    const bool a = mask & 1, b = mask & 2, c = mask & 4;
+    slots_[0] = Value::String(a ? "from-slot" : "other");
+    slots_[1] = Value::Int(b ? 9 : 1);
+    slots_[2] = Value::Double(c ? 0.5 : 0.1);
+    const std::string leaves[] = {"request.model in [\"x\", \"from-slot\"]",
+                                  "request.input_tokens >= 9",
+                                  "budget.used_ratio == 50%"};
+    for (const char* op : {" && ", " || "}) {
+      const std::string source =
+          absl::StrCat(leaves[0], op, leaves[1], op, leaves[2]);
+      bool from_slots = false, from_get = false;
+      int gets = 0;
+      Eval(source, &from_slots, &from_get, &gets);
+      const bool want = std::string(op) == " && " ? (a && b && c)
+                                                  : (a || b || c);
+      EXPECT_EQ(from_slots, want) << source << " with " << mask;
+      EXPECT_FALSE(from_get) << source;  // Get's values fail every leaf
+      EXPECT_EQ(gets, 0) << source;
+    }
+    bool from_slots = false, from_get = true;
+    int gets = 0;
+    Eval(leaves[1], &from_slots, &from_get, &gets);
+    EXPECT_EQ(from_slots, b) << leaves[1];
+    EXPECT_FALSE(from_get);
+  }
+}
+
 }  // namespace
 }  // namespace bursar::policy::expr

@@ -1,6 +1,7 @@
 #include "limits/rate_limiter.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <limits>
 #include <memory>
@@ -52,6 +53,15 @@ RateLimiter::~RateLimiter() = default;
 const RateLimiter::Scope& RateLimiter::FindScope(absl::string_view rule,
                                                  int64_t window_seconds,
                                                  int64_t index_now) {
+  std::atomic<const Scope*>& memo =
+      scope_memo_[((reinterpret_cast<uintptr_t>(rule.data()) >> 3) ^
+                   static_cast<uintptr_t>(window_seconds)) %
+                  kScopeMemoSlots];
+  const Scope* remembered = memo.load(std::memory_order_acquire);
+  if (remembered != nullptr && remembered->window_seconds == window_seconds &&
+      ShortEqual(remembered->rule, rule)) {
+    return *remembered;
+  }
   const size_t hash = absl::HashOf(rule, window_seconds);
   const ScopeIndex* index = scope_index_.load(std::memory_order_acquire);
   for (size_t i = hash & index->mask;; i = (i + 1) & index->mask) {
@@ -59,10 +69,13 @@ const RateLimiter::Scope& RateLimiter::FindScope(absl::string_view rule,
     if (scope == nullptr) break;
     if (scope->hash == hash && scope->window_seconds == window_seconds &&
         ShortEqual(scope->rule, rule)) {
+      memo.store(scope, std::memory_order_release);
       return *scope;
     }
   }
-  return AddScope(rule, window_seconds, hash, index_now);
+  const Scope& added = AddScope(rule, window_seconds, hash, index_now);
+  memo.store(&added, std::memory_order_release);
+  return added;
 }
 
 const RateLimiter::Scope& RateLimiter::AddScope(absl::string_view rule,
@@ -165,7 +178,7 @@ void RateLimiter::DropBucketsBefore(int64_t relative_index, Buckets& buckets) {
       std::find_if(buckets.begin(), buckets.end(), [&](const Bucket& b) {
         return static_cast<int64_t>(b.index) >= relative_index;
       });
-  buckets.erase(buckets.begin(), first_kept);
+  if (first_kept != buckets.begin()) buckets.erase(buckets.begin(), first_kept);
 }
 
 std::optional<RateDenial> RateLimiter::Acquire(absl::Span<const RateAsk> asks,
@@ -202,6 +215,10 @@ std::optional<RateDenial> RateLimiter::AcquireInto(
   int shard = 0;
   size_t value_hash = 0;
   const RateAsk* previous = nullptr;
+  // Rules often share their window (a minute): its sub-bucket is computed
+  // once (two 64-bit divisions).
+  const WindowLimit* bucket_of = nullptr;  // the window previous_bucket is of
+  int64_t previous_bucket = 0;
   for (const RateAsk& ask : asks) {
     // Rules often share their key (the user): hash it once.
     if (previous == nullptr || previous->key != ask.key) {
@@ -213,7 +230,11 @@ std::optional<RateDenial> RateLimiter::AcquireInto(
       Item item;
       item.ask = &ask;
       item.limit = &limit;
-      item.bucket = SubBucketIndex(limit.window, now);
+      if (bucket_of == nullptr || bucket_of->window != limit.window) {
+        bucket_of = &limit;
+        previous_bucket = SubBucketIndex(limit.window, now);
+      }
+      item.bucket = previous_bucket;
       item.scope =
           &FindScope(ask.rule, absl::ToInt64Seconds(limit.window), item.bucket);
       item.key = {item.scope->id, ask.key, value_hash};

@@ -270,6 +270,14 @@ class RateLimiter {
       ABSL_NO_THREAD_SAFETY_ANALYSIS;  // locks a run-time set of shards
 
   std::array<Shard, kShards> shards_;
+  // A direct-mapped memo in front of the scope index, by where the rule's
+  // name lives and the window: the asks of one policy (and the charges
+  // viewing them) name their rules from the same place call after call, so
+  // most lookups skip hashing the name. A hit is checked against the
+  // scope's own name and window, so an entry left by another string that
+  // lived at that address, or a collision, only costs the full lookup.
+  static constexpr size_t kScopeMemoSlots = 64;
+  std::array<std::atomic<const Scope*>, kScopeMemoSlots> scope_memo_{};
   // The current index; never null.
   std::atomic<const ScopeIndex*> scope_index_;
   // Writers of the scope table (registering a scope) and EvictIdle.

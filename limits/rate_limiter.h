@@ -211,7 +211,16 @@ class RateLimiter {
     return absl::HashOf(value);
   }
   static size_t CounterHash(uint32_t scope, size_t value_hash) {
-    return absl::HashOf(value_hash, scope);
+    // The key's hash mixed with the scope (the finaliser of MurmurHash3):
+    // every bit of both reaches the low bits the maps take their control
+    // bytes from and the high bits they probe with.
+    uint64_t x = value_hash ^ (uint64_t{scope} * 0x9E3779B97F4A7C15u);
+    x ^= x >> 33;
+    x *= 0xFF51AFD7ED558CCDu;
+    x ^= x >> 33;
+    x *= 0xC4CEB9FE1A85EC53u;
+    x ^= x >> 33;
+    return static_cast<size_t>(x);
   }
   struct CounterKeyView {
     uint32_t scope;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -127,17 +128,23 @@ absl::CivilSecond LocalCivilTime(absl::Time now, absl::TimeZone zone) {
 absl::StatusOr<CallPlan> PlanCall(const CompiledPolicy& policy,
                                   const CallRequest& request,
                                   const DecisionContext& context) {
+  // The plan is built in the object returned (every return below returns
+  // `result`), so that it is not moved on the way out.
+  absl::StatusOr<CallPlan> result(absl::in_place);
   if (request.model.empty()) {
-    return absl::InvalidArgumentError("model: must not be empty");
+    result = absl::InvalidArgumentError("model: must not be empty");
+    return result;
   }
   if (absl::Status s = CheckTokens("input_tokens", request.input_tokens);
       !s.ok()) {
-    return s;
+    result = std::move(s);
+    return result;
   }
   if (absl::Status s =
           CheckTokens("max_output_tokens", request.max_output_tokens);
       !s.ok()) {
-    return s;
+    result = std::move(s);
+    return result;
   }
   const PolicyRules& rules = policy.rules();
   // Only conditions read the civil time (a policy without now.* needs none).
@@ -145,7 +152,7 @@ absl::StatusOr<CallPlan> PlanCall(const CompiledPolicy& policy,
       rules.slots.reads_now ? LocalCivilTime(context.now, rules.timezone)
                             : absl::CivilSecond();
 
-  CallPlan plan;
+  CallPlan& plan = *result;
   plan.model = std::string(request.model);
   plan.max_output_tokens = request.max_output_tokens > 0
                                ? request.max_output_tokens
@@ -164,7 +171,8 @@ absl::StatusOr<CallPlan> PlanCall(const CompiledPolicy& policy,
   bool estimated = false;
   if (plan.price != nullptr) {
     if (absl::Status s = Estimate(plan, request.input_tokens); !s.ok()) {
-      return s;
+      result = std::move(s);
+      return result;
     }
     facts.estimated_cost_nanos = plan.estimated_cost_nanos;
     estimated = true;
@@ -202,17 +210,19 @@ absl::StatusOr<CallPlan> PlanCall(const CompiledPolicy& policy,
         plan.deny_rule = "unknown-model";
         plan.deny_message =
             absl::StrCat("model ", NoPriceMessage(policy, request.model));
-        return plan;
+        return result;
       case UnknownModelAction::kReject:
         break;
     }
-    return absl::InvalidArgumentError(
+    result = absl::InvalidArgumentError(
         absl::StrCat("model: ", NoPriceMessage(policy, request.model),
                      "; priced models include ", SomePricedModels(policy)));
+    return result;
   }
   if (!estimated) {
     if (absl::Status s = Estimate(plan, request.input_tokens); !s.ok()) {
-      return s;
+      result = std::move(s);
+      return result;
     }
   }
 
@@ -273,7 +283,8 @@ absl::StatusOr<CallPlan> PlanCall(const CompiledPolicy& policy,
     }
     stale = true;
     if (absl::Status s = Estimate(plan, request.input_tokens); !s.ok()) {
-      return s;
+      result = std::move(s);
+      return result;
     }
   }
 
@@ -294,7 +305,7 @@ absl::StatusOr<CallPlan> PlanCall(const CompiledPolicy& policy,
                             : rule.message;
     break;
   }
-  return plan;
+  return result;
 }
 
 bool NextExhaustedStep(const CompiledPolicy& policy, const CallRequest& request,

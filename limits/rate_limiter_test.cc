@@ -279,7 +279,6 @@ TEST_F(RateLimiterTest, ScopesRegisteredWhileOthersAcquire) {
   }
 }
 
-
 // FindScope remembers scopes by where the rule's name lives: a name that
 // changes in place (a new policy's rule at the old one's address) must find
 // its own scope, and windows of one name at one address their own.
@@ -295,7 +294,7 @@ TEST_F(RateLimiterTest, ScopesAreFoundByNameNotByWhereTheNameLives) {
             std::nullopt);
   ASSERT_NE(limiter_.Acquire({&ask, 1}, 1, kStart, false, &charges),
             std::nullopt);  // rule-a is full
-  name[5] = 'b';             // "rule-b", in the same bytes
+  name[5] = 'b';            // "rule-b", in the same bytes
   ask.rule = name;
   EXPECT_EQ(limiter_.Acquire({&ask, 1}, 1, kStart, false, &charges),
             std::nullopt);

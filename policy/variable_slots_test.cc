@@ -32,8 +32,8 @@ const absl::CivilSecond kLocalNow(2025, 6, 3, 16, 30, 0);
 
 struct Facts {
   std::vector<std::pair<absl::string_view, absl::string_view>> labels = {
-      {"k0", "v0"}, {"k1", "v1"}, {"k2", "v2"},   {"k3", "v3"},
-      {"k4", "v4"}, {"k5", "v5"}, {"k6", "v6"},   {"k7", "v7"},
+      {"k0", "v0"}, {"k1", "v1"}, {"k2", "v2"},       {"k3", "v3"},
+      {"k4", "v4"}, {"k5", "v5"}, {"k6", "v6"},       {"k7", "v7"},
       {"k8", "v8"}, {"k9", "v9"}, {"team", "search"}, {"x-user", "ada"}};
   RequestFacts request;
 

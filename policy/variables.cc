@@ -250,8 +250,8 @@ absl::StatusOr<VariableRef> PolicySchema::Resolve(
       it = keys.insert(keys.end(), ref->key);
     }
     if (it != keys.end()) {
-      ref->slot = VariableSlots::kFirstLabelSlot +
-                  static_cast<int>(it - keys.begin());
+      ref->slot =
+          VariableSlots::kFirstLabelSlot + static_cast<int>(it - keys.begin());
     }
   } else if (ref->id >= kRequestModel && ref->id <= kNowWeekday) {
     ref->slot = ref->id;
@@ -279,8 +279,8 @@ void VariableSlots::Fill(const RequestFacts& request,
     values[kNowMonth] = Value::Int(local_now.month());
   }
   if (layout.reads_weekday) {
-    values[kNowWeekday] = Value::String(
-        kWeekdays[static_cast<int>(absl::GetWeekday(local_now))]);
+    values[kNowWeekday] =
+        Value::String(kWeekdays[static_cast<int>(absl::GetWeekday(local_now))]);
   }
   const size_t labels =
       std::min<size_t>(layout.label_keys.size(), kMaxLabelSlots);

@@ -512,15 +512,14 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool CompiledProgram::EvalLeaf(
       *result = in.value.bool_value;
       return true;
     case Op::kCmpInt64VarConst:
-      *result =
-          CompareByMask(in.cmp_mask, ReadField(in, activation, &Value::int_value),
-                        in.value.int_value);
+      *result = CompareByMask(in.cmp_mask,
+                              ReadField(in, activation, &Value::int_value),
+                              in.value.int_value);
       return true;
     case Op::kCmpDoubleVarConst:
-      *result =
-          CompareByMask(in.cmp_mask,
-                        ReadField(in, activation, &Value::double_value),
-                        in.value.double_value);
+      *result = CompareByMask(in.cmp_mask,
+                              ReadField(in, activation, &Value::double_value),
+                              in.value.double_value);
       return true;
     case Op::kCmpStringVarConst: {
       const absl::string_view x =

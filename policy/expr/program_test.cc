@@ -415,7 +415,6 @@ TEST(ProgramCompileTest, ConstantRuntimeErrorsAreCompileErrors) {
   EXPECT_THAT(result.errors, SizeIs(0));
 }
 
-
 // Slots (VariableRef::slot): TestSchema's variables, with request.model in
 // slot 0, request.input_tokens in slot 1 and budget.used_ratio in slot 2.
 class SlottedSchema final : public Schema {
@@ -493,12 +492,12 @@ class SlotTest : public ::testing::Test {
 
 TEST_F(SlotTest, SlottedVariablesAreReadFromTheTableNotFromGet) {
   const std::string conditions[] = {
-      "request.model == \"from-slot\"",                // a specialised leaf
-      "request.model in [\"x\", \"from-slot\"]",       // `in` of literals
-      "request.model.startsWith(\"from-s\")",          // an operand
-      "request.input_tokens > 5",                      // int leaf
-      "request.input_tokens + 1 == 10",                // arithmetic
-      "budget.used_ratio >= 50%",                      // double leaf
+      "request.model == \"from-slot\"",           // a specialised leaf
+      "request.model in [\"x\", \"from-slot\"]",  // `in` of literals
+      "request.model.startsWith(\"from-s\")",     // an operand
+      "request.input_tokens > 5",                 // int leaf
+      "request.input_tokens + 1 == 10",           // arithmetic
+      "budget.used_ratio >= 50%",                 // double leaf
       "!(budget.used_ratio < 0.5)",
   };
   for (const std::string& source : conditions) {
@@ -544,8 +543,8 @@ TEST_F(SlotTest, EveryComparisonOfAVariableWithALiteral) {
         bool from_slots = false, from_get = false;
         int gets = 0;
         Eval(source, &from_slots, &from_get, &gets);
-        const bool want = literal_first ? expect(op, 9, tokens)
-                                        : expect(op, tokens, 9);
+        const bool want =
+            literal_first ? expect(op, 9, tokens) : expect(op, tokens, 9);
         EXPECT_EQ(from_slots, want) << source << " with " << tokens;
       }
     }
@@ -560,7 +559,6 @@ TEST_F(SlotTest, EveryComparisonOfAVariableWithALiteral) {
     }
   }
 }
-
 
 // Conditions that are one leaf, or `&&` / `||` of leaves, are decided by
 // one loop over copies of the leaves (CompiledProgram::EvalChain): every
@@ -580,8 +578,8 @@ TEST_F(SlotTest, ChainsOfLeavesDecideLikeTheirOperators) {
       bool from_slots = false, from_get = false;
       int gets = 0;
       Eval(source, &from_slots, &from_get, &gets);
-      const bool want = std::string(op) == " && " ? (a && b && c)
-                                                  : (a || b || c);
+      const bool want =
+          std::string(op) == " && " ? (a && b && c) : (a || b || c);
       EXPECT_EQ(from_slots, want) << source << " with " << mask;
       EXPECT_FALSE(from_get) << source;  // Get's values fail every leaf
       EXPECT_EQ(gets, 0) << source;

@@ -118,11 +118,10 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline Value ReadVar(
   return activation.Get(*in.var);
 }
 
-// One field of ReadVar's value, for the specialised leaves. Get's Value is
-// built out of line (GetField), so that a leaf read from a slot needs no
-// Value on the evaluator's stack.
+// One field of ReadVar's value, for the specialised leaves: a leaf read
+// from a slot loads only that field.
 template <typename T>
-ABSL_ATTRIBUTE_NOINLINE T GetField(const Instr& in,
+inline T GetField(const Instr& in,
                                    const Activation& activation,
                                    T Value::*field) {
   return activation.Get(*in.var).*field;
@@ -269,8 +268,8 @@ class CompiledProgram final : public Program {
   // after an error.
   bool EvalBoolAt(int32_t index, const Activation& activation,
                   RuntimeError* error) const;
-  // EvalAt's bool, out of line: keeps the Value off EvalBoolAt's frame.
-  ABSL_ATTRIBUTE_NOINLINE bool EvalBoolByValue(int32_t index,
+  // EvalAt's bool.
+  bool EvalBoolByValue(int32_t index,
                                                const Activation& activation,
                                                RuntimeError* error) const;
   bool EvalLeaf(const Instr& in, const Activation& activation,

@@ -121,9 +121,8 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline Value ReadVar(
 // One field of ReadVar's value, for the specialised leaves: a leaf read
 // from a slot loads only that field.
 template <typename T>
-inline T GetField(const Instr& in,
-                                   const Activation& activation,
-                                   T Value::*field) {
+inline T GetField(const Instr& in, const Activation& activation,
+                  T Value::*field) {
   return activation.Get(*in.var).*field;
 }
 
@@ -269,9 +268,8 @@ class CompiledProgram final : public Program {
   bool EvalBoolAt(int32_t index, const Activation& activation,
                   RuntimeError* error) const;
   // EvalAt's bool.
-  bool EvalBoolByValue(int32_t index,
-                                               const Activation& activation,
-                                               RuntimeError* error) const;
+  bool EvalBoolByValue(int32_t index, const Activation& activation,
+                       RuntimeError* error) const;
   bool EvalLeaf(const Instr& in, const Activation& activation,
                 bool* result) const;
   // Rewrites instructions into their specialised forms (see Op); run once

@@ -1,6 +1,7 @@
 #include "limits/rate_limiter.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <limits>
 #include <memory>
@@ -52,17 +53,29 @@ RateLimiter::~RateLimiter() = default;
 const RateLimiter::Scope& RateLimiter::FindScope(absl::string_view rule,
                                                  int64_t window_seconds,
                                                  int64_t index_now) {
+  std::atomic<const Scope*>& memo =
+      scope_memo_[((reinterpret_cast<uintptr_t>(rule.data()) >> 3) ^
+                   static_cast<uintptr_t>(window_seconds)) %
+                  kScopeMemoSlots];
+  const Scope* remembered = memo.load(std::memory_order_acquire);
+  if (remembered != nullptr && remembered->window_seconds == window_seconds &&
+      ShortEqual(remembered->rule, rule)) {
+    return *remembered;
+  }
   const size_t hash = absl::HashOf(rule, window_seconds);
   const ScopeIndex* index = scope_index_.load(std::memory_order_acquire);
   for (size_t i = hash & index->mask;; i = (i + 1) & index->mask) {
     const Scope* scope = index->slots[i].load(std::memory_order_acquire);
     if (scope == nullptr) break;
     if (scope->hash == hash && scope->window_seconds == window_seconds &&
-        scope->rule == rule) {
+        ShortEqual(scope->rule, rule)) {
+      memo.store(scope, std::memory_order_release);
       return *scope;
     }
   }
-  return AddScope(rule, window_seconds, hash, index_now);
+  const Scope& added = AddScope(rule, window_seconds, hash, index_now);
+  memo.store(&added, std::memory_order_release);
+  return added;
 }
 
 const RateLimiter::Scope& RateLimiter::AddScope(absl::string_view rule,
@@ -80,7 +93,7 @@ const RateLimiter::Scope& RateLimiter::AddScope(absl::string_view rule,
     }
     // Registered by another thread since this one looked.
     if (scope->hash == hash && scope->window_seconds == window_seconds &&
-        scope->rule == rule) {
+        ShortEqual(scope->rule, rule)) {
       return *scope;
     }
   }
@@ -111,10 +124,10 @@ const RateLimiter::Scope& RateLimiter::AddScope(absl::string_view rule,
   return *scope;
 }
 
-int RateLimiter::ShardOf(absl::string_view key) {
-  // High bits: the maps hash (scope, key) with the same hash family and
-  // take their control bytes from the low bits.
-  return static_cast<int>((absl::HashOf(key) >> 40) % kShards);
+int RateLimiter::ShardOf(size_t value_hash) {
+  // High bits of the key's own hash: the maps' hash (CounterHash) mixes it
+  // again with the scope and takes its control bytes from the low bits.
+  return static_cast<int>((value_hash >> 40) % kShards);
 }
 
 RateLimiter::CounterKey::CounterKey(uint32_t scope_id, absl::string_view text)
@@ -165,7 +178,7 @@ void RateLimiter::DropBucketsBefore(int64_t relative_index, Buckets& buckets) {
       std::find_if(buckets.begin(), buckets.end(), [&](const Bucket& b) {
         return static_cast<int64_t>(b.index) >= relative_index;
       });
-  buckets.erase(buckets.begin(), first_kept);
+  if (first_kept != buckets.begin()) buckets.erase(buckets.begin(), first_kept);
 }
 
 std::optional<RateDenial> RateLimiter::Acquire(absl::Span<const RateAsk> asks,
@@ -200,21 +213,31 @@ std::optional<RateDenial> RateLimiter::AcquireInto(
   };
   absl::InlinedVector<Item, 8> items;
   int shard = 0;
+  size_t value_hash = 0;
   const RateAsk* previous = nullptr;
+  // Rules often share their window (a minute): its sub-bucket is computed
+  // once (two 64-bit divisions).
+  const WindowLimit* bucket_of = nullptr;  // the window previous_bucket is of
+  int64_t previous_bucket = 0;
   for (const RateAsk& ask : asks) {
     // Rules often share their key (the user): hash it once.
     if (previous == nullptr || previous->key != ask.key) {
-      shard = ShardOf(ask.key);
+      value_hash = ValueHash(ask.key);
+      shard = ShardOf(value_hash);
     }
     previous = &ask;
     for (const WindowLimit& limit : ask.windows) {
       Item item;
       item.ask = &ask;
       item.limit = &limit;
-      item.bucket = SubBucketIndex(limit.window, now);
+      if (bucket_of == nullptr || bucket_of->window != limit.window) {
+        bucket_of = &limit;
+        previous_bucket = SubBucketIndex(limit.window, now);
+      }
+      item.bucket = previous_bucket;
       item.scope =
           &FindScope(ask.rule, absl::ToInt64Seconds(limit.window), item.bucket);
-      item.key = {item.scope->id, ask.key};
+      item.key = {item.scope->id, ask.key, value_hash};
       item.hash = KeyHash()(item.key);
       item.shard = shard;
       item.buckets = nullptr;
@@ -347,13 +370,22 @@ void RateLimiter::Release(absl::Span<const RateCharge> charges) {
   struct Item {
     const RateCharge* charge;
     const Scope* scope;
+    size_t value_hash;
     int shard;
   };
   absl::InlinedVector<Item, 8> items;
+  const RateCharge* previous = nullptr;
+  size_t value_hash = 0;
   for (const RateCharge& charge : charges) {
+    // The charges of one key (a user's rules) are next to each other: hash
+    // the key once.
+    if (previous == nullptr || previous->key != charge.key) {
+      value_hash = ValueHash(charge.key);
+    }
+    previous = &charge;
     items.push_back(
         {&charge, &FindScope(charge.rule, charge.window_seconds, charge.bucket),
-         ShardOf(charge.key)});
+         value_hash, ShardOf(value_hash)});
   }
   // One lock per shard, whatever the number of windows in it.
   std::sort(items.begin(), items.end(),
@@ -364,8 +396,8 @@ void RateLimiter::Release(absl::Span<const RateCharge> charges) {
     const int shard = items[i].shard;
     for (; i < items.size() && items[i].shard == shard; ++i) {
       const RateCharge& charge = *items[i].charge;
-      AddLocked(s.counters, *items[i].scope, charge.key, charge.bucket, -1,
-                -charge.tokens);
+      AddLocked(s.counters, *items[i].scope, charge.key, items[i].value_hash,
+                charge.bucket, -1, -charge.tokens);
     }
   }
 }
@@ -373,8 +405,8 @@ void RateLimiter::Release(absl::Span<const RateCharge> charges) {
 void RateLimiter::Correct(const RateCharge& charge, int64_t actual_tokens) {
   const Scope& scope =
       FindScope(charge.rule, charge.window_seconds, charge.bucket);
-  const CounterKeyView key{scope.id, charge.key};
-  Shard& s = shards_[ShardOf(charge.key)];
+  const CounterKeyView key{scope.id, charge.key, ValueHash(charge.key)};
+  Shard& s = shards_[ShardOf(key.value_hash)];
   absl::MutexLock lock(&s.mu);
   auto it = s.counters.find(key);
   if (it == s.counters.end()) return;
@@ -389,18 +421,19 @@ void RateLimiter::Correct(const RateCharge& charge, int64_t actual_tokens) {
 void RateLimiter::Restore(const RateCharge& charge, int64_t requests) {
   const Scope& scope =
       FindScope(charge.rule, charge.window_seconds, charge.bucket);
-  Shard& s = shards_[ShardOf(charge.key)];
+  const size_t value_hash = ValueHash(charge.key);
+  Shard& s = shards_[ShardOf(value_hash)];
   absl::MutexLock lock(&s.mu);
-  AddLocked(s.counters, scope, charge.key, charge.bucket, requests,
+  AddLocked(s.counters, scope, charge.key, value_hash, charge.bucket, requests,
             charge.tokens);
 }
 
 void RateLimiter::AddLocked(Counters& counters, const Scope& scope,
-                            absl::string_view key, int64_t bucket,
-                            int64_t requests, int64_t tokens) {
+                            absl::string_view key, size_t value_hash,
+                            int64_t bucket, int64_t requests, int64_t tokens) {
   const int64_t relative = bucket - scope.base_index;
   if (relative < 0 || relative > std::numeric_limits<uint32_t>::max()) return;
-  const CounterKeyView view{scope.id, key};
+  const CounterKeyView view{scope.id, key, value_hash};
   auto it = counters.find(view);
   if (it == counters.end()) {
     it = counters.try_emplace(CounterKey(scope.id, key)).first;

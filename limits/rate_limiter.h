@@ -194,29 +194,58 @@ class RateLimiter {
     bool inline_value() const { return size <= kInlineBytes; }
     char* heap() const;
   };
+  // a == b for the short strings keys and rule names are, inline: a call
+  // of memcmp costs more than the loop.
+  static bool ShortEqual(absl::string_view a, absl::string_view b) {
+    if (a.size() != b.size()) return false;
+    for (size_t i = 0; i < a.size(); ++i) {
+      if (a[i] != b[i]) return false;
+    }
+    return true;
+  }
+  // A key value is hashed once per call (ValueHash), whatever the number of
+  // windows and rules that count it: the shard comes from that hash, and a
+  // counter's hash mixes it with the scope id (CounterHash), so the maps
+  // (find, prefetch) never hash the string again.
+  static size_t ValueHash(absl::string_view value) {
+    return absl::HashOf(value);
+  }
+  static size_t CounterHash(uint32_t scope, size_t value_hash) {
+    // The key's hash mixed with the scope (the finaliser of MurmurHash3):
+    // every bit of both reaches the low bits the maps take their control
+    // bytes from and the high bits they probe with.
+    uint64_t x = value_hash ^ (uint64_t{scope} * 0x9E3779B97F4A7C15u);
+    x ^= x >> 33;
+    x *= 0xFF51AFD7ED558CCDu;
+    x ^= x >> 33;
+    x *= 0xC4CEB9FE1A85EC53u;
+    x ^= x >> 33;
+    return static_cast<size_t>(x);
+  }
   struct CounterKeyView {
     uint32_t scope;
     absl::string_view value;
+    size_t value_hash;  // ValueHash(value); KeyEq ignores it
   };
   struct KeyHash {
     using is_transparent = void;
     size_t operator()(const CounterKeyView& k) const {
-      return absl::HashOf(k.scope, k.value);
+      return CounterHash(k.scope, k.value_hash);
     }
     size_t operator()(const CounterKey& k) const {
-      return absl::HashOf(k.scope, k.value());
+      return CounterHash(k.scope, ValueHash(k.value()));
     }
   };
   struct KeyEq {
     using is_transparent = void;
     static CounterKeyView View(const CounterKey& k) {
-      return {k.scope, k.value()};
+      return {k.scope, k.value(), 0};
     }
     static CounterKeyView View(const CounterKeyView& k) { return k; }
     template <typename A, typename B>
     bool operator()(const A& a, const B& b) const {
       const CounterKeyView x = View(a), y = View(b);
-      return x.scope == y.scope && x.value == y.value;
+      return x.scope == y.scope && ShortEqual(x.value, y.value);
     }
   };
   using Counters = absl::flat_hash_map<CounterKey, Buckets, KeyHash, KeyEq>;
@@ -232,8 +261,9 @@ class RateLimiter {
   const Scope& AddScope(absl::string_view rule, int64_t window_seconds,
                         size_t hash, int64_t index_now)
       ABSL_LOCKS_EXCLUDED(scopes_mu_);
-  // Every counter of one key value is in the same shard.
-  static int ShardOf(absl::string_view key);
+  // Every counter of one key value is in the same shard; `value_hash` is
+  // ValueHash(key).
+  static int ShardOf(size_t value_hash);
   static void DropBucketsBefore(int64_t relative_index, Buckets& buckets);
   static int64_t Absolute(const Scope& scope, const Bucket& b) {
     return scope.base_index + b.index;
@@ -241,14 +271,22 @@ class RateLimiter {
   // Adds `requests` and `tokens` (either may be negative; counts stop at
   // zero) to the sub-bucket `bucket` (absolute) of the counter.
   static void AddLocked(Counters& counters, const Scope& scope,
-                        absl::string_view key, int64_t bucket, int64_t requests,
-                        int64_t tokens);
+                        absl::string_view key, size_t value_hash,
+                        int64_t bucket, int64_t requests, int64_t tokens);
   std::optional<RateDenial> AcquireInto(
       absl::Span<const RateAsk> asks, int64_t tokens, absl::Time now,
       bool dry_run, absl::FunctionRef<RateCharge&()> append_charge)
       ABSL_NO_THREAD_SAFETY_ANALYSIS;  // locks a run-time set of shards
 
   std::array<Shard, kShards> shards_;
+  // A direct-mapped memo in front of the scope index, by where the rule's
+  // name lives and the window: the asks of one policy (and the charges
+  // viewing them) name their rules from the same place call after call, so
+  // most lookups skip hashing the name. A hit is checked against the
+  // scope's own name and window, so an entry left by another string that
+  // lived at that address, or a collision, only costs the full lookup.
+  static constexpr size_t kScopeMemoSlots = 64;
+  std::array<std::atomic<const Scope*>, kScopeMemoSlots> scope_memo_{};
   // The current index; never null.
   std::atomic<const ScopeIndex*> scope_index_;
   // Writers of the scope table (registering a scope) and EvictIdle.

@@ -279,5 +279,42 @@ TEST_F(RateLimiterTest, ScopesRegisteredWhileOthersAcquire) {
   }
 }
 
+// FindScope remembers scopes by where the rule's name lives: a name that
+// changes in place (a new policy's rule at the old one's address) must find
+// its own scope, and windows of one name at one address their own.
+TEST_F(RateLimiterTest, ScopesAreFoundByNameNotByWhereTheNameLives) {
+  const std::vector<WindowLimit> one_request = {
+      {absl::Minutes(1), /*max_requests=*/1, /*max_tokens=*/0}};
+  const std::vector<WindowLimit> one_request_an_hour = {
+      {absl::Hours(1), /*max_requests=*/1, /*max_tokens=*/0}};
+  std::string name = "rule-a";
+  std::vector<RateCharge> charges;
+  RateAsk ask{name, "alice", one_request};
+  ASSERT_EQ(limiter_.Acquire({&ask, 1}, 1, kStart, false, &charges),
+            std::nullopt);
+  ASSERT_NE(limiter_.Acquire({&ask, 1}, 1, kStart, false, &charges),
+            std::nullopt);  // rule-a is full
+  name[5] = 'b';            // "rule-b", in the same bytes
+  ask.rule = name;
+  EXPECT_EQ(limiter_.Acquire({&ask, 1}, 1, kStart, false, &charges),
+            std::nullopt);
+  ASSERT_EQ(charges.size(), 2u);
+  EXPECT_EQ(charges[1].rule, "rule-b");
+  // Another window of the same name at the same address.
+  ask.windows = one_request_an_hour;
+  EXPECT_EQ(limiter_.Acquire({&ask, 1}, 1, kStart, false, &charges),
+            std::nullopt);
+  EXPECT_EQ(charges.back().window_seconds, 3600);
+  // Giving rule-b's minute back frees it, and only it.
+  limiter_.Release({&charges[1], 1});
+  ask.windows = one_request;
+  EXPECT_EQ(limiter_.Acquire({&ask, 1}, 1, kStart, false, &charges),
+            std::nullopt);
+  name[5] = 'a';
+  ask.rule = name;
+  EXPECT_NE(limiter_.Acquire({&ask, 1}, 1, kStart, false, &charges),
+            std::nullopt);
+}
+
 }  // namespace
 }  // namespace bursar::limits

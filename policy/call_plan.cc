@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -127,23 +128,31 @@ absl::CivilSecond LocalCivilTime(absl::Time now, absl::TimeZone zone) {
 absl::StatusOr<CallPlan> PlanCall(const CompiledPolicy& policy,
                                   const CallRequest& request,
                                   const DecisionContext& context) {
+  // The plan is built in the object returned (every return below returns
+  // `result`), so that it is not moved on the way out.
+  absl::StatusOr<CallPlan> result(absl::in_place);
   if (request.model.empty()) {
-    return absl::InvalidArgumentError("model: must not be empty");
+    result = absl::InvalidArgumentError("model: must not be empty");
+    return result;
   }
   if (absl::Status s = CheckTokens("input_tokens", request.input_tokens);
       !s.ok()) {
-    return s;
+    result = std::move(s);
+    return result;
   }
   if (absl::Status s =
           CheckTokens("max_output_tokens", request.max_output_tokens);
       !s.ok()) {
-    return s;
+    result = std::move(s);
+    return result;
   }
   const PolicyRules& rules = policy.rules();
+  // Only conditions read the civil time (a policy without now.* needs none).
   const absl::CivilSecond local_now =
-      LocalCivilTime(context.now, rules.timezone);
+      rules.slots.reads_now ? LocalCivilTime(context.now, rules.timezone)
+                            : absl::CivilSecond();
 
-  CallPlan plan;
+  CallPlan& plan = *result;
   plan.model = std::string(request.model);
   plan.max_output_tokens = request.max_output_tokens > 0
                                ? request.max_output_tokens
@@ -162,16 +171,22 @@ absl::StatusOr<CallPlan> PlanCall(const CompiledPolicy& policy,
   bool estimated = false;
   if (plan.price != nullptr) {
     if (absl::Status s = Estimate(plan, request.input_tokens); !s.ok()) {
-      return s;
+      result = std::move(s);
+      return result;
     }
     facts.estimated_cost_nanos = plan.estimated_cost_nanos;
     estimated = true;
   }
 
+  // The variables conditions read most, once for the call (refreshed
+  // whenever facts change below).
+  VariableSlots slots;
+  slots.Fill(facts, local_now, rules.slots);
+
   // One route: the first whose condition holds.
   const KpiSources sources{context.kpis, context.signals, {}};
   const PolicyActivation request_view(&facts, context.usage, context.now,
-                                      local_now, nullptr, &sources);
+                                      local_now, nullptr, &sources, &slots);
   for (const Route& route : rules.routes) {
     if (!Holds(route.when, request_view)) continue;
     if (route.route_to != plan.model) {
@@ -195,42 +210,54 @@ absl::StatusOr<CallPlan> PlanCall(const CompiledPolicy& policy,
         plan.deny_rule = "unknown-model";
         plan.deny_message =
             absl::StrCat("model ", NoPriceMessage(policy, request.model));
-        return plan;
+        return result;
       case UnknownModelAction::kReject:
         break;
     }
-    return absl::InvalidArgumentError(
+    result = absl::InvalidArgumentError(
         absl::StrCat("model: ", NoPriceMessage(policy, request.model),
                      "; priced models include ", SomePricedModels(policy)));
+    return result;
   }
   if (!estimated) {
     if (absl::Status s = Estimate(plan, request.input_tokens); !s.ok()) {
-      return s;
+      result = std::move(s);
+      return result;
     }
   }
 
   // Spend SLOs: each may downgrade the current model and cap the output.
+  // The facts (and their slots) follow the plan: `stale` says the plan
+  // changed since they were last set. The model's hash serves every SLO's
+  // downgrade map until an SLO changes the model.
+  bool stale = true;
+  size_t model_hash = ModelMap::hasher()(plan.model);
   for (const SpendSlo& slo : rules.spend_slos) {
     if (context.usage == nullptr) break;
     // An SLO that could neither downgrade the current model nor lower the
     // output cap changes nothing and is not reported, so its budget and
     // condition need no look.
+    auto to = slo.downgrade.find(plan.model, model_hash);
+    const bool can_downgrade = to != slo.downgrade.end();
     if (!(slo.cap_output_tokens > 0 &&
           slo.cap_output_tokens < plan.max_output_tokens) &&
-        !slo.downgrade.contains(plan.model)) {
+        !can_downgrade) {
       continue;
     }
     const std::optional<BudgetUsage> usage = context.usage->Budget(slo.budget);
     if (!usage.has_value()) continue;  // the budget does not apply
-    facts.model = plan.model;
-    facts.max_output_tokens = plan.max_output_tokens;
-    facts.estimated_cost_nanos = plan.estimated_cost_nanos;
+    if (stale) {
+      facts.model = plan.model;
+      facts.max_output_tokens = plan.max_output_tokens;
+      facts.estimated_cost_nanos = plan.estimated_cost_nanos;
+      slots.Refresh(facts);
+      stale = false;
+    }
     const KpiSources slo_sources{context.kpis, context.signals, slo.budget};
     const PolicyActivation slo_view(&facts, context.usage, context.now,
-                                    local_now, &*usage, &slo_sources);
+                                    local_now, &*usage, &slo_sources, &slots);
     if (!Holds(slo.when, slo_view)) continue;
-    auto to = slo.downgrade.find(plan.model);
-    const bool downgrade = to != slo.downgrade.end();
+    const bool downgrade = can_downgrade;
     const bool cap = slo.cap_output_tokens > 0 &&
                      slo.cap_output_tokens < plan.max_output_tokens;
     if (!downgrade && !cap) continue;  // nothing left to change
@@ -248,13 +275,16 @@ absl::StatusOr<CallPlan> PlanCall(const CompiledPolicy& policy,
       fired.to_model = to->second;
       plan.model = to->second;
       plan.price = policy.FindPrice(plan.model);
+      model_hash = ModelMap::hasher()(plan.model);
     }
     if (cap) {
       fired.output_tokens = slo.cap_output_tokens;
       plan.max_output_tokens = slo.cap_output_tokens;
     }
+    stale = true;
     if (absl::Status s = Estimate(plan, request.input_tokens); !s.ok()) {
-      return s;
+      result = std::move(s);
+      return result;
     }
   }
 
@@ -262,8 +292,9 @@ absl::StatusOr<CallPlan> PlanCall(const CompiledPolicy& policy,
   facts.model = plan.model;
   facts.max_output_tokens = plan.max_output_tokens;
   facts.estimated_cost_nanos = plan.estimated_cost_nanos;
+  slots.Refresh(facts);
   const PolicyActivation final_view(&facts, context.usage, context.now,
-                                    local_now, nullptr, &sources);
+                                    local_now, nullptr, &sources, &slots);
   for (const DenyRule& rule : rules.deny) {
     if (!Holds(rule.when, final_view)) continue;
     plan.allowed = false;
@@ -274,7 +305,7 @@ absl::StatusOr<CallPlan> PlanCall(const CompiledPolicy& policy,
                             : rule.message;
     break;
   }
-  return plan;
+  return result;
 }
 
 bool NextExhaustedStep(const CompiledPolicy& policy, const CallRequest& request,

@@ -17,6 +17,7 @@
 #include "limits/rate_limiter.h"
 #include "policy/expr/expr.h"
 #include "policy/pricing.h"
+#include "policy/variables.h"
 
 namespace bursar::policy {
 
@@ -170,6 +171,9 @@ struct PolicyRules {
   std::vector<AlertRule> alerts;
   AlertingSettings alerting;
   Attribution attribution;
+  // The slots the conditions above were compiled with (PolicySchema):
+  // PlanCall and MatchLimits fill a VariableSlots table by it.
+  VariableSlotLayout slots;
 };
 
 class CompiledPolicy {

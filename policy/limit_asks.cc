@@ -35,8 +35,13 @@ void MatchLimits(const CompiledPolicy& policy, const CallRequest& request,
   facts.max_output_tokens = plan.max_output_tokens;
   facts.estimated_cost_nanos = plan.estimated_cost_nanos;
   facts.attempt = request.attempt;
-  const PolicyActivation activation(&facts, /*usage=*/nullptr, now,
-                                    LocalCivilTime(now, rules.timezone));
+  // No slot table: these few conditions and keys read fewer variables than
+  // filling one would (VariableSlots::Fill looks up every label the policy
+  // names), so they ask Get. The civil time only if a condition reads it.
+  const absl::CivilSecond local_now = rules.slots.reads_now
+                                          ? LocalCivilTime(now, rules.timezone)
+                                          : absl::CivilSecond();
+  const PolicyActivation activation(&facts, /*usage=*/nullptr, now, local_now);
   auto holds = [&](const Condition& when) {
     return when.program == nullptr || when.program->EvalBool(activation);
   };

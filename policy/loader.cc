@@ -1288,7 +1288,7 @@ std::optional<Condition> PolicyCompiler::ReadCondition(const Entry& entry,
   }
   Condition condition;
   condition.source = entry.value.Scalar();
-  const PolicySchema schema(scope);
+  const PolicySchema schema(scope, &rules_.slots);
   expr::CompileResult compiled = expr::Compile(condition.source, schema, type);
   if (!compiled.errors.empty()) {
     const Location start = WhereValue(entry);

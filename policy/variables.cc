@@ -33,6 +33,7 @@ enum VariableId : int {
   kNowDayOfMonth,
   kNowMonth,
   kNowWeekday,
+  // The ids above are also the slots of those variables (VariableSlots).
   // budget.<field> is kOwnBudget + field; budgets["x"].<field> is
   // kNamedBudget + field.
   kOwnBudget = 100,
@@ -233,9 +234,70 @@ constexpr absl::string_view kWeekdays[] = {"monday",   "tuesday", "wednesday",
                                            "thursday", "friday",  "saturday",
                                            "sunday"};
 
+static_assert(VariableSlots::kFirstLabelSlot == kNowWeekday + 1,
+              "the label slots follow the fixed ones");
+
 }  // namespace
 
 absl::StatusOr<VariableRef> PolicySchema::Resolve(
+    const std::vector<PathSegment>& path) const {
+  absl::StatusOr<VariableRef> ref = ResolveName(path);
+  if (!ref.ok() || layout_ == nullptr) return ref;
+  if (ref->id == kRequestLabel) {
+    std::vector<std::string>& keys = layout_->label_keys;
+    auto it = std::find(keys.begin(), keys.end(), ref->key);
+    if (it == keys.end() && keys.size() < kMaxLabelSlots) {
+      it = keys.insert(keys.end(), ref->key);
+    }
+    if (it != keys.end()) {
+      ref->slot =
+          VariableSlots::kFirstLabelSlot + static_cast<int>(it - keys.begin());
+    }
+  } else if (ref->id >= kRequestModel && ref->id <= kNowWeekday) {
+    ref->slot = ref->id;
+    if (ref->id >= kNowHour) layout_->reads_now = true;
+    if (ref->id == kNowWeekday) layout_->reads_weekday = true;
+  }
+  return ref;
+}
+
+void VariableSlots::Fill(const RequestFacts& request,
+                         absl::CivilSecond local_now,
+                         const VariableSlotLayout& layout) {
+  Value* values = storage_.values;
+  values[kRequestModel] = Value::String(request.model);
+  values[kRequestProvider] = Value::String(request.provider);
+  values[kRequestPriority] = Value::String(request.priority);
+  values[kRequestInputTokens] = Value::Int(request.input_tokens);
+  values[kRequestMaxOutputTokens] = Value::Int(request.max_output_tokens);
+  values[kRequestAttempt] = Value::Int(request.attempt);
+  values[kRequestEstimatedCost] = Value::Money(request.estimated_cost_nanos);
+  if (layout.reads_now) {
+    values[kNowHour] = Value::Int(local_now.hour());
+    values[kNowMinute] = Value::Int(local_now.minute());
+    values[kNowDayOfMonth] = Value::Int(local_now.day());
+    values[kNowMonth] = Value::Int(local_now.month());
+  }
+  if (layout.reads_weekday) {
+    values[kNowWeekday] =
+        Value::String(kWeekdays[static_cast<int>(absl::GetWeekday(local_now))]);
+  }
+  const size_t labels =
+      std::min<size_t>(layout.label_keys.size(), kMaxLabelSlots);
+  for (size_t i = 0; i < labels; ++i) {
+    values[kFirstLabelSlot + i] =
+        Value::String(FindLabel(request.labels, layout.label_keys[i]));
+  }
+}
+
+void VariableSlots::Refresh(const RequestFacts& request) {
+  Value* values = storage_.values;
+  values[kRequestModel] = Value::String(request.model);
+  values[kRequestMaxOutputTokens] = Value::Int(request.max_output_tokens);
+  values[kRequestEstimatedCost] = Value::Money(request.estimated_cost_nanos);
+}
+
+absl::StatusOr<VariableRef> PolicySchema::ResolveName(
     const std::vector<PathSegment>& path) const {
   if (path.empty() || path[0].kind != PathSegment::Kind::kIdent) {
     return absl::InvalidArgumentError("a variable starts with a name");
@@ -461,6 +523,13 @@ Value PolicyActivation::KpiField(int id) const {
 }
 
 Value PolicyActivation::Get(const VariableRef& ref) const {
+  // The rule's own budget first: with request.* and now.* in slots, it is
+  // what spend SLOs ask Get for most.
+  if (ref.id >= kOwnBudget && ref.id < kNamedBudget) {
+    static constexpr BudgetUsage kNoBudget;
+    return BudgetField(ref.id - kOwnBudget,
+                       own_budget_ != nullptr ? *own_budget_ : kNoBudget);
+  }
   if (ref.id >= kKpi || ref.id == kKpiBurnRate ||
       ref.id == kKpiProjectedSpend) {
     return KpiField(ref.id);
@@ -468,10 +537,6 @@ Value PolicyActivation::Get(const VariableRef& ref) const {
   if (ref.id == kSignal) return SignalValue(ref.key);
   if (ref.id >= kNamedBudget) {
     return NamedBudgetField(ref.id - kNamedBudget, ref.key);
-  }
-  if (ref.id >= kOwnBudget) {
-    return BudgetField(ref.id - kOwnBudget,
-                       own_budget_ != nullptr ? *own_budget_ : BudgetUsage{});
   }
   switch (ref.id) {
     case kRequestModel:

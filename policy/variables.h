@@ -32,6 +32,7 @@
 // ratio over zero requests is 0. docs/usage-and-kpis.md has the details.
 
 #include <cstdint>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -51,14 +52,40 @@ struct VariableScope {
   bool has_own_budget = false;  // budget.*, kpi.*
 };
 
+// Slots (expr::VariableRef::slot; docs/decisions/026-variable-slots.md):
+// the variables of the request and the clock are read from a table filled
+// once per call (VariableSlots) instead of through PolicyActivation::Get.
+// The request.* and now.* fields have fixed slots; each label key a policy
+// reads gets one of kMaxLabelSlots more, in the order they are first named
+// (later keys are read through Get). One layout per policy: every
+// condition of a policy is compiled against it.
+inline constexpr int kMaxLabelSlots = 8;
+struct VariableSlotLayout {
+  // The label key of slot kFirstLabelSlot + i.
+  std::vector<std::string> label_keys;
+  // Whether a condition reads now.* (else the call needs no civil time),
+  // and now.weekday in particular.
+  bool reads_now = false;
+  bool reads_weekday = false;
+};
+
 class PolicySchema final : public expr::Schema {
  public:
-  explicit PolicySchema(VariableScope scope) : scope_(scope) {}
+  // With a layout, variables get slots in it (and new label keys are added
+  // to it); without one, none does.
+  explicit PolicySchema(VariableScope scope,
+                        VariableSlotLayout* layout = nullptr)
+      : scope_(scope), layout_(layout) {}
   absl::StatusOr<expr::VariableRef> Resolve(
       const std::vector<expr::PathSegment>& path) const override;
 
  private:
+  // The variable `path` names, without a slot.
+  absl::StatusOr<expr::VariableRef> ResolveName(
+      const std::vector<expr::PathSegment>& path) const;
+
   VariableScope scope_;
+  VariableSlotLayout* layout_;
 };
 
 // Labels sorted by key (as storage::LabelSet::entries() gives them).
@@ -87,17 +114,52 @@ struct KpiSources {
   absl::string_view own_budget_name;
 };
 
+// The slot table of one call: the values of request.* (from RequestFacts),
+// now.* and the layout's labels, as PolicyActivation::Get would give them.
+// Fill once per call; after the facts of the request change (PlanCall's
+// model, output cap and estimate), Refresh before evaluating again. No
+// allocation.
+class VariableSlots {
+ public:
+  // Every slot: request.* from `request`, now.* from `local_now` (when the
+  // layout reads now.*), each label of the layout from request.labels.
+  void Fill(const RequestFacts& request, absl::CivilSecond local_now,
+            const VariableSlotLayout& layout);
+  // request.model, request.max_output_tokens and request.estimated_cost
+  // again from `request`.
+  void Refresh(const RequestFacts& request);
+  const expr::Value* data() const { return storage_.values; }
+
+  // The first label slot; the ones before are request.* and now.*.
+  static constexpr int kFirstLabelSlot = 13;
+  static constexpr int kSlots = kFirstLabelSlot + kMaxLabelSlots;
+
+ private:
+  // Left uninitialised until Fill: a slot Fill skips (now.* when the layout
+  // does not read it, labels past the layout's) is never read.
+  union Storage {
+    Storage() {}
+    expr::Value values[kSlots];
+  };
+  Storage storage_;
+};
+
 // Feeds one evaluation of a condition. Cheap to build per rule; allocates
 // nothing itself (a KpiReader may, when a kpi.* variable is read).
 class PolicyActivation final : public expr::Activation {
  public:
   // `own_budget` is what `budget.*` reads (spend_slos, alerts): the figures
   // the caller already looked up, so conditions do not look them up again.
+  // `slots`, if any, must have been filled from `*request` and `local_now`
+  // with the layout the conditions were compiled against (and refreshed
+  // since `*request` last changed).
   PolicyActivation(const RequestFacts* request, const UsageView* usage,
                    absl::Time now, absl::CivilSecond local_now,
                    const BudgetUsage* own_budget = nullptr,
-                   const KpiSources* kpi = nullptr)
-      : request_(request),
+                   const KpiSources* kpi = nullptr,
+                   const VariableSlots* slots = nullptr)
+      : expr::Activation(slots == nullptr ? nullptr : slots->data()),
+        request_(request),
         usage_(usage),
         now_(now),
         local_now_(local_now),

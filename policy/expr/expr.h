@@ -78,10 +78,17 @@ std::string PathToString(const std::vector<PathSegment>& path);
 // to the Activation, which answers by `id` (and `key` for map-like
 // variables such as a label name or a budget name) without string lookups
 // of the path.
+//
+// `slot`: a Schema may promise that an Activation which has a slot table
+// (Activation::slots() not null) holds this variable's value, of `type`, at
+// index `slot` of it for the whole evaluation; Programs then read it there
+// instead of calling Get. -1: always ask Get. Every Activation without a
+// slot table is asked through Get, so a slot is only a shortcut.
 struct VariableRef {
   int id = 0;
   std::string key;
   Type type = Type::kBool;
+  int slot = -1;
 };
 
 // The names an expression may use and their types, defined by the host
@@ -105,8 +112,21 @@ class Activation {
  public:
   virtual ~Activation() = default;
   // Called only with refs the Schema produced, so `ref.type` is the type
-  // the checker assumed; the returned Value must have that type.
+  // the checker assumed; the returned Value must have that type. Not
+  // called for a ref with a slot when slots() is not null.
   virtual Value Get(const VariableRef& ref) const = 0;
+
+  // The slot table (see VariableRef::slot), or null: then every variable
+  // is read through Get. It must hold, for every slot its Schema gave out,
+  // the value Get would return for that ref.
+  const Value* slots() const { return slots_; }
+
+ protected:
+  Activation() = default;
+  explicit Activation(const Value* slots) : slots_(slots) {}
+
+ private:
+  const Value* slots_ = nullptr;
 };
 
 // Bounds on what Compile accepts, so that any input compiles in bounded

@@ -103,8 +103,37 @@ struct Instr {
   int32_t count = 0;
   Value value;                       // kConst
   const VariableRef* var = nullptr;  // kVar
+  int32_t slot = -1;                 // var->slot
+  uint8_t cmp_mask = 0;              // OutcomeMask(cmp), specialised leaves
   const RE2* re = nullptr;           // kMatches
 };
+
+// The value of the variable of `in` (a kVar or a specialised leaf): read
+// from the activation's slot table when the variable has a slot there,
+// else asked of Get.
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline Value ReadVar(
+    const Instr& in, const Activation& activation) {
+  const Value* slots = activation.slots();
+  if (in.slot >= 0 && slots != nullptr) return slots[in.slot];
+  return activation.Get(*in.var);
+}
+
+// One field of ReadVar's value, for the specialised leaves: a leaf read
+// from a slot loads only that field.
+template <typename T>
+inline T GetField(const Instr& in, const Activation& activation,
+                  T Value::*field) {
+  return activation.Get(*in.var).*field;
+}
+
+template <typename T>
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline T ReadField(const Instr& in,
+                                                const Activation& activation,
+                                                T Value::*field) {
+  const Value* slots = activation.slots();
+  if (in.slot >= 0 && slots != nullptr) return slots[in.slot].*field;
+  return GetField(in, activation, field);
+}
 
 template <typename T>
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool Compare(Cmp cmp, const T& a,
@@ -124,6 +153,36 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool Compare(Cmp cmp, const T& a,
       return a >= b;
   }
   return false;
+}
+
+// A comparison as a set of outcomes, for the specialised leaves: bit 0
+// less, bit 1 equal, bit 2 greater, bit 3 unordered (a NaN operand), so
+// that `a <cmp> b` is one shift of the mask by the outcome instead of a
+// switch on the comparison.
+uint8_t OutcomeMask(Cmp cmp) {
+  switch (cmp) {
+    case Cmp::kEq:
+      return 0b0010;
+    case Cmp::kNe:
+      return 0b1101;
+    case Cmp::kLt:
+      return 0b0001;
+    case Cmp::kLe:
+      return 0b0011;
+    case Cmp::kGt:
+      return 0b0100;
+    case Cmp::kGe:
+      return 0b0110;
+  }
+  return 0;
+}
+
+template <typename T>
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool CompareByMask(uint8_t mask, T a, T b) {
+  // An unordered pair (only doubles have them) is none of less, equal and
+  // greater.
+  const int outcome = a < b ? 0 : a == b ? 1 : a > b ? 2 : 3;
+  return (mask >> outcome) & 1;
 }
 
 Cmp ToCmp(BinaryOp op) {
@@ -183,6 +242,11 @@ class CompiledProgram final : public Program {
 
  protected:
   bool EvalCondition(const Activation& activation, bool* ok) const override {
+    if (chain_ != Chain::kNone) {
+      // Leaves never fail.
+      if (ok != nullptr) *ok = true;
+      return EvalChain(activation);
+    }
     if (result_type_ != Type::kBool) {
       if (ok != nullptr) *ok = false;
       return false;
@@ -203,11 +267,37 @@ class CompiledProgram final : public Program {
   // after an error.
   bool EvalBoolAt(int32_t index, const Activation& activation,
                   RuntimeError* error) const;
+  // EvalAt's bool.
+  bool EvalBoolByValue(int32_t index, const Activation& activation,
+                       RuntimeError* error) const;
   bool EvalLeaf(const Instr& in, const Activation& activation,
                 bool* result) const;
   // Rewrites instructions into their specialised forms (see Op); run once
   // after building.
   void Specialise();
+  // Most conditions are one specialised leaf, or `&&` / `||` of them: for
+  // those, chain_ says which, and chain_leaves_ holds copies of the leaves
+  // in order, so that EvalCondition decides them in one loop without
+  // recursion. Run after Specialise, with result_type_ set.
+  void PlanChain();
+  bool EvalChain(const Activation& activation) const {
+    bool x = false;
+    if (chain_ == Chain::kLeaf) {
+      EvalLeaf(chain_leaves_[0], activation, &x);
+      return x;
+    }
+    const bool decisive = chain_ == Chain::kOr;
+    for (const Instr& leaf : chain_leaves_) {
+      EvalLeaf(leaf, activation, &x);
+      if (x == decisive) return decisive;
+    }
+    return !decisive;
+  }
+  static bool IsLeaf(Op op) {
+    return op == Op::kConst || op == Op::kCmpInt64VarConst ||
+           op == Op::kCmpDoubleVarConst || op == Op::kCmpStringVarConst ||
+           op == Op::kInStringVarConst;
+  }
   // The value of instruction `index`: constants are read in place and
   // variables fetched directly, which spares most leaves a call of EvalAt;
   // other instructions are evaluated into *storage.
@@ -216,7 +306,7 @@ class CompiledProgram final : public Program {
     const Instr& in = instrs_[index];
     if (in.op == Op::kConst) return in.value;
     if (in.op == Op::kVar) {
-      *storage = activation.Get(*in.var);
+      *storage = ReadVar(in, activation);
     } else {
       *storage = EvalAt(index, activation, error);
     }
@@ -228,6 +318,9 @@ class CompiledProgram final : public Program {
   std::vector<Instr> instrs_;
   std::vector<int32_t> operands_;
   int32_t root_ = 0;
+  enum class Chain : uint8_t { kNone, kLeaf, kAnd, kOr };
+  Chain chain_ = Chain::kNone;
+  std::vector<Instr> chain_leaves_;
   Type result_type_ = Type::kBool;
   // Storage that instructions point into; filled before any instruction
   // refers to it and never resized afterwards (strings_ is a deque, whose
@@ -249,7 +342,7 @@ Value CompiledProgram::EvalAt(int32_t index, const Activation& activation,
     case Op::kConst:
       return in.value;
     case Op::kVar:
-      return activation.Get(*in.var);
+      return ReadVar(in, activation);
     case Op::kNot: {
       BURSAR_EVAL_OPERAND(x, in.a);
       return Value::Bool(!x.bool_value);
@@ -416,34 +509,37 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool CompiledProgram::EvalLeaf(
       *result = in.value.bool_value;
       return true;
     case Op::kCmpInt64VarConst:
-      *result = Compare(in.cmp, activation.Get(*in.var).int_value,
-                        in.value.int_value);
+      *result = CompareByMask(in.cmp_mask,
+                              ReadField(in, activation, &Value::int_value),
+                              in.value.int_value);
       return true;
     case Op::kCmpDoubleVarConst:
-      *result = Compare(in.cmp, activation.Get(*in.var).double_value,
-                        in.value.double_value);
+      *result = CompareByMask(in.cmp_mask,
+                              ReadField(in, activation, &Value::double_value),
+                              in.value.double_value);
       return true;
     case Op::kCmpStringVarConst: {
-      const Value x = activation.Get(*in.var);
+      const absl::string_view x =
+          ReadField(in, activation, &Value::string_value);
       switch (in.cmp) {
         case Cmp::kEq:
-          *result = StringEqual(x.string_value, in.value.string_value);
+          *result = StringEqual(x, in.value.string_value);
           break;
         case Cmp::kNe:
-          *result = !StringEqual(x.string_value, in.value.string_value);
+          *result = !StringEqual(x, in.value.string_value);
           break;
         default:
-          *result = Compare(in.cmp, x.string_value, in.value.string_value);
+          *result = Compare(in.cmp, x, in.value.string_value);
           break;
       }
       return true;
     }
     case Op::kInStringVarConst: {
-      const Value x = activation.Get(*in.var);
+      const absl::string_view x =
+          ReadField(in, activation, &Value::string_value);
       bool found = false;
       for (int32_t i = in.first; i < in.first + in.count; ++i) {
-        if (StringEqual(x.string_value,
-                        instrs_[operands_[i]].value.string_value)) {
+        if (StringEqual(x, instrs_[operands_[i]].value.string_value)) {
           found = true;
           break;
         }
@@ -482,11 +578,38 @@ bool CompiledProgram::EvalBoolAt(int32_t index, const Activation& activation,
       if (*error != RuntimeError::kNone) return false;
       return !x;
     }
-    default: {
-      const Value value = EvalAt(index, activation, error);
-      return *error == RuntimeError::kNone && value.bool_value;
-    }
+    default:
+      return EvalBoolByValue(index, activation, error);
   }
+}
+
+bool CompiledProgram::EvalBoolByValue(int32_t index,
+                                      const Activation& activation,
+                                      RuntimeError* error) const {
+  const Value value = EvalAt(index, activation, error);
+  return *error == RuntimeError::kNone && value.bool_value;
+}
+
+void CompiledProgram::PlanChain() {
+  chain_ = Chain::kNone;
+  chain_leaves_.clear();
+  if (result_type_ != Type::kBool) return;
+  const Instr& root = instrs_[root_];
+  if (IsLeaf(root.op)) {
+    chain_ = Chain::kLeaf;
+    chain_leaves_.push_back(root);
+    return;
+  }
+  if (root.op != Op::kAnd && root.op != Op::kOr) return;
+  for (int32_t i = root.first; i < root.first + root.count; ++i) {
+    if (!IsLeaf(instrs_[operands_[i]].op)) {
+      chain_leaves_.clear();
+      return;
+    }
+    chain_leaves_.push_back(instrs_[operands_[i]]);
+  }
+  chain_leaves_.shrink_to_fit();
+  chain_ = root.op == Op::kAnd ? Chain::kAnd : Chain::kOr;
 }
 
 void CompiledProgram::Specialise() {
@@ -511,8 +634,10 @@ void CompiledProgram::Specialise() {
           break;
         }
         in.var = var->var;
+        in.slot = var->slot;
         in.value = literal->value;
         in.cmp = cmp;
+        in.cmp_mask = OutcomeMask(cmp);
         in.op = in.op == Op::kCmpInt64    ? Op::kCmpInt64VarConst
                 : in.op == Op::kCmpDouble ? Op::kCmpDoubleVarConst
                                           : Op::kCmpStringVarConst;
@@ -526,6 +651,7 @@ void CompiledProgram::Specialise() {
         }
         if (!all_const) break;
         in.var = instrs_[in.a].var;
+        in.slot = instrs_[in.a].slot;
         in.op = Op::kInStringVarConst;
         break;
       }
@@ -593,6 +719,7 @@ class Builder {
     program_->root_ = root;
     program_->Specialise();
     program_->result_type_ = checked_.result_type;
+    program_->PlanChain();
     program_->instrs_.shrink_to_fit();
     program_->operands_.shrink_to_fit();
     result.program = std::move(program_);
@@ -654,6 +781,7 @@ class Builder {
       instr.op = Op::kVar;
       instr.type = type(node_index);
       instr.var = &program_->variables_[checked_.variable[node_index]];
+      instr.slot = instr.var->slot;
       return Emit(instr);
     }
 

@@ -5,6 +5,7 @@
 #include <limits>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
@@ -412,6 +413,183 @@ TEST(ProgramCompileTest, ConstantRuntimeErrorsAreCompileErrors) {
   // A constant that is never reached is not evaluated.
   result = Compile("false && 1 / 0 == 1", schema);
   EXPECT_THAT(result.errors, SizeIs(0));
+}
+
+// Slots (VariableRef::slot): TestSchema's variables, with request.model in
+// slot 0, request.input_tokens in slot 1 and budget.used_ratio in slot 2.
+class SlottedSchema final : public Schema {
+ public:
+  absl::StatusOr<VariableRef> Resolve(
+      const std::vector<PathSegment>& path) const override {
+    absl::StatusOr<VariableRef> ref = schema_.Resolve(path);
+    if (!ref.ok()) return ref;
+    switch (static_cast<TestVariable>(ref->id)) {
+      case TestVariable::kModel:
+        ref->slot = 0;
+        break;
+      case TestVariable::kInputTokens:
+        ref->slot = 1;
+        break;
+      case TestVariable::kUsedRatio:
+        ref->slot = 2;
+        break;
+      default:
+        break;
+    }
+    return ref;
+  }
+
+ private:
+  TestSchema schema_;
+};
+
+// Reads slotted variables from `slots` (when not null); asks `get` for the
+// others and counts those calls.
+class SlottedActivation final : public Activation {
+ public:
+  SlottedActivation(const Value* slots, const TestActivation* get)
+      : Activation(slots), get_(get) {}
+  Value Get(const VariableRef& ref) const override {
+    ++gets;
+    return get_->Get(ref);
+  }
+  mutable int gets = 0;
+
+ private:
+  const TestActivation* get_;
+};
+
+class SlotTest : public ::testing::Test {
+ protected:
+  SlotTest() {
+    get_.model = "from-get";
+    get_.input_tokens = 1;
+    get_.used_ratio = 0.1;
+    get_.estimated_cost_nanos = 7;
+  }
+
+  // Evaluates `source` against the slot table and against Get alone; the
+  // results in *from_slots and *from_get, and the Get calls of the first.
+  void Eval(const std::string& source, bool* from_slots, bool* from_get,
+            int* gets) {
+    CompileResult result = Compile(source, schema_);
+    ASSERT_TRUE(result.errors.empty()) << source;
+    const SlottedActivation slotted(slots_, &get_);
+    const SlottedActivation unslotted(nullptr, &get_);
+    bool ok = false;
+    *from_slots = result.program->EvalBool(slotted, &ok);
+    EXPECT_TRUE(ok) << source;
+    *from_get = result.program->EvalBool(unslotted, &ok);
+    EXPECT_TRUE(ok) << source;
+    *gets = slotted.gets;
+  }
+
+  SlottedSchema schema_;
+  TestActivation get_;
+  Value slots_[3] = {Value::String("from-slot"), Value::Int(9),
+                     Value::Double(0.5)};
+};
+
+TEST_F(SlotTest, SlottedVariablesAreReadFromTheTableNotFromGet) {
+  const std::string conditions[] = {
+      "request.model == \"from-slot\"",           // a specialised leaf
+      "request.model in [\"x\", \"from-slot\"]",  // `in` of literals
+      "request.model.startsWith(\"from-s\")",     // an operand
+      "request.input_tokens > 5",                 // int leaf
+      "request.input_tokens + 1 == 10",           // arithmetic
+      "budget.used_ratio >= 50%",                 // double leaf
+      "!(budget.used_ratio < 0.5)",
+  };
+  for (const std::string& source : conditions) {
+    bool from_slots = false, from_get = true;
+    int gets = -1;
+    Eval(source, &from_slots, &from_get, &gets);
+    EXPECT_TRUE(from_slots) << source;
+    EXPECT_FALSE(from_get) << source;
+    EXPECT_EQ(gets, 0) << source;
+  }
+}
+
+TEST_F(SlotTest, VariablesWithoutASlotAreAskedOfGet) {
+  bool from_slots = false, from_get = false;
+  int gets = 0;
+  Eval("request.estimated_cost == $0.000000007 && request.model != \"x\"",
+       &from_slots, &from_get, &gets);
+  EXPECT_TRUE(from_slots);
+  EXPECT_TRUE(from_get);
+  EXPECT_EQ(gets, 1);
+}
+
+// The specialised leaves decide `variable <cmp> literal` from an outcome
+// mask: every comparison, on each side of the literal, and NaN.
+TEST_F(SlotTest, EveryComparisonOfAVariableWithALiteral) {
+  const char* ops[] = {"==", "!=", "<", "<=", ">", ">="};
+  auto expect = [](absl::string_view op, double a, double b) {
+    if (op == "==") return a == b;
+    if (op == "!=") return a != b;
+    if (op == "<") return a < b;
+    if (op == "<=") return a <= b;
+    if (op == ">") return a > b;
+    return a >= b;
+  };
+  for (const char* op : ops) {
+    for (int64_t tokens : {8, 9, 10}) {
+      slots_[1] = Value::Int(tokens);
+      for (const bool literal_first : {false, true}) {
+        // `9 < x` is `x > 9`.
+        const std::string source =
+            literal_first ? absl::StrCat("9 ", op, " request.input_tokens")
+                          : absl::StrCat("request.input_tokens ", op, " 9");
+        bool from_slots = false, from_get = false;
+        int gets = 0;
+        Eval(source, &from_slots, &from_get, &gets);
+        const bool want =
+            literal_first ? expect(op, 9, tokens) : expect(op, tokens, 9);
+        EXPECT_EQ(from_slots, want) << source << " with " << tokens;
+      }
+    }
+    for (double ratio : {0.25, 0.5, 0.75, std::nan("")}) {
+      slots_[2] = Value::Double(ratio);
+      const std::string source = absl::StrCat("budget.used_ratio ", op, " 0.5");
+      bool from_slots = false, from_get = false;
+      int gets = 0;
+      Eval(source, &from_slots, &from_get, &gets);
+      EXPECT_EQ(from_slots, expect(op, ratio, 0.5))
+          << source << " with " << ratio;
+    }
+  }
+}
+
+// Conditions that are one leaf, or `&&` / `||` of leaves, are decided by
+// one loop over copies of the leaves (CompiledProgram::EvalChain): every
+// combination of three leaves, through the table and through Get.
+TEST_F(SlotTest, ChainsOfLeavesDecideLikeTheirOperators) {
+  for (int mask = 0; mask < 8; ++mask) {
+    const bool a = mask & 1, b = mask & 2, c = mask & 4;
+    slots_[0] = Value::String(a ? "from-slot" : "other");
+    slots_[1] = Value::Int(b ? 9 : 1);
+    slots_[2] = Value::Double(c ? 0.5 : 0.1);
+    const std::string leaves[] = {"request.model in [\"x\", \"from-slot\"]",
+                                  "request.input_tokens >= 9",
+                                  "budget.used_ratio == 50%"};
+    for (const char* op : {" && ", " || "}) {
+      const std::string source =
+          absl::StrCat(leaves[0], op, leaves[1], op, leaves[2]);
+      bool from_slots = false, from_get = false;
+      int gets = 0;
+      Eval(source, &from_slots, &from_get, &gets);
+      const bool want =
+          std::string(op) == " && " ? (a && b && c) : (a || b || c);
+      EXPECT_EQ(from_slots, want) << source << " with " << mask;
+      EXPECT_FALSE(from_get) << source;  // Get's values fail every leaf
+      EXPECT_EQ(gets, 0) << source;
+    }
+    bool from_slots = false, from_get = true;
+    int gets = 0;
+    Eval(leaves[1], &from_slots, &from_get, &gets);
+    EXPECT_EQ(from_slots, b) << leaves[1];
+    EXPECT_FALSE(from_get);
+  }
 }
 
 }  // namespace

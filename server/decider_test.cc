@@ -30,18 +30,25 @@ pricing:
 defaults: { max_output_tokens: 1000, unknown_model: UNKNOWN_ACTION }
 )yaml";
 
-std::shared_ptr<const policy::CompiledPolicy> Compile(
-    absl::string_view unknown_action, absl::string_view gpt41_output = "8.00") {
-  std::string text = kPolicy;
-  text.replace(text.find("UNKNOWN_ACTION"), 14, std::string(unknown_action));
-  text.replace(text.find("\"8.00\""), 6,
-               absl::StrCat("\"", gpt41_output, "\""));
+// The policy compiled from `text`; null (and a test failure naming the
+// first diagnostic) when it does not compile.
+std::shared_ptr<const policy::CompiledPolicy> CompileText(
+    const std::string& text) {
   policy::CompileResult result = policy::CompilePolicy({{"p.yaml", text}});
   EXPECT_NE(result.policy, nullptr)
       << (result.diagnostics.empty()
               ? ""
               : policy::FormatDiagnostic(result.diagnostics.front()));
   return result.policy;
+}
+
+std::shared_ptr<const policy::CompiledPolicy> Compile(
+    absl::string_view unknown_action, absl::string_view gpt41_output = "8.00") {
+  std::string text = kPolicy;
+  text.replace(text.find("UNKNOWN_ACTION"), 14, std::string(unknown_action));
+  text.replace(text.find("\"8.00\""), 6,
+               absl::StrCat("\"", gpt41_output, "\""));
+  return CompileText(text);
 }
 
 class DeciderTest : public ::testing::Test {
@@ -193,12 +200,7 @@ std::shared_ptr<const policy::CompiledPolicy> CompilePoolPolicy() {
       "  - name: gpt41-slots\n"
       "    when: request.model == \"gpt-4.1\"\n"
       "    max_in_flight: 100\n";
-  policy::CompileResult result = policy::CompilePolicy({{"p.yaml", text}});
-  EXPECT_NE(result.policy, nullptr)
-      << (result.diagnostics.empty()
-              ? ""
-              : policy::FormatDiagnostic(result.diagnostics.front()));
-  return result.policy;
+  return CompileText(text);
 }
 
 // Decision 025: a restart gives back exactly the pool slots of the calls in
@@ -317,12 +319,7 @@ std::shared_ptr<const policy::CompiledPolicy> CompileWith(
   std::string text = kPolicy;
   text.replace(text.find("UNKNOWN_ACTION"), 14, std::string(unknown_action));
   absl::StrAppend(&text, rules);
-  policy::CompileResult result = policy::CompilePolicy({{"p.yaml", text}});
-  EXPECT_NE(result.policy, nullptr)
-      << (result.diagnostics.empty()
-              ? ""
-              : policy::FormatDiagnostic(result.diagnostics.front()));
-  return result.policy;
+  return CompileText(text);
 }
 
 class DeciderShadowTest : public DeciderTest {

@@ -123,6 +123,17 @@ class RocksLedgerTest : public ::testing::Test {
     Open();
   }
 
+  // "reservation_id terms" of every hold ForEachOpenHold visits, in its
+  // order; each must be open.
+  std::vector<std::string> VisitedOpenHolds() {
+    std::vector<std::string> seen;
+    ledger_->ForEachOpenHold([&](const HoldView& h) {
+      EXPECT_EQ(h.state, HoldState::kOpen);
+      seen.push_back(absl::StrCat(h.reservation_id, " ", h.terms));
+    });
+    return seen;
+  }
+
   void Set(BudgetSpec spec, absl::Time now = kT0) {
     absl::StatusOr<std::pair<BudgetSpec, bool>> set =
         ledger_->SetBudget(std::move(spec), Actor{"alice", "test"}, now);
@@ -283,7 +294,8 @@ TEST_F(RocksLedgerTest, CreateThenReplaceIsAuditedNewestFirst) {
 TEST_F(RocksLedgerTest, ListBudgetNamesIsSortedAndFollowsDeletes) {
   EXPECT_THAT(ledger_->ListBudgetNames(), IsEmpty());
   for (const char* name : {"team-b", "org", "team-a"}) Set(Budget(name, 1000));
-  EXPECT_THAT(ledger_->ListBudgetNames(), ElementsAre("org", "team-a", "team-b"));
+  EXPECT_THAT(ledger_->ListBudgetNames(),
+              ElementsAre("org", "team-a", "team-b"));
   ASSERT_TRUE(ledger_->DeleteBudget("team-a", Actor{"carol", ""}, kT0).ok());
   Reopen();
   EXPECT_THAT(ledger_->ListBudgetNames(), ElementsAre("org", "team-b"));
@@ -1500,12 +1512,7 @@ TEST_F(RocksLedgerTest, ForEachOpenHoldFindsFewOpenHoldsAmongManySettled) {
   }
   std::sort(expected.begin(), expected.end());
   for (int pass = 0; pass < 2; ++pass) {
-    std::vector<std::string> seen;
-    ledger_->ForEachOpenHold([&](const HoldView& h) {
-      EXPECT_EQ(h.state, HoldState::kOpen);
-      seen.push_back(absl::StrCat(h.reservation_id, " ", h.terms));
-    });
-    EXPECT_EQ(seen, expected);
+    EXPECT_EQ(VisitedOpenHolds(), expected);
     Reopen();
   }
 }
@@ -1552,12 +1559,7 @@ TEST_F(RocksLedgerTest, ForEachOpenHoldVisitsOnlyHoldsFlaggedVisitOnRestore) {
     for (int pass = 0; pass < 2; ++pass) {
       SCOPED_TRACE(pass == 0 ? "as reserved" : "after a reopen");
       EXPECT_EQ(ledger_->open_holds(), open);
-      std::vector<std::string> seen;
-      ledger_->ForEachOpenHold([&](const HoldView& h) {
-        EXPECT_EQ(h.state, HoldState::kOpen);
-        seen.push_back(absl::StrCat(h.reservation_id, " ", h.terms));
-      });
-      EXPECT_EQ(seen, expected);
+      EXPECT_EQ(VisitedOpenHolds(), expected);
       Reopen();
     }
   }
@@ -1602,11 +1604,7 @@ TEST_F(RocksLedgerTest, OpenHoldsStoredBeforeTheFlagAreVisited) {
   std::vector<std::string> expected = {absl::StrCat(old_id, " old"),
                                        absl::StrCat(visited_id, " visited")};
   std::sort(expected.begin(), expected.end());
-  std::vector<std::string> seen;
-  ledger_->ForEachOpenHold([&](const HoldView& h) {
-    seen.push_back(absl::StrCat(h.reservation_id, " ", h.terms));
-  });
-  EXPECT_EQ(seen, expected);
+  EXPECT_EQ(VisitedOpenHolds(), expected);
 }
 
 TEST_F(RocksLedgerTest, ExpiredHoldsComeBackWithTheirTerms) {

@@ -54,18 +54,30 @@ void AppendBigEndian64(std::string& out, uint64_t v) {
 // start with (budget names are [A-Za-z0-9._-]).
 constexpr absl::string_view kSideCounterPrefix = "\x01s";
 
-std::string CounterKey(absl::string_view budget, absl::string_view instance,
-                       int64_t period_key, char kind) {
-  std::string key;
+// Replaces `key` with the counter key (reusing its buffer).
+void AssignCounterKey(absl::string_view budget, absl::string_view instance,
+                      int64_t period_key, char kind, std::string& key) {
+  key.clear();
   key.reserve(budget.size() + instance.size() + 11);
-  absl::StrAppend(&key, budget);
+  key.append(budget.data(), budget.size());
   key.push_back('\0');
-  absl::StrAppend(&key, instance);
+  key.append(instance.data(), instance.size());
   key.push_back('\0');
   AppendBigEndian64(key, static_cast<uint64_t>(period_key) ^ (1ULL << 63));
   key.push_back(kind);
+}
+
+std::string CounterKey(absl::string_view budget, absl::string_view instance,
+                       int64_t period_key, char kind) {
+  std::string key;
+  AssignCounterKey(budget, instance, period_key, kind, key);
   return key;
 }
+
+// What a Check's or a Report's batch reserves up front (the hold record with
+// its terms, counter merges, the usage record), so that appending to it
+// does not allocate again.
+constexpr size_t kCallBatchReservedBytes = 2048;
 
 // A reservation id, "r-" and 32 lowercase hex digits (the only form this
 // ledger has ever issued: storage/README.md), as its 128 bits. The key of
@@ -613,6 +625,7 @@ class RocksLedger final : public Ledger {
   // Reused by Reserve and state changes (no allocation once warm).
   HoldRecord scratch_record_ ABSL_GUARDED_BY(mu_);
   std::string scratch_value_ ABSL_GUARDED_BY(mu_);
+  std::string scratch_key_ ABSL_GUARDED_BY(mu_);
 };
 
 absl::Status RocksLedger::Load() {
@@ -1363,8 +1376,8 @@ HoldId RocksLedger::NewHoldId(absl::Time now) {
   // The reservation's time first, so that the holds' keys grow with time
   // and each new hold is written at the end of the memtable instead of at
   // a random place in it; 76 random bits after it.
-  const uint64_t micros = static_cast<uint64_t>(
-      std::max<int64_t>(absl::ToUnixMicros(now), 0));
+  const uint64_t micros =
+      static_cast<uint64_t>(std::max<int64_t>(absl::ToUnixMicros(now), 0));
   const uint64_t random_low_bits =
       absl::Uniform<uint64_t>(bitgen_) >> (64 - kHoldIdRandomBitsInHi);
   return HoldId{(micros << kHoldIdRandomBitsInHi) | random_low_bits,
@@ -1628,7 +1641,7 @@ absl::StatusOr<ReserveResult> RocksLedger::Reserve(
       charge->set_period_start(m.bounds.start_key());
     }
     record.SerializeToString(&scratch_value_);
-    rocksdb::WriteBatch batch;
+    rocksdb::WriteBatch batch(kCallBatchReservedBytes);
     batch.Put(cfs_[kHoldsCf], ToSlice(key), scratch_value_);
     MergeSideCounters(batch, request.side_counters);
 
@@ -1668,8 +1681,9 @@ absl::StatusOr<ReserveResult> RocksLedger::Reserve(
       Forget(id);
       return written;
     }
-    if (absl::Status s = DeferOrAwait(
-            ticket, request.defer_durability ? &result.durable_ticket : nullptr);
+    if (absl::Status s = DeferOrAwait(ticket, request.defer_durability
+                                                  ? &result.durable_ticket
+                                                  : nullptr);
         !s.ok()) {
       return s;
     }
@@ -1810,15 +1824,14 @@ void RocksLedger::MergeCounters(rocksdb::WriteBatch& batch, const Hold& hold,
   for (const Charge& charge : ChargesOf(hold)) {
     const ChargeTarget& target = targets_[charge.target];
     if (spent_delta != 0) {
-      batch.Merge(cfs_[kCountersCf],
-                  CounterKey(target.budget, target.instance,
-                             charge.period_start, kSpentCounter),
-                  EncodeInt64(spent_delta));
+      AssignCounterKey(target.budget, target.instance, charge.period_start,
+                       kSpentCounter, scratch_key_);
+      batch.Merge(cfs_[kCountersCf], scratch_key_, EncodeInt64(spent_delta));
     }
     if (unreported_delta != 0) {
-      batch.Merge(cfs_[kCountersCf],
-                  CounterKey(target.budget, target.instance,
-                             charge.period_start, kUnreportedCounter),
+      AssignCounterKey(target.budget, target.instance, charge.period_start,
+                       kUnreportedCounter, scratch_key_);
+      batch.Merge(cfs_[kCountersCf], scratch_key_,
                   EncodeInt64(unreported_delta));
     }
   }
@@ -1880,7 +1893,7 @@ absl::StatusOr<SettleResult> RocksLedger::Settle(
     scratch_value_.assign(stored.data(), stored.size());
     AppendOutcome(scratch_value_, HoldRecord::STATE_SETTLED, cost_nanos,
                   settled_at_micros, expired);
-    rocksdb::WriteBatch batch;
+    rocksdb::WriteBatch batch(kCallBatchReservedBytes);
     MergeCounters(batch, hold, spent_delta, unreported_delta);
     MergeSideCounters(batch, side_counters);
     const UsageDeltaLog::Guard usage_logged =  // kept until the Write returned

@@ -54,13 +54,20 @@ std::shared_ptr<const policy::CompiledPolicy> Compile(
 class DeciderTest : public ::testing::Test {
  protected:
   void SetUp() override {
+    policies_ = std::make_unique<PolicyRegistry>(Compile("reject"));
+    ASSERT_NO_FATAL_FAILURE(OpenLedgerAndDecider());
+  }
+
+  // (Re)opens the ledger in dir_ and a Decider over it and policies_.
+  void OpenLedgerAndDecider() {
+    decider_.reset();
+    ledger_.reset();
     storage::RocksLedgerOptions options;
     options.path = dir_.path();
     options.sync = storage::SyncMode::kNone;
     auto ledger = storage::OpenRocksLedger(options);
     ASSERT_TRUE(ledger.ok()) << ledger.status();
     ledger_ = *std::move(ledger);
-    policies_ = std::make_unique<PolicyRegistry>(Compile("reject"));
     decider_ = std::make_unique<Decider>(ledger_.get(), policies_.get(),
                                          &clock_, DeciderOptions{});
   }
@@ -241,16 +248,7 @@ TEST_F(DeciderTest, RestartRestoresThePoolSlotsReadingOnlyTheCallsThatTookOne) {
   ASSERT_EQ(open_with_slot.size(), 10u);
   ASSERT_EQ(ledger_->open_holds(), open);
 
-  decider_.reset();
-  ledger_.reset();
-  storage::RocksLedgerOptions options;
-  options.path = dir_.path();
-  options.sync = storage::SyncMode::kNone;
-  auto reopened = storage::OpenRocksLedger(options);
-  ASSERT_TRUE(reopened.ok()) << reopened.status();
-  ledger_ = *std::move(reopened);
-  decider_ = std::make_unique<Decider>(ledger_.get(), policies_.get(), &clock_,
-                                       DeciderOptions{});
+  ASSERT_NO_FATAL_FAILURE(OpenLedgerAndDecider());
   ASSERT_TRUE(decider_->RestoreInFlight().ok());
   EXPECT_EQ(decider_->pools().in_flight("gpt41-slots"), in_flight);
   EXPECT_EQ(ledger_->open_holds(), open);

@@ -252,23 +252,27 @@ std::optional<RateDenial> RateLimiter::AcquireInto(
     if (locked[i]) shards_[i].mu.Lock();
   }
 
-  // Start every counter's cache misses before waiting on the first.
+  // Start every counter's cache misses before waiting on the first: the
+  // prefetch brings the control bytes, and the finds, in a loop of their
+  // own, leave the CPU free to load the slots of all of them at once.
   for (const Item& item : items) {
     Shard& s = shards_[item.shard];
     s.mu.AssertHeld();
     s.counters.prefetch(item.key);
   }
-  std::optional<RateDenial> denial;
   for (Item& item : items) {
     Shard& s = shards_[item.shard];
     s.mu.AssertHeld();
     auto it = s.counters.find(item.key, item.hash);
+    if (it != s.counters.end()) item.buckets = &it->second;
+  }
+  std::optional<RateDenial> denial;
+  for (Item& item : items) {
     int64_t used_requests = 0, used_tokens = 0;
     absl::Span<const Bucket> live;
     const int64_t current = item.bucket - item.scope->base_index;
-    if (it != s.counters.end()) {
-      Buckets& buckets = it->second;
-      item.buckets = &buckets;
+    if (item.buckets != nullptr) {
+      Buckets& buckets = *item.buckets;
       // Callers read the clock before they take the lock, so a call may
       // arrive here with a time a little before one already counted: keep
       // a window's worth of sub-buckets beyond the oldest this call counts.

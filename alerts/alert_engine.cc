@@ -488,6 +488,7 @@ absl::StatusOr<std::vector<AlertEntry>> AlertEngine::EvaluateOnce(
     absl::MutexLock pass_lock(&pass_mu_);
     std::shared_ptr<const policy::CompiledPolicy> active = policy_();
     if (active != nullptr) {
+      if (options_.before_pass) options_.before_pass(now);
       Pass pass(this, std::move(active), now);
       absl::Status status = pass.Run();
       // What fired before an error is stored: tell the listeners anyway.

@@ -66,6 +66,10 @@ struct AlertEngineOptions {
   // the thread's scheduling priority there, so that passes yield the CPU to
   // Check and Report).
   std::function<void()> on_thread_start;
+  // Called at the start of every pass, with the time the pass reads, before
+  // it reads anything; may be empty. bursard refreshes the KPI figures the
+  // passes read there, all of them in one read, as often as passes run.
+  std::function<void(absl::Time now)> before_pass;
 };
 
 class AlertEngine {

@@ -291,6 +291,31 @@ TEST_F(AlertEngineTest, HourOverHourSpikeFiresAndSteadyTrafficDoesNot) {
   EXPECT_THAT(Pass(), ElementsAre("spend-hour-over-hour budget:team"));
 }
 
+TEST_F(AlertEngineTest, BeforePassRunsAtThePassTimeBeforeKpisAreRead) {
+  policy_ = Compile("alerting: { budget_thresholds: false }\n");
+  SetBudget("team", storage::Period::kMonth, 100'000 * kUsd);
+  Spend(1 * kUsd);
+  std::vector<absl::Time> refreshed_at;
+  engine_ = std::make_unique<AlertEngine>(
+      storage_.ledger.get(), storage_.alerts.get(), [this] { return policy_; },
+      [this] { return now_; }, kpis_.get(),
+      AlertEngineOptions{.before_pass = [&](absl::Time now) {
+        refreshed_at.push_back(now);
+        // What a refresh finds: a spike, which this pass must see.
+        policy::KpiFigures figures;
+        figures.spend_nanos = 10 * kUsd;
+        figures.requests = 1000;
+        kpis_->Set("team", policy::KpiWindow::kPreviousHour, figures);
+        figures.spend_nanos = 20 * kUsd;
+        kpis_->Set("team", policy::KpiWindow::kLastHour, figures);
+      }});
+  EXPECT_THAT(Pass(), ElementsAre("spend-hour-over-hour budget:team"));
+  EXPECT_THAT(refreshed_at, ElementsAre(now_));
+  now_ += absl::Seconds(5);
+  EXPECT_THAT(Pass(), IsEmpty());
+  EXPECT_THAT(refreshed_at, ElementsAre(now_ - absl::Seconds(5), now_));
+}
+
 TEST_F(AlertEngineTest, TwentyFourHourKpiAlerts) {
   policy_ = Compile("alerting: { budget_thresholds: false }\n");
   SetBudget("team", storage::Period::kMonth, 100'000 * kUsd);

@@ -1,5 +1,7 @@
 #include "alerts/alert_engine.h"
 
+#include <pthread.h>
+
 #include <algorithm>
 #include <cmath>
 #include <optional>
@@ -531,6 +533,7 @@ void AlertEngine::Wake() {
 }
 
 void AlertEngine::Loop() {
+  pthread_setname_np(pthread_self(), "alert-engine");
   if (options_.on_thread_start) options_.on_thread_start();
   absl::Time last_start = absl::InfinitePast();
   while (true) {

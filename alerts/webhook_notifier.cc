@@ -2,6 +2,7 @@
 
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <pthread.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -301,7 +302,10 @@ class WebhookNotifier::Worker {
         clock_(std::move(clock)),
         capacity_(capacity),
         outbox_(outbox) {
-    thread_ = std::thread([this] { Run(); });
+    thread_ = std::thread([this] {
+      pthread_setname_np(pthread_self(), "webhook-sender");
+      Run();
+    });
   }
   ~Worker() { Stop(); }
 

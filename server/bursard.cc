@@ -804,6 +804,7 @@ int Run() {
 
   absl::Notification stopping;
   std::thread expirer([&] {
+    pthread_setname_np(pthread_self(), "expirer");
     LowerThisThreadsPriority();
     const absl::Duration expiry_interval =
         std::max(absl::GetFlag(FLAGS_expiry_interval), absl::Milliseconds(1));

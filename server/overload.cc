@@ -1,5 +1,7 @@
 #include "server/overload.h"
 
+#include <pthread.h>
+
 #include "absl/strings/str_cat.h"
 
 namespace bursar::server {
@@ -38,6 +40,7 @@ void CallGate::Run(absl::AnyInvocable<void() &&> work) {
 }
 
 void CallGate::Work() {
+  pthread_setname_np(pthread_self(), "gate-worker");
   while (true) {
     absl::AnyInvocable<void() &&> work;
     {

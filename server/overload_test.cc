@@ -5,6 +5,8 @@
 
 #include "server/overload.h"
 
+#include <pthread.h>
+
 #include <memory>
 #include <string>
 #include <thread>
@@ -80,8 +82,12 @@ TEST(CallGateTest, OneCallRunsInlineAtATimeAndTheNextGoesToAWorker) {
   });
   first_running.WaitForNotification();
   // The inline place is taken: this one is handed to a worker.
+  std::string second_thread_name;
   gate.Run([&] {
     second = std::this_thread::get_id();
+    char name[16] = {};
+    pthread_getname_np(pthread_self(), name, sizeof(name));
+    second_thread_name = name;
     second_done.Notify();
   });
   second_done.WaitForNotification();
@@ -93,6 +99,8 @@ TEST(CallGateTest, OneCallRunsInlineAtATimeAndTheNextGoesToAWorker) {
   EXPECT_EQ(first, other_id);
   EXPECT_NE(second, caller);
   EXPECT_NE(second, other_id);
+  // Named, so that `top -H` and perf tell the calls' threads apart.
+  EXPECT_EQ(second_thread_name, "gate-worker");
   EXPECT_EQ(third, caller);
 }
 

@@ -1,5 +1,7 @@
 #include "storage/usage_rocks_store.h"
 
+#include <pthread.h>
+
 #include <algorithm>
 #include <atomic>
 #include <map>
@@ -503,6 +505,7 @@ class RocksUsageStore final : public UsageStore {
     if (options_.fold_interval > absl::ZeroDuration() &&
         options_.fold_interval < absl::InfiniteDuration()) {
       folder_ = std::thread([this] {
+        pthread_setname_np(pthread_self(), "usage-fold");
         while (!stop_.WaitForNotificationWithTimeout(options_.fold_interval)) {
           // A failed fold leaves its records in the log; the next one (or
           // a read) takes them.

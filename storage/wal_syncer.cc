@@ -1,5 +1,7 @@
 #include "storage/wal_syncer.h"
 
+#include <pthread.h>
+
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
@@ -8,7 +10,10 @@
 namespace bursar::storage {
 
 WalSyncer::WalSyncer(rocksdb::DB* db, absl::Duration window)
-    : db_(db), window_(window), thread_([this] { Run(); }) {}
+    : db_(db), window_(window), thread_([this] {
+        pthread_setname_np(pthread_self(), "wal-syncer");
+        Run();
+      }) {}
 
 WalSyncer::~WalSyncer() {
   {

@@ -1,6 +1,7 @@
 #include "server/http/http_server.h"
 
 #include <httplib.h>
+#include <pthread.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -306,6 +307,7 @@ absl::Status HttpServer::Start(absl::string_view address) {
   httplib::Server* raw = server_.get();
   listener_exited_ = std::make_shared<std::atomic<bool>>(false);
   listener_ = std::thread([raw, exited = listener_exited_] {
+    pthread_setname_np(pthread_self(), "http-server");
     raw->listen_after_bind();
     exited->store(true);
   });

@@ -594,9 +594,8 @@ int Run() {
           .on_thread_start = LowerThisThreadsPriority,
           .before_pass =
               [&alert_kpis, alert_interval](absl::Time now) {
-                alert_kpis.Refresh(
-                    now, /*idle=*/std::max(absl::Minutes(1),
-                                           2 * alert_interval));
+                alert_kpis.Refresh(now, /*idle=*/std::max(absl::Minutes(1),
+                                                          2 * alert_interval));
               }});
   alert_engine.AddListener(&alert_hub);
   alert_engine.AddListener(&webhook_notifier);

@@ -139,13 +139,14 @@ absl::Status RocksDatabase::OpenDb() {
   // and flushes fold their operands, so the operands are left to
   // accumulate.
   counter_options.max_successive_merges = 0;
+  // Usage rows are merged into only by the background fold (decision 022),
+  // once per fold per row. Their operands are left to accumulate too: the
+  // seek per Merge made each fold batch hold RocksDB's write queue for
+  // milliseconds, with every Check and Report waiting behind it (decision
+  // 028), while the reads that merge the operands are the KPI refreshes:
+  // once a second for what Checks read, once a pass for the alerts.
   rocksdb::ColumnFamilyOptions usage_options = counter_options;
   usage_options.merge_operator = NewCounterMergeOperator(kUsageCounterSetKind);
-  // Usage rows are merged into only by the background fold (decision 022),
-  // once per fold per row, and read every second by the KPI refresh: there
-  // the seek per Merge is cheaper than reading ever longer operand lists
-  // (up to 600 a minute per busy row between flushes).
-  usage_options.max_successive_merges = 16;
 
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
   for (int i = 0; i < kNumCfs; ++i) {

@@ -420,7 +420,9 @@ bool DecodeUsageRecord(absl::string_view in, UsageUpdate* update) {
 // Records one fold's batch takes at most; more are folded in several
 // batches. A batch is one RocksDB write: while its few hundred memtable
 // inserts run, the Checks and Reports writing after it wait in RocksDB's
-// write queue, so a small batch keeps that wait well under a millisecond.
+// write queue, so the bound keeps that wait near a millisecond. Batches of
+// 8 or 16 records were measured worse (decision 028): each batch queues,
+// and the Checks wait behind more of them.
 constexpr uint64_t kMaxRecordsPerFold = 64;
 // A read folds first when more records than this wait (else it adds them
 // in memory): reads then decode at most this many records plus those in

@@ -11,7 +11,6 @@
 #include <sys/prctl.h>
 
 #include <algorithm>
-#include <cmath>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -24,6 +23,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
 #include "bench/load/load_generator.h"
+#include "bench/load/saturation.h"
 #include "bursar/v1/admin.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
 
@@ -65,7 +65,9 @@ ABSL_FLAG(bool, find_saturation, false,
           "Ramp the rate from --rate (×--ramp_factor per step) until a step "
           "is not sustained, refine between the last sustained and the first "
           "unsustained rate, then measure the last sustained rate "
-          "--repeats times.");
+          "--repeats times; unless most of those runs are sustained, step "
+          "down by half a ramp step and measure again "
+          "(bench/load/saturation.h).");
 ABSL_FLAG(double, ramp_factor, 1.5, "Rate multiplier per ramp step.");
 ABSL_FLAG(int, refine_steps, 3, "Bisection steps (geometric) after the ramp.");
 ABSL_FLAG(absl::Duration, sustained_p99, absl::Milliseconds(50),
@@ -305,62 +307,32 @@ int Main() {
     return 0;
   }
 
-  // A step counts as unsustained only if it fails twice: one noisy second
-  // on a shared 2-core machine must not end the ramp.
-  int step = 0;
-  auto sustained = [&](double r) {
-    for (int attempt = 0; attempt < 2; ++attempt) {
-      const RunResult result = generator.Run(r, warmup, duration);
-      const std::string why = NotSustained(result, max_p99);
-      PrintRun(absl::StrFormat("step %d%s", ++step, attempt ? " (retry)" : ""),
-               result);
-      std::printf("  → %s\n", why.empty() ? "sustained" : why.c_str());
-      if (why.empty()) return true;
-    }
-    return false;
-  };
-  const double factor = std::max(1.05, absl::GetFlag(FLAGS_ramp_factor));
-  double good = 0;
-  double bad = 0;
-  for (double r = rate; r <= 1e7; r *= factor) {
-    if (!sustained(r)) {
-      bad = r;
-      break;
-    }
-    good = r;
-  }
-  if (good == 0) {
-    // Even the first rate was too much: step down.
-    for (double r = rate / 2; r >= 10; r /= 2) {
-      if (sustained(r)) {
-        good = r;
-        break;
-      }
-      bad = r;
-    }
-  }
-  if (good == 0) {
+  // Every run, in the order FindSaturation ran them.
+  std::vector<RunResult> runs;
+  const SaturationResult found = FindSaturation(
+      SaturationOptions{
+          .start_rate = rate,
+          .ramp_factor = absl::GetFlag(FLAGS_ramp_factor),
+          .refine_steps = absl::GetFlag(FLAGS_refine_steps),
+          .repeats = repeats,
+      },
+      [&](double r, absl::string_view run_label) {
+        runs.push_back(generator.Run(r, warmup, duration));
+        const std::string why = NotSustained(runs.back(), max_p99);
+        PrintRun(std::string(run_label), runs.back());
+        std::printf("  → %s\n", why.empty() ? "sustained" : why.c_str());
+        return why.empty();
+      });
+  if (found.rate == 0) {
     std::printf("RESULT label=%s mode=saturation failed=1\n",
                 label.empty() ? "-" : label.c_str());
     return 1;
   }
-  for (int i = 0; bad > 0 && i < absl::GetFlag(FLAGS_refine_steps); ++i) {
-    const double mid = std::sqrt(good * bad);
-    if (sustained(mid)) {
-      good = mid;
-    } else {
-      bad = mid;
-    }
-  }
-  std::vector<RunResult> runs;
-  int sustained_runs = 0;
-  for (int i = 0; i < repeats; ++i) {
-    runs.push_back(generator.Run(good, warmup, duration));
-    const std::string why = NotSustained(runs.back(), max_p99);
-    if (why.empty()) ++sustained_runs;
-    PrintRun(absl::StrFormat("saturation %d/%d", i + 1, repeats), runs.back());
-    std::printf("  → %s\n", why.empty() ? "sustained" : why.c_str());
-  }
+  std::vector<RunResult> repeat_runs;
+  for (int i : found.repeat_runs) repeat_runs.push_back(runs[i]);
+  const double good = found.rate;
+  const double bad = found.next_tried;
+  const int sustained_runs = found.sustained_repeats;
   std::printf(
       "saturation: %.0f Checks/s sustained (next tried: %.0f); %d of %d "
       "repeat runs sustained\n",
@@ -369,7 +341,7 @@ int Main() {
       "RESULT label=%s mode=saturation sustained_runs=%d %s "
       "calls_started=%lld\n",
       label.empty() ? "-" : label.c_str(), sustained_runs,
-      ResultFields(runs).c_str(),
+      ResultFields(repeat_runs).c_str(),
       static_cast<long long>(generator.calls_started()));
   return 0;
 }
